@@ -1,0 +1,96 @@
+"""Ranking stage: the one interface every recommender implements (implicit's RecommenderBase idea).
+
+A recommender scores queries against the whole catalog; `recommend` turns scores into top-k with
+exclusions and an allow-mask, so every implementation ranks, pads and excludes the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Query:
+    """Who we recommend for: a known user, a history of item indices, profile text, or nothing."""
+
+    user_idx: int = -1  # -1: cold or anonymous
+    history: np.ndarray = field(default_factory=lambda: _EMPTY)  # item_idx, oldest -> newest
+    profile_text: str | None = None
+
+    @property
+    def is_known(self) -> bool:
+        return self.user_idx >= 0
+
+
+class Recommender(ABC):
+    """Scores (n_queries, n_items); recommend() = score + exclude + top-k, shared by all."""
+
+    n_items: int
+
+    @abstractmethod
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        """(n, n_items) float32 scores; -inf where this recommender cannot score."""
+
+    @abstractmethod
+    def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items most like item_idx (itself excluded): item_idx (k,), scores (k,)."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> Recommender: ...
+
+    def recommend(
+        self,
+        queries: Sequence[Query],
+        k: int,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k per query. Returns item_idx (n, k) int64 padded with -1 and scores (n, k) float32
+        padded with -inf. `exclude[i]` are item indices never returned for query i; `allowed` is a
+        bool mask (n_items,) of items that may be returned."""
+        scores = np.array(self.score(queries), dtype=np.float32, copy=True)  # (n, n_items)
+        apply_exclusions(scores, exclude, allowed)
+        return top_k(scores, k)
+
+
+def apply_exclusions(
+    scores: np.ndarray, exclude: Sequence[np.ndarray] | None, allowed: np.ndarray | None
+) -> None:
+    """Set excluded and disallowed items to -inf in place. scores: (n, n_items)."""
+    if allowed is not None:
+        scores[:, ~np.asarray(allowed, dtype=bool)] = -np.inf
+    if exclude is not None:
+        for row, items in enumerate(exclude):
+            items = np.asarray(items, dtype=np.int64)
+            items = items[(items >= 0) & (items < scores.shape[1])]
+            scores[row, items] = -np.inf
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best k columns per row, descending, ties broken by lower item_idx; -inf entries become -1."""
+    n, n_items = scores.shape
+    kk = min(k, n_items)
+    if kk == 0:
+        return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32)
+    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]  # (n, kk) unordered
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)  # score desc, then item_idx asc
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    val = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    idx[~np.isfinite(val)] = -1
+    val[~np.isfinite(val)] = -np.inf
+    if kk < k:  # catalog smaller than k
+        idx = np.pad(idx, ((0, 0), (0, k - kk)), constant_values=-1)
+        val = np.pad(val, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+    return idx, val

@@ -1,0 +1,150 @@
+"""Tracking: the only module in recsys/ that imports mlflow (lazily, never at import time).
+
+Stages receive a `Tracker` and call log_params / log_metrics / log_artifact / set_tags on it; tests
+and library users who do not track pass `NullTracker()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+DEFAULT_DIR_ENV = "RECSYS_MLFLOW_DIR"  # where the default sqlite store lives, default ./mlflow
+
+
+class Tracker(Protocol):
+    run_id: str | None
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+
+
+class NullTracker:
+    """Records nothing; keeps the last values so callers and tests can look at them."""
+
+    run_id: str | None = None
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.metrics: dict[str, list[tuple[int | None, float]]] = {}
+        self.tags: dict[str, Any] = {}
+        self.artifacts: list[str] = []
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.metrics.setdefault(key, []).append((step, float(value)))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.artifacts.append(str(path))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.tags.update(tags)
+
+
+def default_store_dir() -> Path:
+    return Path(os.environ.get(DEFAULT_DIR_ENV, "mlflow")).resolve()
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else a sqlite store under ./mlflow (or $RECSYS_MLFLOW_DIR)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{default_store_dir() / 'mlflow.db'}"
+
+
+def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+class MlflowTracker:
+    """A Tracker writing to one MLflow run."""
+
+    def __init__(self, client: Any, run_id: str):
+        self._client = client
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        import mlflow.entities
+
+        flat = _flat(params)
+        batch = [mlflow.entities.Param(k, v) for k, v in flat.items()]
+        for start in range(0, len(batch), 100):
+            self._client.log_batch(self.run_id, params=batch[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self._client.log_metric(self.run_id, key, float(value), step=step or 0)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self._client.set_tag(self.run_id, key, str(value))
+
+
+def client():
+    """An MlflowClient on tracking_uri(); creates the default store directory when it is used."""
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in os.environ:
+        default_store_dir().mkdir(parents=True, exist_ok=True)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(mlflow_client: Any, name: str) -> str:
+    """Get or create an experiment; with the default store, artifacts go under ./mlflow/artifacts."""
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in os.environ:
+        location = (default_store_dir() / "artifacts").as_uri()
+    return mlflow_client.create_experiment(name, artifact_location=location)
+
+
+@contextmanager
+def start_run(
+    experiment: str,
+    run_name: str,
+    parent: MlflowTracker | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Iterator[MlflowTracker]:
+    """Open a run (nested under `parent` when given); FINISHED on exit, FAILED on an exception."""
+    mlflow_client = parent._client if parent is not None else client()
+    run_tags = dict(tags or {})
+    if parent is not None:
+        run_tags["mlflow.parentRunId"] = parent.run_id
+    run = mlflow_client.create_run(
+        experiment_id(mlflow_client, experiment),
+        run_name=run_name,
+        tags={k: str(v) for k, v in run_tags.items()},
+    )
+    tracker = MlflowTracker(mlflow_client, run.info.run_id)
+    try:
+        yield tracker
+    except BaseException:
+        mlflow_client.set_terminated(tracker.run_id, status="FAILED")
+        raise
+    mlflow_client.set_terminated(tracker.run_id, status="FINISHED")

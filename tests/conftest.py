@@ -1,0 +1,18 @@
+"""Shared test set-up: offline, few threads, temp work and MLflow directories per test."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path, monkeypatch):
+    """Every test gets its own work directory and MLflow store; nothing leaks into the repo."""
+    monkeypatch.setenv("RECSYS_WORKDIR", str(tmp_path / "var"))
+    monkeypatch.setenv("RECSYS_MLFLOW_DIR", str(tmp_path / "mlflow"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
