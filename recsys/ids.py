@@ -1,4 +1,4 @@
-"""Id maps: external string ids <-> contiguous int indices, built once and saved with every model."""
+"""Id maps: external string ids <-> contiguous int indices, built once, saved with every model."""
 
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def client():
 
 
 def experiment_id(mlflow_client: Any, name: str) -> str:
-    """Get or create an experiment; with the default store, artifacts go under ./mlflow/artifacts."""
+    """Get or create an experiment; the default store keeps artifacts under ./mlflow/artifacts."""
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id

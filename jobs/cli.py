@@ -1,0 +1,54 @@
+"""The `recsys` command: one sub-command per job module, each with --help and --config.
+
+It lives in jobs/ rather than recsys/: it dispatches to jobs, and the library never imports jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from recsys import __version__
+
+# (command, module under jobs/, one-line help). A command is listed only once it works.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("data", "jobs.data", "validate a data directory or print its statistics"),
+]
+
+USER_ERROR_NAMES = {"DataValidationError", "ConfigError", "FileNotFoundError", "BundleError"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description="Recommendations from interactions and text: BERT two-tower + LightFM, "
+        "FAISS, MLflow, a REST API.",
+    )
+    parser.add_argument("--version", action="version", version=f"recsys {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # user-facing errors print cleanly; anything else keeps its traceback
+        if type(exc).__name__ in USER_ERROR_NAMES or isinstance(exc, FileNotFoundError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

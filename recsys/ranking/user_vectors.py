@@ -1,0 +1,91 @@
+"""Ranking stage: user encoders for the content recommender — queries + item vectors -> user vectors.
+
+A user encoder is any callable `(queries, item_vectors (n_items, dim)) -> (n, dim)` whose rows are
+L2-normalised, or all zero when the query gives nothing to encode. Encoders that can be rebuilt
+from JSON carry a `spec` dict; `ContentRecommender.save` records it so `load` re-attaches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from recsys.ranking.base import Query
+
+
+class UserEncoder(Protocol):
+    def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray: ...
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows; all-zero rows stay zero (nothing to encode). (n, dim) float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # (n, 1)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+class HistoryMeanEncoder:
+    """The zero-shot user tower: mean of the item vectors of the last `last_n` history items.
+
+    Profile text is ignored (this encoder has no text model); a query with no usable history
+    encodes to the zero vector.
+    """
+
+    def __init__(self, last_n: int = 20):
+        if last_n < 1:
+            raise ValueError(f"HistoryMeanEncoder: last_n must be >= 1, found {last_n}")
+        self.last_n = int(last_n)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "history_mean", "last_n": self.last_n}
+
+    def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray:
+        n_items, dim = item_vectors.shape
+        out = np.zeros((len(queries), dim), dtype=np.float32)  # (n, dim)
+        for row, query in enumerate(queries):
+            history = np.asarray(query.history, dtype=np.int64)
+            history = history[(history >= 0) & (history < n_items)][-self.last_n :]
+            if history.size:
+                out[row] = item_vectors[history].mean(axis=0)
+        return normalize_rows(out)
+
+
+class TowerUserEncoder:
+    """Adapts a trained TwoTowerEncoder (recsys.encoder) to the user-encoder call shape.
+
+    `directory` is where the encoder is saved; it is recorded (relative to the recommender's own
+    directory) so a bundle can be loaded without pickle.
+    """
+
+    def __init__(self, encoder: Any, directory: str | Path | None = None):
+        self.encoder = encoder
+        self.directory = None if directory is None else Path(directory)
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        if self.directory is None:
+            return None
+        return {"kind": "two_tower", "dir": str(self.directory)}
+
+    def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray:
+        vectors = self.encoder.encode_users(list(queries), item_vectors)  # (n, dim)
+        return normalize_rows(np.asarray(vectors, dtype=np.float32))
+
+
+def encoder_from_spec(spec: dict[str, Any], base_dir: Path) -> Callable[..., np.ndarray]:
+    """Rebuild a user encoder recorded by `spec`; relative encoder paths start at `base_dir`."""
+    kind = spec.get("kind")
+    if kind == "history_mean":
+        return HistoryMeanEncoder(int(spec.get("last_n", 20)))
+    if kind == "two_tower":
+        from recsys.encoder import TwoTowerEncoder  # heavy (torch): only when a tower is used
+
+        directory = (Path(base_dir) / spec["dir"]).resolve()
+        return TowerUserEncoder(TwoTowerEncoder.load(directory), directory)
+    raise ValueError(
+        f"{base_dir}: unknown user encoder kind {kind!r}; expected 'history_mean' or 'two_tower'"
+    )
