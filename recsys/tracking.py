@@ -148,3 +148,45 @@ def start_run(
         mlflow_client.set_terminated(tracker.run_id, status="FAILED")
         raise
     mlflow_client.set_terminated(tracker.run_id, status="FINISHED")
+
+
+def register_bundle(
+    tracker: MlflowTracker, model_name: str, bundle_version: str, bundle_path: Path, alias: str
+) -> str:
+    """Register a published bundle as a version of `model_name` and point `alias` at it.
+
+    The run must already hold the bundle's manifest under the artifact path "bundle"; the model
+    version's source is that run artifact, and tags name the bundle version and its location.
+    Returns the registry version number.
+    """
+    import mlflow.exceptions
+
+    mlflow_client = tracker._client
+    try:
+        mlflow_client.create_registered_model(model_name)
+    except mlflow.exceptions.MlflowException as exc:
+        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise
+    version = mlflow_client.create_model_version(
+        model_name,
+        source=f"runs:/{tracker.run_id}/bundle",
+        run_id=tracker.run_id,
+        tags={"bundle_version": bundle_version, "bundle_path": str(bundle_path)},
+    )
+    mlflow_client.set_registered_model_alias(model_name, alias, version.version)
+    return str(version.version)
+
+
+def set_alias(model_name: str, alias: str, registry_version: str) -> None:
+    client().set_registered_model_alias(model_name, alias, registry_version)
+
+
+def bundle_for_alias(model_name: str, alias: str) -> tuple[str, str] | None:
+    """(bundle_version, bundle_path) behind a registered-model alias, or None when unset."""
+    import mlflow.exceptions
+
+    try:
+        version = client().get_model_version_by_alias(model_name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return version.tags.get("bundle_version", ""), version.tags.get("bundle_path", "")

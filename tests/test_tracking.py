@@ -1,7 +1,6 @@
 """Tracking: a run logged to a temp sqlite store is read back through the MLflow client."""
 
 import mlflow
-
 from recsys import tracking
 
 
@@ -40,3 +39,19 @@ def test_null_tracker_records():
     tracker = tracking.NullTracker()
     tracker.log_metrics({"a": 1}, step=0)
     assert tracker.metrics == {"a": [(0, 1.0)]}
+
+
+def test_register_bundle_and_aliases(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"version": "v1"}')
+    with tracking.start_run("exp", "publish") as run:
+        run.log_artifact(manifest, "bundle")
+        first = tracking.register_bundle(run, "recsys-test", "v1", tmp_path / "v1", "champion")
+    with tracking.start_run("exp", "publish") as run:
+        run.log_artifact(manifest, "bundle")
+        second = tracking.register_bundle(run, "recsys-test", "v2", tmp_path / "v2", "challenger")
+    assert (first, second) == ("1", "2")
+    assert tracking.bundle_for_alias("recsys-test", "champion") == ("v1", str(tmp_path / "v1"))
+    tracking.set_alias("recsys-test", "champion", second)
+    assert tracking.bundle_for_alias("recsys-test", "champion")[0] == "v2"
+    assert tracking.bundle_for_alias("recsys-test", "nope") is None
