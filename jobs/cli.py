@@ -15,9 +15,16 @@ from recsys import __version__
 # (command, module under jobs/, one-line help). A command is listed only once it works.
 COMMANDS: list[tuple[str, str, str]] = [
     ("data", "jobs.data", "validate a data directory or print its statistics"),
+    ("nightly", "jobs.nightly", "the main job: train, evaluate, gate and publish a bundle"),
 ]
 
-USER_ERROR_NAMES = {"DataValidationError", "ConfigError", "FileNotFoundError", "BundleError"}
+USER_ERROR_NAMES = {
+    "DataValidationError",
+    "ConfigError",
+    "BundleError",
+    "LockedError",
+    "EncoderLoadError",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -129,6 +129,7 @@ class EvalConfig(_Section):
     bootstrap: int = Field(1000, ge=100)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     correction: Literal["holm", "bonferroni", "none"] = "holm"
+    test: Literal["ttest", "wilcoxon"] = "ttest"  # paired test behind the verdict (both reported)
     min_lift: float = 0.0  # relative lift B/A a promotion needs
     seed: int = 0
 

@@ -1,7 +1,7 @@
-"""Data stage: the topic vocabularies the synthetic sample generator (recsys.data.sample) draws from.
+"""Data stage: the topic vocabularies that the sample generator (recsys.data.sample) draws from.
 
-Pure data, no logic. Each topic has its own words; GENERIC_* words are shared by every topic, so
-item text carries noise as well as signal, as real catalogs do.
+Pure data. 16 topics x 3 subtopics, each subtopic with its own nouns; the GENERIC_* words and the
+templates are shared by every topic, so item text carries noise as well as signal.
 """
 
 from __future__ import annotations
@@ -10,124 +10,173 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Subtopic:
+    name: str  # the sub-category label, e.g. "Baking"
+    nouns: tuple[str, ...]
+    interest: str  # how a user describes this taste in a profile
+
+
+@dataclass(frozen=True)
 class Topic:
     name: str  # the top-level category label, e.g. "Cooking"
     kinds: tuple[str, ...]  # what an item of this topic is: "cookbook", "album", ...
     audience: tuple[str, ...]
-    subcategories: tuple[str, ...]
     adjectives: tuple[str, ...]
-    nouns: tuple[str, ...]
-    interests: tuple[str, ...]  # how users describe the taste in their profile
+    subtopics: tuple[Subtopic, ...]  # exactly SUBTOPICS_PER_TOPIC (tested)
 
 
-def _topic(name: str, kinds: str, audience: str, subs: str, adjs: str, nouns: str, likes: str):
-    def split(text: str) -> tuple[str, ...]:
-        return tuple(part.strip() for part in text.split(";"))
+SUBTOPICS_PER_TOPIC = 3
 
-    return Topic(name, split(kinds), split(audience), split(subs), split(adjs), split(nouns),
-                 split(likes))  # fmt: skip
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(";"))
+
+
+def _topic(name: str, kinds: str, audience: str, adjectives: str, *subtopics: str) -> Topic:
+    """Each subtopic is written "Name: noun; noun; ... = what a user would call it"."""
+    subs = []
+    for spec in subtopics:
+        label, rest = spec.split(":", 1)
+        nouns, interest = rest.split("=")
+        subs.append(Subtopic(label.strip(), _split(nouns), interest.strip()))
+    return Topic(name, _split(kinds), _split(audience), _split(adjectives), tuple(subs))
 
 
 # fmt: off
 TOPICS: tuple[Topic, ...] = (
-    _topic("Cooking", "cookbook; recipe collection; cooking course",
-           "home cooks; busy families", "Recipes; Weeknight Meals; Regional Cuisine",
+    _topic("Cooking", "cookbook; recipe collection; cooking course", "home cooks; busy families",
            "slow-cooked; spicy; rustic; seasonal; smoky; homemade",
-           "braise; risotto; curry; broth; spice blend; skillet; dumplings; stir-fry; pantry; "
-           "noodles; roast chicken; knife skills; stew; marinade",
-           "cooking at home; trying new recipes; spicy food; making dumplings from scratch"),
+           "Baking: sourdough; pastry; croissants; layer cake; bread dough; pie crust; cookies"
+           " = baking bread",
+           "Asian Cuisine: dumplings; ramen; curry; stir-fry; kimchi; dim sum; noodles"
+           " = spicy Asian food",
+           "Grilling: barbecue; brisket; smoker; marinade; grilled vegetables; ribs; charcoal"
+           " = barbecue and grilling"),
     _topic("Hiking", "trail guide; field guide; hiking handbook",
-           "weekend hikers; backpackers", "Trails; Backpacking; Mountains",
-           "alpine; rugged; remote; scenic; high-altitude; wild",
-           "trail; summit; ridge; backpack; switchbacks; campsite; trailhead; canyon; boots; "
-           "waterfall; pass; wilderness; tent; map and compass",
-           "long mountain hikes; backpacking trips; camping under the stars; trail running"),
-    _topic("Jazz", "album; live recording; jazz anthology",
-           "jazz fans; late-night listeners", "Bebop; Vocal Jazz; Big Band",
+           "weekend hikers; outdoor families",
+           "alpine; rugged; remote; scenic; wild; misty",
+           "Day Hikes: trail; waterfall; trailhead; picnic; forest loop; viewpoint; boots"
+           " = day hikes in the forest",
+           "Backpacking: backpack; tent; campsite; water filter; thru-hike; sleeping bag;"
+           " camp stove = long backpacking trips",
+           "Mountaineering: summit; ridge; crampons; glacier; ice axe; rope team; high pass"
+           " = climbing mountains"),
+    _topic("Jazz", "album; live recording; jazz anthology", "jazz fans; late-night listeners",
            "smoky; swinging; cool; improvised; bluesy; late-night",
-           "saxophone; trumpet; quartet; standards; bebop; swing; upright bass; piano trio; "
-           "ballads; big band; club set; brushes; solo; groove",
-           "jazz records; saxophone solos; live jazz clubs; bebop and swing"),
-    _topic("Science Fiction", "novel; short story collection; space opera",
-           "sci-fi readers; fans of big ideas", "Space Opera; Cyberpunk; Time Travel",
+           "Bebop: saxophone; quartet; bebop; solo; upright bass; chord changes; trumpet"
+           " = bebop and saxophone solos",
+           "Vocal Jazz: ballads; singer; standards; torch songs; scat; piano trio; love songs"
+           " = jazz singers",
+           "Big Band: swing; horn section; orchestra; dance hall; trombone; arrangements; brass"
+           " = swing and big band music"),
+    _topic("Science Fiction", "novel; short story collection; novella",
+           "sci-fi readers; fans of big ideas",
            "interstellar; dystopian; galactic; futuristic; alien; uncanny",
-           "starship; colony; android; wormhole; empire; first contact; time machine; "
-           "artificial intelligence; generation ship; mars; cyborg; galaxy; robots; exoplanet",
-           "science fiction novels; space opera; stories about robots and AI; time travel"),
+           "Space Opera: starship; empire; galaxy; fleet; exoplanet; first contact; colony"
+           " = space opera",
+           "Cyberpunk: android; hackers; megacity; implants; artificial intelligence; cyborg; neon"
+           " = cyberpunk stories",
+           "Time Travel: time machine; paradox; timeline; future; past; alternate history; loop"
+           " = time travel novels"),
     _topic("Gardening", "gardening guide; planting handbook; garden journal",
-           "gardeners; allotment growers", "Vegetables; Flowers; Houseplants",
-           "lush; organic; blooming; perennial; shady; fragrant",
-           "tomatoes; compost; seedlings; raised beds; roses; pruning; soil; herbs; bulbs; "
-           "greenhouse; succulents; mulch; orchard; vegetable patch",
-           "gardening; growing vegetables; houseplants; composting"),
+           "gardeners; allotment growers", "lush; organic; blooming; shady; fragrant; thriving",
+           "Vegetables: tomatoes; compost; raised beds; seedlings; potatoes; allotment;"
+           " vegetable patch = growing vegetables",
+           "Flowers: roses; bulbs; tulips; pruning; perennials; borders; dahlias"
+           " = flower gardens",
+           "Houseplants: succulents; ferns; pots; orchids; repotting; cuttings; terrarium"
+           " = houseplants"),
     _topic("Photography", "photo book; photography course; camera guide",
-           "photographers; hobbyist shooters", "Landscape; Portrait; Street Photography",
+           "photographers; hobbyist shooters",
            "luminous; candid; monochrome; cinematic; sharp; golden-hour",
-           "lens; aperture; exposure; portraits; film camera; darkroom; composition; tripod; "
-           "street scenes; light; shutter speed; prints; landscapes; black and white",
-           "photography; film cameras; street photography; taking portraits"),
-    _topic("History", "history book; biography; documentary",
-           "history buffs; curious readers", "Ancient History; Wars; Biography",
-           "ancient; medieval; imperial; forgotten; revolutionary; epic",
-           "empire; dynasty; castle; revolution; archive; pharaoh; crusade; kingdom; battle; "
-           "trade routes; cathedral; rome; silk road; emperor",
-           "history; ancient Rome; medieval castles; biographies of great leaders"),
+           "Landscape: landscapes; tripod; wide-angle lens; sunrise; long exposure; mountains;"
+           " filters = landscape photography",
+           "Portrait: portraits; studio lighting; faces; headshots; softbox; models; 85mm lens"
+           " = taking portraits",
+           "Street Photography: street scenes; candid moments; city streets; film camera;"
+           " black and white; crowds; alleys = street photography"),
+    _topic("History", "history book; biography; documentary", "history buffs; curious readers",
+           "ancient; imperial; forgotten; revolutionary; epic; turbulent",
+           "Ancient History: pharaoh; rome; pyramids; senate; gladiators; greek city-states;"
+           " emperor = ancient Rome and Egypt",
+           "Medieval: castle; knights; crusade; cathedral; plague; kingdom; monastery"
+           " = medieval castles",
+           "World Wars: trenches; battle; resistance; generals; home front; treaties; submarine"
+           " = the world wars"),
     _topic("Fitness", "workout program; training plan; fitness guide",
-           "athletes; beginners getting in shape", "Strength; Running; Yoga",
+           "athletes; beginners getting in shape",
            "intense; functional; explosive; steady; mindful; lean",
-           "squats; kettlebell; marathon; mobility; intervals; core; deadlift; yoga flow; "
-           "endurance; stretching; sprints; protein; recovery; push-ups",
-           "working out; running marathons; strength training; yoga"),
-    _topic("Travel", "travel guide; travelogue; city guide",
-           "travellers; backpackers on a budget", "City Breaks; Road Trips; Islands",
+           "Strength: squats; deadlift; kettlebell; barbell; protein; push-ups; muscle"
+           " = strength training",
+           "Running: marathon; intervals; sprints; trail runs; pace; 10k; running shoes"
+           " = running marathons",
+           "Yoga: yoga flow; stretching; breathing; mobility; meditation; poses; balance = yoga"),
+    _topic("Travel", "travel guide; travelogue; city guide", "travellers; backpackers on a budget",
            "sunny; hidden; bustling; coastal; faraway; unforgettable",
-           "island; road trip; old town; harbour; street food; train journey; beach; "
-           "passport; market; hostel; lagoon; border crossing; capital; villages",
-           "travelling; road trips; exploring new cities; island hopping"),
+           "City Breaks: old town; museums; cafes; metro; capital; boutique hotel; markets"
+           " = city breaks",
+           "Road Trips: road trip; highway; camper van; motel; national park; gas station; route"
+           " = road trips",
+           "Islands: island; beach; lagoon; snorkelling; ferry; coral reef; hammock"
+           " = island hopping"),
     _topic("Programming", "programming book; coding course; developer handbook",
-           "developers; students learning to code", "Python; Web Development; Algorithms",
+           "developers; students learning to code",
            "scalable; concurrent; functional; clean; typed; open-source",
-           "python; compiler; algorithms; database; unit tests; api; refactoring; rust; "
-           "data structures; web server; debugging; git; concurrency; machine learning",
-           "programming; writing Python; open-source software; learning algorithms"),
+           "Python: python; pandas; notebooks; scripts; packaging; type hints; data analysis"
+           " = writing Python",
+           "Web Development: web server; javascript; css; api; frontend; databases; react"
+           " = web development",
+           "Algorithms: algorithms; data structures; graphs; sorting; dynamic programming;"
+           " complexity; trees = algorithms and puzzles"),
     _topic("Astronomy", "astronomy guide; star atlas; science documentary",
-           "stargazers; amateur astronomers", "Stargazing; Planets; Cosmology",
-           "cosmic; celestial; distant; luminous; dark-sky; stellar",
-           "telescope; nebula; constellations; black hole; comet; eclipse; moon; saturn; "
-           "supernova; galaxies; observatory; meteor shower; star chart; big bang",
-           "stargazing; my telescope; astronomy; watching meteor showers"),
-    _topic("Painting", "art book; painting course; sketchbook guide",
-           "painters; art lovers", "Watercolour; Oil Painting; Art History",
+           "stargazers; amateur astronomers", "cosmic; celestial; distant; dark-sky; stellar; vast",
+           "Stargazing: telescope; constellations; star chart; meteor shower; dark skies;"
+           " binoculars; moon = stargazing with my telescope",
+           "Planets: saturn; mars; jupiter; rovers; moons; solar system; rings = the planets",
+           "Cosmology: black hole; big bang; dark matter; galaxies; supernova; quasars; gravity"
+           " = cosmology and black holes"),
+    _topic("Painting", "art book; painting course; sketchbook guide", "painters; art lovers",
            "vivid; impressionist; abstract; delicate; bold; expressive",
-           "watercolour; canvas; brushwork; palette; oil paint; still life; portrait; "
-           "colour theory; gallery; sketching; acrylics; easel; landscape painting; pigments",
-           "painting; watercolours; visiting art galleries; sketching outdoors"),
+           "Watercolour: watercolour; washes; paper; brushes; botanical; pigments; sketchbook"
+           " = watercolours",
+           "Oil Painting: oil paint; canvas; palette knife; impasto; still life; easel; glazes"
+           " = oil painting",
+           "Art History: renaissance; impressionists; museums; masterpieces; frescoes; galleries;"
+           " old masters = visiting art galleries"),
     _topic("Mystery", "mystery novel; crime thriller; detective series",
-           "crime readers; puzzle lovers", "Detective; Noir; Cozy Mystery",
-           "gripping; chilling; twisty; noir; suspenseful; cunning",
-           "detective; murder; alibi; inspector; suspect; clues; poison; locked room; "
-           "heist; witness; manor house; cold case; confession; private eye",
-           "mystery novels; detective stories; crime thrillers; whodunits"),
+           "crime readers; puzzle lovers",
+           "gripping; chilling; twisty; suspenseful; cunning; shadowy",
+           "Detective: detective; inspector; clues; alibi; suspect; interrogation; case file"
+           " = detective novels",
+           "Noir: private eye; gangsters; rain-soaked city; femme fatale; bourbon; corruption;"
+           " nightclub = noir crime",
+           "Cozy Mystery: village; tea shop; amateur sleuth; manor house; poison; cats; bakery"
+           " = cozy mysteries"),
     _topic("Personal Finance", "money guide; finance course; investing handbook",
-           "savers; first-time investors", "Investing; Budgeting; Retirement",
-           "frugal; steady; long-term; passive; disciplined; debt-free",
-           "budget; index funds; savings; pension; mortgage; compound interest; stocks; "
-           "emergency fund; taxes; dividends; side hustle; portfolio; credit score; frugality",
-           "personal finance; investing in index funds; budgeting; saving for retirement"),
+           "savers; first-time investors", "frugal; steady; long-term; passive; disciplined; smart",
+           "Investing: index funds; stocks; dividends; portfolio; bonds; market crash;"
+           " compound interest = investing in index funds",
+           "Budgeting: budget; savings; debt; frugality; spreadsheets; credit card; side hustle"
+           " = budgeting",
+           "Retirement: pension; retirement account; annuities; early retirement; withdrawal rate;"
+           " estate; taxes = planning for retirement"),
     _topic("Woodworking", "woodworking manual; project book; workshop course",
-           "woodworkers; DIY makers", "Furniture; Carving; Hand Tools",
-           "handcrafted; sturdy; reclaimed; oak; joinery-rich; heirloom",
-           "chisel; dovetail; workbench; lathe; hand plane; walnut; cabinet; sawdust; "
-           "joinery; spoon carving; table saw; finish; chair; bookshelf",
-           "woodworking; building furniture; carving spoons; my home workshop"),
+           "woodworkers; DIY makers", "handcrafted; sturdy; reclaimed; oak; heirloom; rustic",
+           "Furniture: table; chair; cabinet; bookshelf; joinery; walnut; workbench"
+           " = building furniture",
+           "Carving: spoon carving; whittling; carving knife; green wood; bowls; relief carving;"
+           " basswood = carving spoons",
+           "Hand Tools: chisel; hand plane; dovetail saw; sharpening; marking gauge; mallet;"
+           " hand saw = hand tools"),
     _topic("Birdwatching", "bird guide; field notebook; nature documentary",
-           "birders; nature lovers", "Songbirds; Birds of Prey; Wetlands",
-           "feathered; migratory; rare; wetland; dawn; elusive",
-           "warbler; binoculars; owl; heron; migration; nest; birdsong; hawk; wetlands; "
-           "field marks; woodpecker; feeders; estuary; flock",
-           "birdwatching; spotting rare birds; birdsong at dawn; nature walks"),
+           "birders; nature lovers", "feathered; migratory; rare; elusive; dawn; graceful",
+           "Songbirds: warbler; birdsong; finches; feeders; robin; dawn chorus; nest box"
+           " = songbirds at dawn",
+           "Birds of Prey: hawk; owl; falcon; eagle; talons; hunting; soaring = birds of prey",
+           "Wetlands: heron; wetlands; ducks; estuary; waders; marsh; kingfisher"
+           " = wetland birds"),
 )
-
+# fmt: off
 GENERIC_TITLE_SUFFIXES: tuple[str, ...] = (
     "Handbook", "Basics", "Stories", "Notes", "Companion", "Essentials", "Journal", "Collection",
     "Masterclass", "Unplugged", "Revisited", "Diaries",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -42,17 +42,21 @@ def parse_timestamps(values: pl.Series) -> pl.Series:
 def _parse_strings(values: pl.Series) -> pl.Series:
     text = values.str.strip_chars()
     is_epoch = text.str.contains(_EPOCH_PATTERN).fill_null(False)
-    as_float = text.cast(pl.Float64, strict=False).floor().cast(pl.Int64, strict=False)
-    epoch = as_float.zip_with(is_epoch, pl.Series([None] * len(text), dtype=pl.Int64))
-    iso_text = text.str.replace(r"Z$", "+00:00")
-    parsed = [epoch]
+    as_int = text.cast(pl.Float64, strict=False).floor().cast(pl.Int64, strict=False)
+    epoch = as_int.zip_with(is_epoch, pl.Series([None] * len(text), dtype=pl.Int64))
+    todo = (~is_epoch & text.is_not_null()).arg_true()  # only these need the ISO formats
+    if todo.len() == 0:
+        return epoch.alias(values.name)
+    iso_text = text.gather(todo).str.replace(r"Z$", "+00:00")
+    parsed = []
     for fmt, has_zone in _ISO_FORMATS:
         as_dt = iso_text.str.to_datetime(
             fmt, strict=False, time_unit="us", time_zone="UTC" if has_zone else None
         )
         parsed.append(as_dt.dt.epoch("s").cast(pl.Int64))
     frame = pl.DataFrame({f"p{i}": p for i, p in enumerate(parsed)})
-    return frame.select(pl.coalesce(frame.columns).alias(values.name)).to_series()
+    iso = frame.select(pl.coalesce(frame.columns)).to_series()
+    return epoch.scatter(todo, iso).alias(values.name)
 
 
 def parse_time(value: str | int | float) -> int:
@@ -68,5 +72,5 @@ def parse_time(value: str | int | float) -> int:
 
 def format_time(epoch_seconds: int) -> str:
     """ISO-8601 UTC text for epoch seconds, e.g. '2021-03-01T00:00:00Z'."""
-    moment = datetime.fromtimestamp(int(epoch_seconds), tz=timezone.utc)
+    moment = datetime.fromtimestamp(int(epoch_seconds), tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from recsys.data.errors import DataValidationError
 from recsys.data.raw import SOURCE_ROW, RawTable, RawTables
 from recsys.data.timestamps import parse_timestamps
 from recsys.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT
@@ -13,21 +14,18 @@ from recsys.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT
 SHOW_ROWS = 5  # offending rows quoted in a message
 
 
-class DataValidationError(ValueError):
-    """Input data that cannot be used; the message says what was expected, found, and where."""
-
-
-def rows_error(table: RawTable, column: str, problem: str, bad: pl.DataFrame) -> DataValidationError:
+def rows_error(
+    table: RawTable, column: str, problem: str, bad: pl.DataFrame
+) -> DataValidationError:
     """An error quoting the first offending rows of `bad` (columns SOURCE_ROW and `column`)."""
-    total = bad.height
     shown = bad.sort(SOURCE_ROW).head(SHOW_ROWS)
     quoted = ", ".join(
-        f"{row} ({value!r})" for row, value in zip(shown[SOURCE_ROW], shown[column], strict=True)
+        f"row {row} {value!r}" for row, value in zip(shown[SOURCE_ROW], shown[column], strict=True)
     )
-    more = f", ... ({total} rows in all)" if total > SHOW_ROWS else f" ({total} in all)"
+    first = f"first {SHOW_ROWS}" if bad.height > SHOW_ROWS else "rows"
     return DataValidationError(
-        f"{table.path}: column {table.label(column)}: {problem}; "
-        f"rows (1-based data rows) with values: {quoted}{more}"
+        f"{table.path}: column {table.label(column)}: {problem} in {bad.height} row(s); "
+        f"{first} (1-based data rows): {quoted}"
     )
 
 
@@ -65,7 +63,9 @@ def check_known_items(interactions: RawTable, items: RawTable) -> None:
     )
     if unknown.height:
         raise rows_error(
-            interactions, ITEM_ID, f"expected item ids listed in {items.path}, found unknown ids",
+            interactions,
+            ITEM_ID,
+            f"expected item ids listed in {items.path}, found unknown ids",
             unknown,
         )
 
@@ -74,12 +74,11 @@ def checked_timestamps(table: RawTable) -> pl.Series:
     """The TIMESTAMP column as Int64 epoch seconds; error quoting unparseable values."""
     raw = table.frame[TIMESTAMP]
     parsed = parse_timestamps(raw)
-    bad = table.frame.select(SOURCE_ROW, raw.cast(pl.Utf8, strict=False)).filter(
-        parsed.is_null()
-    )
+    bad = table.frame.select(SOURCE_ROW, raw.cast(pl.Utf8, strict=False)).filter(parsed.is_null())
     if bad.height:
         raise rows_error(
-            table, TIMESTAMP,
+            table,
+            TIMESTAMP,
             "expected epoch seconds or ISO-8601 (e.g. 2021-03-01T12:00:00Z), found other values",
             bad,
         )

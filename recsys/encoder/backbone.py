@@ -46,7 +46,7 @@ def resolve_model_path(name: str) -> str:
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
-            raise BackboneError(f"model directory {local} has no config.json; expected a saved model")
+            raise BackboneError(f"{local} has no config.json; expected a saved model directory")
         return str(local.resolve())
     if local.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
         raise BackboneError(f"model directory not found: {name}")
@@ -96,7 +96,7 @@ def load_backbone(name: str, device: str = "cpu") -> tuple[Any, torch.nn.Module]
 
 
 def pick_device(setting: str) -> str:
-    """"auto" -> "cuda" when available else "cpu"; "cpu" / "cuda[:n]" are checked and returned."""
+    """ "auto" -> "cuda" when available else "cpu"; "cpu" / "cuda[:n]" are checked and returned."""
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if setting == "cpu":

@@ -147,15 +147,19 @@ def _flatten_relevant(
         raise ValueError(
             f"relevant: expected one array per ranked row ({n_users}), found {len(relevant)}"
         )
-    lists = [np.unique(np.asarray(r, dtype=np.int64).ravel()) for r in relevant]
+    lists = [np.asarray(r).ravel() for r in relevant]
     sizes = np.fromiter((x.size for x in lists), dtype=np.int64, count=n_users)
     if n_users and sizes.min() == 0:
         empty = np.flatnonzero(sizes == 0)[:5].tolist()
         raise ValueError(f"relevant: every user needs >= 1 held-out item; empty for rows {empty}")
-    items = np.concatenate(lists) if lists else np.zeros(0, dtype=np.int64)
+    items = np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, dtype=np.int64)
     if items.size and items.min() < 0:
-        raise ValueError(f"relevant: item_idx must be >= 0, found {items.min()}")
-    return items, np.repeat(np.arange(n_users), sizes)
+        bad = int(np.repeat(np.arange(n_users), sizes)[np.argmin(items)])
+        raise ValueError(f"relevant: item_idx must be >= 0, found {items.min()} for row {bad}")
+    users = np.repeat(np.arange(n_users, dtype=np.int64), sizes)  # (m,)
+    width = int(items.max(initial=0)) + 1
+    pairs = np.unique(users * width + items)  # (m',) distinct (user, item), sorted by user
+    return pairs % width, pairs // width
 
 
 def _row_membership(ranked: np.ndarray, items: np.ndarray, users: np.ndarray) -> np.ndarray:
@@ -163,8 +167,10 @@ def _row_membership(ranked: np.ndarray, items: np.ndarray, users: np.ndarray) ->
     width = int(max(ranked.max(initial=0), items.max(initial=0))) + 2
     rows = np.arange(ranked.shape[0], dtype=np.int64)[:, None]  # (n, 1)
     keys = rows * width + (ranked.astype(np.int64) + 1)  # (n, k); +1 keeps -1 apart from item 0
-    wanted = users.astype(np.int64) * width + (items.astype(np.int64) + 1)
-    return np.isin(keys, wanted) & (ranked >= 0)
+    wanted = np.sort(users.astype(np.int64) * width + (items.astype(np.int64) + 1))  # (m,)
+    pos = np.searchsorted(wanted, keys).clip(max=max(wanted.size - 1, 0))  # (n, k)
+    found = wanted[pos] == keys if wanted.size else np.zeros(keys.shape, dtype=bool)
+    return found & (ranked >= 0)
 
 
 def _first_occurrence(ranked: np.ndarray) -> np.ndarray:

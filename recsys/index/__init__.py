@@ -1,1 +1,5 @@
-"""Stage: index."""
+"""Index stage: FAISS VectorIndex over item vectors (see recsys/index/faiss_index.py)."""
+
+from recsys.index.faiss_index import VectorIndex, build, resolve_factory
+
+__all__ = ["VectorIndex", "build", "resolve_factory"]

@@ -85,6 +85,13 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32)
     part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]  # (n, kk) unordered
     part_scores = np.take_along_axis(scores, part, axis=1)
+    # argpartition picks arbitrary members of a tie at the k-th score; redo those rows so the
+    # lowest item_idx win (a -inf boundary does not matter: those entries become -1).
+    kth = part_scores.min(axis=1)  # (n,)
+    tied = (scores == kth[:, None]).sum(axis=1) > (part_scores == kth[:, None]).sum(axis=1)
+    for row in np.flatnonzero(tied & np.isfinite(kth)):
+        part[row] = np.argsort(-scores[row], kind="stable")[:kk]
+        part_scores[row] = scores[row, part[row]]
     order = np.lexsort((part, -part_scores), axis=1)  # score desc, then item_idx asc
     idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
     val = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)

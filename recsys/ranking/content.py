@@ -1,7 +1,7 @@
 """Ranking stage: the content recommender — item-tower vectors + a user encoder (+ FAISS) -> top-k.
 
 Reads item vectors (n_items, dim), optional precomputed user vectors and an optional VectorIndex;
-writes item_vectors.npy, user_vectors.npy and content.json (plus index/ when there is an index).
+writes item_vectors.npy, user_vectors.npy, content.json (and items.faiss when there is an index).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from recsys.ranking.user_vectors import encoder_from_spec, normalize_rows
 
 UserEncoderFn = Callable[[Sequence[Query], np.ndarray], np.ndarray]
 _META = "content.json"
+_INDEX = "items.faiss"
 
 
 class ContentRecommender(Recommender):
@@ -40,7 +41,7 @@ class ContentRecommender(Recommender):
     ):
         item_vectors = np.asarray(item_vectors, dtype=np.float32)
         if item_vectors.ndim != 2:
-            raise ValueError(f"item_vectors: expected (n_items, dim), found shape {item_vectors.shape}")
+            raise ValueError(f"item_vectors: expected (n_items, dim), found {item_vectors.shape}")
         dim = item_vectors.shape[1]
         if known_user_vectors is not None:
             known_user_vectors = np.asarray(known_user_vectors, dtype=np.float32)
@@ -138,7 +139,7 @@ class ContentRecommender(Recommender):
         if self.known_user_vectors is not None:
             np.save(directory / "user_vectors.npy", self.known_user_vectors)
         if self.index is not None:
-            self.index.save(directory / "index")
+            self.index.save(directory / _INDEX)
         meta = {
             "n_items": self.n_items,
             "dim": self.dim,
@@ -149,9 +150,7 @@ class ContentRecommender(Recommender):
         (directory / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(
-        cls, directory: Path, user_encoder: UserEncoderFn | None = None
-    ) -> ContentRecommender:
+    def load(cls, directory: Path, user_encoder: UserEncoderFn | None = None) -> ContentRecommender:
         """Load vectors (and index); re-attach `user_encoder`, or rebuild the recorded one."""
         directory = Path(directory)
         meta_path = directory / _META
@@ -175,9 +174,9 @@ class ContentRecommender(Recommender):
             user_encoder = encoder_from_spec(meta["user_encoder"], directory)
         index = None
         if meta.get("has_index"):
-            from recsys.index import VectorIndex
+            from recsys.index.faiss_index import VectorIndex
 
-            index = VectorIndex.load(directory / "index")
+            index = VectorIndex.load(directory / _INDEX)
         return cls(item_vectors, user_encoder, index, known, meta.get("exact_max_items", 100_000))
 
 

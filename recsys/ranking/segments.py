@@ -35,7 +35,8 @@ def segment_labels(bounds: Sequence[int]) -> list[str]:
 def segment_of(history_lengths: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
     """Segment number (index into segment_labels) of each history length. (n,) int64."""
     lengths = np.asarray(history_lengths, dtype=np.int64)
-    return np.searchsorted(np.asarray(bounds, dtype=np.int64), lengths, side="left").astype(np.int64)
+    bounds_arr = np.asarray(bounds, dtype=np.int64)
+    return np.searchsorted(bounds_arr, lengths, side="left").astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class SegmentWeights:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
         missing = {"bounds", "default"} - set(raw)
         if missing:
-            raise ValueError(f"{path}: missing keys {sorted(missing)}; expected SegmentWeights JSON")
+            raise ValueError(f"{path}: missing keys {sorted(missing)}; expected weights JSON")
         return cls(
             [int(b) for b in raw["bounds"]],
             {s: float(w) for s, w in raw["default"].items()},
@@ -120,12 +121,18 @@ class SegmentWeights:
         """Weights as params (`blend.weight.<segment>.<source>`), validation NDCG as metrics."""
         params = {f"{prefix}.weight.all.{s}": round(w, 4) for s, w in self.default.items()}
         for seg, weights in self.per_segment.items():
-            params.update({f"{prefix}.weight.{seg}.{s}": round(w, 4) for s, w in weights.items()})
+            key = _key(seg)
+            params.update({f"{prefix}.weight.{key}.{s}": round(w, 4) for s, w in weights.items()})
         tracker.log_params(params)
         metrics = {
-            f"{prefix}.valid_ndcg.{seg}": v
+            f"{prefix}.valid_ndcg.{_key(seg)}": v
             for seg, v in self.stats.get("ndcg", {}).items()
             if v is not None
         }
         if metrics:
             tracker.log_metrics(metrics)
+
+
+def _key(segment: str) -> str:
+    """MLflow keys allow no '+': "51+" -> "51plus"."""
+    return segment.replace("+", "plus")

@@ -1,4 +1,4 @@
-"""Ranking stage: user encoders for the content recommender — queries + item vectors -> user vectors.
+"""Ranking stage: user encoders of the content recommender — queries + item vectors -> user vectors.
 
 A user encoder is any callable `(queries, item_vectors (n_items, dim)) -> (n, dim)` whose rows are
 L2-normalised, or all zero when the query gives nothing to encode. Encoders that can be rebuilt
@@ -21,10 +21,14 @@ class UserEncoder(Protocol):
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows; all-zero rows stay zero (nothing to encode). (n, dim) float32."""
+    """L2-normalise rows; all-zero rows stay zero (nothing to encode). (n, dim) float32.
+
+    Rows already of unit length are kept bit for bit, so saving and loading normalised vectors
+    reproduces them exactly."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # (n, 1)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    unit = np.abs(norms - 1.0) < 1e-6
+    return np.divide(vectors, norms, out=vectors.copy(), where=(norms > 0) & ~unit)
 
 
 class HistoryMeanEncoder:
@@ -72,7 +76,7 @@ class TowerUserEncoder:
         return {"kind": "two_tower", "dir": str(self.directory)}
 
     def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray:
-        vectors = self.encoder.encode_users(list(queries), item_vectors)  # (n, dim)
+        vectors = self.encoder.encode_queries(list(queries), item_vectors)  # (n, dim)
         return normalize_rows(np.asarray(vectors, dtype=np.float32))
 
 
@@ -82,7 +86,7 @@ def encoder_from_spec(spec: dict[str, Any], base_dir: Path) -> Callable[..., np.
     if kind == "history_mean":
         return HistoryMeanEncoder(int(spec.get("last_n", 20)))
     if kind == "two_tower":
-        from recsys.encoder import TwoTowerEncoder  # heavy (torch): only when a tower is used
+        from recsys.encoder.model import TwoTowerEncoder  # torch: only when a tower is used
 
         directory = (Path(base_dir) / spec["dir"]).resolve()
         return TowerUserEncoder(TwoTowerEncoder.load(directory), directory)

@@ -1,0 +1,43 @@
+"""Job: `recsys nightly --data DIR` — the main job (see recsys.pipeline.nightly)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from jobs.common import add_common_arguments, config, setup_logging, workdir
+from recsys.pipeline.nightly import run_nightly
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="data directory (see README)")
+    parser.add_argument(
+        "--no-tracking", action="store_true", help="do not log to MLflow or register the bundle"
+    )
+    add_common_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.quiet)
+    result = run_nightly(
+        args.data,
+        config(args),
+        workdir(args),
+        say=lambda message: print(message, flush=True),
+        track=not args.no_tracking,
+        progress=not args.quiet,
+    )
+    print(f"run {result.run_key}: {result.message}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jobs.cli import main as cli_main
+
+    return cli_main(["nightly", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

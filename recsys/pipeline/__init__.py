@@ -1,0 +1,1 @@
+"""Pipeline: the nightly job's stages chained into resumable steps, gated publishing."""

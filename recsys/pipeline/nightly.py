@@ -1,0 +1,266 @@
+"""Pipeline: the nightly job — validate, split, train, embed, index, blend, evaluate against the
+champion, gate, publish atomically, register in MLflow, prune. Resumable and idempotent.
+
+State lives in the work directory: runs/<run key>/ (one per data + config fingerprint, with a
+step manifest per finished step), encoders/, cache/, bundles/, CURRENT / CHALLENGER pointers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys import bundle, tracking
+from recsys.config import PipelineConfig, config_hash
+from recsys.data.loaders import load_dataset
+from recsys.data.split import split_interactions
+from recsys.data.stats import dataset_stats
+from recsys.evaluation.compare import compare
+from recsys.evaluation.metrics import per_user_metrics
+from recsys.pipeline import stages
+from recsys.pipeline.fingerprint import data_fingerprint, run_key
+from recsys.pipeline.gate import decide
+from recsys.ranking.model import RecommenderModel
+from recsys.steps import StepRunner, WorkdirLock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NightlyResult:
+    run_key: str
+    published: str | None  # bundle version, None when nothing new was published
+    promoted: bool
+    message: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_nightly(
+    data_dir: Path,
+    config: PipelineConfig,
+    workdir: Path,
+    say: Callable[[str], None] = print,
+    track: bool = True,
+    progress: bool = True,
+) -> NightlyResult:
+    """The whole job under the work-directory lock. Raises on bad input before any publishing."""
+    workdir = Path(workdir)
+    with WorkdirLock(workdir), ExitStack() as stack:
+        data_hash = data_fingerprint(Path(data_dir))
+        key = run_key(data_hash, config)
+        run_dir = workdir / "runs" / key
+        runner = StepRunner(run_dir, progress=say)
+        published = runner.done("publish")
+        if published is not None:
+            version = published["result"]["version"]
+            message = f"nothing new: bundle {version} was already published from this data + config"
+            say(message)
+            return NightlyResult(key, None, False, message)
+        dataset = load_dataset(data_dir, config.data)  # raises DataValidationError: nothing runs
+        split = split_interactions(dataset.interactions, config.split)
+        parent = _parent_run(stack, track, config, key, data_hash)
+        ctx = stages.Context(dataset, split, config, workdir, run_dir, parent, progress)
+        ctx.run_id = parent.run_id
+
+        def step(name: str, fn: Callable[[stages.Context, Path], dict[str, Any]]) -> dict:
+            def body(out: Path) -> dict[str, Any]:
+                if not track:
+                    return fn(ctx, out)
+                with tracking.start_run(config.nightly.experiment, name, parent=parent) as child:
+                    ctx.tracker = child
+                    try:
+                        return fn(ctx, out)
+                    finally:
+                        ctx.tracker = parent
+
+            return runner.run(name, body)
+
+        step("validate", lambda c, out: dataset_stats(c.dataset))
+        step("split", lambda c, out: _split_counts(c))
+        if "text" in config.blend.sources:  # a collaborative-only config trains no encoder
+            encoder = step("encoder", stages.encoder_step)
+            parent.set_tags({"encoder_hash": encoder["encoder_hash"]})
+            step("embed", stages.embed_step)
+            index = step("index", stages.index_step)
+            parent.set_tags({"index_type": index["factory"], "ann_recall": index["recall_at_10"]})
+        step("collab", stages.collab_step)
+        step("blend", stages.blend_step)
+        evaluation = step("evaluate", evaluate_step)
+        gate = step("gate", lambda c, out: gate_step(c, evaluation))
+        result = step("publish", lambda c, out: publish_step(c, key, data_hash, evaluation, gate))
+        if track:
+            step("register", lambda c, out: register_step(c, parent, result, gate))
+        step(
+            "prune", lambda c, out: {"removed": bundle.prune(workdir, config.nightly.keep_bundles)}
+        )
+        verb = "promoted to champion" if gate["promote"] else "published as challenger (held)"
+        message = f"bundle {result['version']} {verb}: " + "; ".join(gate["reasons"])
+        say(message)
+        steps = [
+            {"step": r.name, "resumed": r.resumed, "seconds": round(r.seconds, 2)}
+            for r in runner.records
+        ]
+        return NightlyResult(key, result["version"], gate["promote"], message, steps)
+
+
+def _parent_run(stack: ExitStack, track: bool, config: PipelineConfig, key: str, data_hash: str):
+    if not track:
+        return tracking.NullTracker()
+    tags = {"run_key": key, "data_hash": data_hash, "config_hash": config_hash(config)}
+    parent = stack.enter_context(
+        tracking.start_run(config.nightly.experiment, "nightly", tags=tags)
+    )
+    parent.log_params(config.model_dump(mode="json"))
+    return parent
+
+
+def _split_counts(ctx: stages.Context) -> dict[str, int]:
+    return {
+        "train": ctx.split.train.height,
+        "valid": ctx.split.valid.height,
+        "test": ctx.split.test.height,
+    }
+
+
+def evaluate_step(ctx: stages.Context, out: Path) -> dict[str, Any]:
+    """Candidate and current champion rank the same held-out users; per-user metrics + report."""
+    k = ctx.config.eval.k
+    users, history, relevant_ids = stages.test_users(ctx)
+    item_map = ctx.dataset.item_map
+    relevant = [item_map.to_indices(r) for r in relevant_ids]
+
+    def metrics_of(model: RecommenderModel) -> dict[str, np.ndarray]:
+        ranked = model.rank_users(users, history, k)
+        matrix = np.full((len(users), k), -1, dtype=np.int64)
+        for row, ids in enumerate(ranked):
+            idx = item_map.to_indices(ids)
+            matrix[row, : idx.size] = idx
+        return per_user_metrics(matrix, relevant, k, ctx.config.eval.metrics)
+
+    candidate = metrics_of(stages.candidate_model(ctx))
+    champion_dir = bundle.current_bundle(ctx.workdir)
+    champion = None
+    if champion_dir is not None:
+        champion = metrics_of(RecommenderModel.load(champion_dir))
+    means = {name: float(v.mean()) for name, v in candidate.items()}
+    result: dict[str, Any] = {"users": len(users), "candidate": means, "champion": None}
+    for name, values in candidate.items():
+        ctx.tracker.log_metrics({f"candidate_{name}_at_{k}": float(values.mean())})
+    if champion is not None:
+        result["champion"] = {name: float(v.mean()) for name, v in champion.items()}
+        result["champion_version"] = bundle.read_pointer(ctx.workdir)
+        comparison = compare(champion, candidate, {}, ctx.config.eval, ("champion", "candidate"))
+        stages.save_json(out / "comparison.json", comparison.to_dict())
+        ctx.tracker.log_artifact(out / "comparison.json")
+    return result
+
+
+def gate_step(ctx: stages.Context, evaluation: dict[str, Any]) -> dict[str, Any]:
+    decision = decide(evaluation["candidate"], evaluation["champion"], ctx.config.gate)
+    ctx.tracker.log_metrics({"promoted": float(decision.promote)})
+    return decision.to_dict()
+
+
+def publish_step(
+    ctx: stages.Context, key: str, data_hash: str, evaluation: dict, gate: dict
+) -> dict[str, Any]:
+    """Copy the model into a staging directory, publish with one rename, move a pointer.
+
+    The version is derived from the run key, so a rerun after a crash between the rename and
+    this step's manifest finds its own bundle and only moves the pointer."""
+    existing = [m for m in bundle.list_bundles(ctx.workdir) if m.get("run_key") == key]
+    if existing:
+        version = existing[-1]["version"]
+    else:
+        version = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{key[:8]}"
+        fields = {
+            "run_key": key,
+            "data_hash": data_hash,
+            "config_hash": config_hash(ctx.config),
+            "mlflow_run_id": ctx.run_id,
+            "metrics": evaluation["candidate"],
+            "gate": gate,
+            **_describe(ctx),
+        }
+        with bundle.staging(ctx.workdir, version) as stage:
+            _copy_tree(ctx.step_dir("blend") / "model", stage)
+            stages.save_json(stage / "config.json", ctx.config.model_dump(mode="json"))
+            bundle.publish(stage, ctx.workdir, version, fields)
+    pointer = "CURRENT" if gate["promote"] else "CHALLENGER"
+    if bundle.read_pointer(ctx.workdir, pointer) != version:
+        bundle.set_pointer(ctx.workdir, version, pointer, reason="nightly gate")
+    return {"version": version, "pointer": pointer}
+
+
+def register_step(ctx: stages.Context, parent, result: dict, gate: dict) -> dict[str, Any]:
+    alias = "champion" if gate["promote"] else "challenger"
+    path = bundle.bundles_dir(ctx.workdir) / result["version"]
+    parent.log_artifact(path / bundle.MANIFEST, "bundle")
+    registry_version = tracking.register_bundle(
+        parent, ctx.config.nightly.registered_model, result["version"], path, alias
+    )
+    return {
+        "registered_model": ctx.config.nightly.registered_model,
+        "registry_version": registry_version,
+        "alias": alias,
+    }
+
+
+def _describe(ctx: stages.Context) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "item_count": ctx.dataset.n_items,
+        "user_count": ctx.dataset.n_users,
+        "sources": list(ctx.config.blend.sources),
+        "library_versions": _library_versions(),
+    }
+    if "text" in ctx.config.blend.sources:
+        encoder = stages.read_json(ctx.run_dir / "steps" / "encoder.json")["result"]
+        index = stages.read_json(ctx.run_dir / "steps" / "index.json")["result"]
+        vectors = np.load(ctx.step_dir("embed") / "item_vectors.npy", mmap_mode="r")
+        out.update(
+            encoder_name=ctx.config.encoder.model_name_or_path,
+            encoder_hash=encoder["encoder_hash"],
+            embedding_dim=int(vectors.shape[1]),
+            index_type=index["factory"],
+            ann_recall_at_10=index["recall_at_10"],
+        )
+    return out
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in (
+        "recsys",
+        "torch",
+        "transformers",
+        "faiss-cpu",
+        "lightfm-next",
+        "implicit",
+        "polars",
+        "numpy",
+        "mlflow",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    for path in sorted(source.rglob("*")):
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(path.read_bytes())

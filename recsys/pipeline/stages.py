@@ -1,0 +1,186 @@
+"""Pipeline: the nightly job's steps, each writing its outputs into its own step directory.
+
+Every function takes a `Context` and the step's output directory and returns a small JSON-able
+result for the step manifest. Heavy objects are re-read from the step directories, so a run that
+resumes after a crash continues from the files earlier steps left.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.config import PipelineConfig, config_hash
+from recsys.data.dataset import Dataset
+from recsys.data.split import Split
+from recsys.encoder.embed import EmbeddingCache, embed_texts
+from recsys.index.faiss_index import VectorIndex
+from recsys.pipeline import fit
+from recsys.ranking.collab import CollabRecommender
+from recsys.ranking.content import ContentRecommender
+from recsys.ranking.model import RecommenderModel, write_model_files
+from recsys.ranking.popularity import PopularityRecommender
+from recsys.ranking.user_vectors import TowerUserEncoder
+from recsys.schema import ITEM_ID, ITEM_IDX
+from recsys.text.documents import item_documents
+from recsys.tracking import NullTracker, Tracker
+
+ENCODER_DIR = "encoder"
+
+
+@dataclass
+class Context:
+    """What every step may read: the data, the split, config, work directory and tracker."""
+
+    dataset: Dataset
+    split: Split
+    config: PipelineConfig
+    workdir: Path
+    run_dir: Path
+    tracker: Tracker = field(default_factory=NullTracker)
+    progress: bool = True
+    run_id: str | None = None  # the nightly's parent MLflow run
+
+    def step_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+
+def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Train the two-tower encoder, or reuse the newest one when retraining is not yet due."""
+    from recsys.encoder.model import TwoTowerEncoder
+    from recsys.encoder.train import train_encoder
+
+    enc_config = ctx.config.encoder
+    key = config_hash(enc_config)
+    reusable = _reusable_encoder(ctx.workdir, key, enc_config.retrain_every_days)
+    if reusable is not None:
+        encoder = TwoTowerEncoder.load(reusable)
+        result = {"trained": False, "encoder_dir": str(reusable)}
+    else:
+        target = ctx.workdir / "encoders" / f"{time.strftime('%Y%m%dT%H%M%S')}-{key[:8]}"
+        trained = train_encoder(
+            ctx.dataset,
+            ctx.split,
+            enc_config,
+            ctx.config.text,
+            target,
+            tracker=ctx.tracker,
+            progress=ctx.progress,
+        )
+        (target / "trained.json").write_text(
+            json.dumps({"config_hash": key, "trained_at": time.time()}), encoding="utf-8"
+        )
+        encoder = trained.encoder
+        result = {"trained": True, "encoder_dir": str(target), "best_epoch": trained.best_epoch}
+    result["encoder_hash"] = encoder.encoder_hash
+    return result
+
+
+def _reusable_encoder(workdir: Path, key: str, every_days: int) -> Path | None:
+    """Newest encoder trained with the same encoder config less than `every_days` ago."""
+    if every_days <= 0:
+        return None
+    best = None
+    for marker in sorted((workdir / "encoders").glob("*/trained.json")):
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        fresh = time.time() - info["trained_at"] < every_days * 86400
+        if info["config_hash"] == key and fresh:
+            best = marker.parent
+    return best
+
+
+def load_encoder(ctx: Context):
+    from recsys.encoder.model import TwoTowerEncoder
+
+    done = json.loads((ctx.run_dir / "steps" / "encoder.json").read_text(encoding="utf-8"))
+    return TwoTowerEncoder.load(Path(done["result"]["encoder_dir"]))
+
+
+def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Item vectors through the item tower; unchanged texts come from the embedding cache."""
+    encoder = load_encoder(ctx)
+    documents = item_documents(ctx.dataset, ctx.config.text)
+    cache = EmbeddingCache(ctx.workdir / "cache" / "embeddings")
+    vectors, stats = embed_texts(documents, encoder.encode_items, encoder.encoder_hash, cache)
+    np.save(out / "item_vectors.npy", vectors)
+    ctx.tracker.log_metrics(stats.as_metrics())
+    return {"items": stats.total, "computed": stats.computed, "reused": stats.reused}
+
+
+def index_step(ctx: Context, out: Path) -> dict[str, Any]:
+    vectors = np.load(ctx.step_dir("embed") / "item_vectors.npy", allow_pickle=False)
+    index = VectorIndex.build(vectors, ctx.config.index, tracker=ctx.tracker)
+    index.save(out / "index.faiss")
+    recall = index.build_recall if index.build_recall is not None else 1.0
+    ctx.tracker.set_tags({"index_type": index.factory, "ann_recall_at_10": f"{recall:.4f}"})
+    return {"factory": index.factory, "recall_at_10": recall, "items": index.ntotal}
+
+
+def collab_step(ctx: Context, out: Path) -> dict[str, Any]:
+    model = fit.fit_collab(ctx.dataset, ctx.split.train, ctx.config)
+    model.save(out / "collab")
+    popularity = fit.fit_popularity(ctx.dataset, ctx.split.train)
+    popularity.save(out / "popularity")
+    return {"model": ctx.config.collab.model, "factors": ctx.config.collab.factors}
+
+
+def sources(ctx: Context, model_dir: Path) -> dict[str, Any]:
+    """The fitted sources, with the encoder copied inside model_dir so the bundle is whole."""
+    names = ctx.config.blend.sources
+    out: dict[str, Any] = {}
+    if "text" in names:
+        encoder = load_encoder(ctx)
+        encoder.save(model_dir / ENCODER_DIR)
+        vectors = np.load(ctx.step_dir("embed") / "item_vectors.npy", allow_pickle=False)
+        index = VectorIndex.load(ctx.step_dir("index") / "index.faiss", ctx.config.index)
+        user_encoder = TowerUserEncoder(encoder, model_dir / ENCODER_DIR)
+        out["text"] = ContentRecommender(
+            vectors, user_encoder, index, exact_max_items=ctx.config.index.exact_max_items
+        )
+    if "collab" in names:
+        out["collab"] = CollabRecommender.load(ctx.step_dir("collab") / "collab")
+    if "popularity" in names:
+        out["popularity"] = PopularityRecommender.load(ctx.step_dir("collab") / "popularity")
+    return out
+
+
+def blend_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Learn the per-segment weights and write the complete serving model (bundle contents)."""
+    model_dir = out / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # a half-written one from a crashed attempt
+    model_dir.mkdir(parents=True)
+    ranker = fit.fit_blend(sources(ctx, model_dir), ctx.dataset, ctx.split, ctx.config)
+    ranker.weights.log(ctx.tracker)
+    items = ctx.dataset.items.select([ITEM_IDX, ITEM_ID, *ctx.dataset.item_text_columns])
+    all_histories = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
+    write_model_files(model_dir, ranker, items, ctx.dataset.user_map, all_histories)
+    return {"weights": ranker.weights.to_dict()}
+
+
+def candidate_model(ctx: Context) -> RecommenderModel:
+    return RecommenderModel.load(ctx.step_dir("blend") / "model", verify_files=False)
+
+
+def test_users(ctx: Context) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Held-out users by external id: their history before the test part, and the test items."""
+    ds = ctx.dataset
+    held = fit.eval_set([ctx.split.train, ctx.split.valid], ctx.split.test, ds.n_users)
+    users = ds.user_map.to_ids(held.user_idx)
+    history = [ds.item_map.to_ids(q.history) for q in held.queries]
+    relevant = [ds.item_map.to_ids(r) for r in held.relevant]
+    return users, history, relevant
+
+
+def save_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

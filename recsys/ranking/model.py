@@ -1,0 +1,206 @@
+"""Ranking stage, serving side: a loaded bundle as one object answering by external ids.
+
+Reads a bundle directory (recsys.bundle): items.parquet, users.json, histories.npz, ranker/.
+Serving, batch recommendation and evaluation all go through this class, so they rank identically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.bundle import BundleError, read_manifest, verify
+from recsys.ids import IdMap
+from recsys.ranking.base import Query
+from recsys.ranking.blend import BlendedRanker
+from recsys.schema import ITEM_ID, ITEM_IDX
+
+ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
+    "items.parquet",
+    "users.json",
+    "histories.npz",
+    "ranker",
+)
+
+
+class RecommenderModel:
+    """A verified bundle: the blended ranker plus the id maps, item table and user histories."""
+
+    def __init__(
+        self,
+        ranker: BlendedRanker,
+        items: pl.DataFrame,
+        users: IdMap,
+        history_indptr: np.ndarray,
+        history_items: np.ndarray,
+        manifest: dict[str, Any],
+    ):
+        self.ranker = ranker
+        self.items = items
+        self.item_map = IdMap(items[ITEM_ID].to_list())
+        self.users = users
+        self._indptr = history_indptr  # (n_users + 1,)
+        self._history = history_items  # (n_interactions,) item_idx, oldest first per user
+        self.manifest = manifest
+        self.version: str = manifest.get("version", "")
+        self.filter_fields = [c for c in items.columns if c not in (ITEM_ID, ITEM_IDX)]
+        self._lowered = {c: items[c].fill_null("").str.to_lowercase() for c in self.filter_fields}
+
+    @classmethod
+    def load(cls, bundle_dir: Path, verify_files: bool = True) -> RecommenderModel:
+        """Verify every file's sha256 (unless told not to), then load. Raises BundleError."""
+        bundle_dir = Path(bundle_dir)
+        if verify_files:
+            manifest = verify(bundle_dir)
+        elif (bundle_dir / "manifest.json").is_file():
+            manifest = read_manifest(bundle_dir)
+        else:  # an unpublished model directory (the nightly evaluates it before publishing)
+            manifest = {"version": "candidate"}
+        try:
+            items = pl.read_parquet(bundle_dir / ITEMS_FILE)
+            users = IdMap.load(bundle_dir / USERS_FILE)
+            with np.load(bundle_dir / HISTORIES_FILE, allow_pickle=False) as npz:
+                indptr, history = npz["indptr"], npz["indices"]
+            ranker = BlendedRanker.load(bundle_dir / RANKER_DIR)
+        except BundleError:
+            raise
+        except Exception as exc:  # any unreadable part makes the whole bundle unusable
+            raise BundleError(f"{bundle_dir}: cannot load: {type(exc).__name__}: {exc}") from exc
+        if len(indptr) != len(users) + 1:
+            raise BundleError(
+                f"{bundle_dir / HISTORIES_FILE}: {len(indptr) - 1} histories for {len(users)} users"
+            )
+        return cls(ranker, items, users, indptr, history, manifest)
+
+    def warm_up(self) -> None:
+        """One request of each kind, so the first real request pays no lazy initialisation."""
+        first_user = self.users.to_id(0) if len(self.users) else None
+        self.recommend(user_id=first_user, k=5, explain=True)
+        self.recommend(k=5)
+        if len(self.item_map):
+            self.similar(self.item_map.to_id(0), k=5)
+
+    def has_user(self, user_id: str) -> bool:
+        return user_id in self.users
+
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self.item_map
+
+    def history(self, user_idx: int) -> np.ndarray:
+        return self._history[self._indptr[user_idx] : self._indptr[user_idx + 1]]
+
+    def allowed_mask(self, filters: Sequence[tuple[str, str]]) -> np.ndarray | None:
+        """Items whose `field` contains `value` (case-insensitive), all filters AND-ed."""
+        if not filters:
+            return None
+        mask = np.ones(len(self.item_map), dtype=bool)
+        for field, value in filters:
+            if field not in self._lowered:
+                raise ValueError(
+                    f"unknown filter field {field!r}; expected one of {self.filter_fields}"
+                )
+            hit = self._lowered[field].str.contains(value.lower(), literal=True).to_numpy()
+            mask &= hit
+        return mask
+
+    def query_for(
+        self, user_id: str | None, item_ids: Sequence[str], profile_text: str | None
+    ) -> tuple[Query, list[str]]:
+        """The Query for a request and the item ids it named that the bundle does not know."""
+        unknown = [i for i in item_ids if i not in self.item_map]
+        recent = np.array([self.item_map.to_idx(i) for i in item_ids if i in self.item_map])
+        user_idx = self.users.get_idx(user_id) if user_id is not None else -1
+        if user_idx >= 0:
+            history = self.history(user_idx)
+            if recent.size:
+                history = np.concatenate([history, recent.astype(np.int64)])
+            return Query(user_idx, history.astype(np.int64), profile_text), unknown
+        return Query(-1, recent.astype(np.int64), profile_text), unknown
+
+    def recommend(
+        self,
+        *,
+        user_id: str | None = None,
+        item_ids: Sequence[str] = (),
+        profile_text: str | None = None,
+        k: int = 10,
+        exclude: Sequence[str] = (),
+        filters: Sequence[tuple[str, str]] = (),
+        explain: bool = False,
+    ) -> dict[str, Any]:
+        """Top-k for one request; seen and excluded items are never returned."""
+        query, unknown = self.query_for(user_id, item_ids, profile_text)
+        excluded = np.concatenate([query.history, self.item_map.to_indices(exclude)]).astype(
+            np.int64
+        )
+        result = self.ranker.recommend_detailed(
+            [query], k, [excluded], self.allowed_mask(filters), explain=explain
+        )
+        items = []
+        for row in result.rows()[0]:
+            entry = {
+                "item_id": self.item_map.to_id(row["item_idx"]),
+                "score": row["score"],
+                "sources": {s: row["sources"].get(s) for s in ("text", "collab", "popularity")},
+            }
+            if explain:
+                because = row.get("because")
+                entry["because"] = None if because is None else self.item_map.to_id(because)
+            items.append(entry)
+        return {"path": result.path[0], "items": items, "unknown_item_ids": unknown}
+
+    def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
+        """Item-to-item; KeyError for an unknown item id."""
+        idx, scores = self.ranker.similar_items(self.item_map.to_idx(item_id), k)
+        return [
+            {"item_id": self.item_map.to_id(i), "score": float(s)}
+            for i, s in zip(idx, scores, strict=True)
+            if i >= 0
+        ]
+
+    def rank_users(
+        self, user_ids: Sequence[str], histories: Sequence[Sequence[str]], k: int
+    ) -> list[list[str]]:
+        """Batch top-k (evaluation and `recsys recommend`): each user's own history (given as
+        item ids) is the query and is excluded. Users unknown to the bundle take the cold path."""
+        queries, exclude = [], []
+        for user_id, history in zip(user_ids, histories, strict=True):
+            idx = self.item_map.to_indices(history)
+            idx = idx[idx >= 0]
+            queries.append(Query(self.users.get_idx(user_id), idx, None))
+            exclude.append(idx)
+        item_idx, _ = self.ranker.recommend(queries, k, exclude)
+        return [[self.item_map.to_id(i) for i in row if i >= 0] for row in item_idx]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "items": len(self.item_map),
+            "users": len(self.users),
+            "sources": self.ranker.names,
+            "metrics": self.manifest.get("metrics", {}),
+        }
+
+
+def write_model_files(
+    directory: Path,
+    ranker: BlendedRanker,
+    items: pl.DataFrame,
+    users: IdMap,
+    histories: list[np.ndarray],
+) -> None:
+    """The serving part of a bundle (the publisher adds the manifest)."""
+    directory = Path(directory)
+    items.write_parquet(directory / ITEMS_FILE)
+    users.save(directory / USERS_FILE)
+    indptr = np.zeros(len(histories) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(h) for h in histories])
+    flat = np.concatenate(histories) if histories else np.zeros(0)
+    np.savez(directory / HISTORIES_FILE, indptr=indptr, indices=flat.astype(np.int64))
+    ranker.save(directory / RANKER_DIR)
+    (directory / "model.json").write_text(json.dumps({"sources": ranker.names}), encoding="utf-8")
