@@ -16,6 +16,12 @@ from recsys import __version__
 COMMANDS: list[tuple[str, str, str]] = [
     ("data", "jobs.data", "validate a data directory or print its statistics"),
     ("nightly", "jobs.nightly", "the main job: train, evaluate, gate and publish a bundle"),
+    ("bundles", "jobs.bundles", "list published bundles, verify one, or roll back"),
+    ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
+    ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
+    ("embed", "jobs.stage", "run the pipeline up to embedding every item"),
+    ("build-index", "jobs.stage", "run the pipeline up to building the FAISS index"),
+    ("train-collab", "jobs.stage", "run the pipeline up to training the collaborative model"),
 ]
 
 USER_ERROR_NAMES = {

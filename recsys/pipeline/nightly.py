@@ -49,8 +49,12 @@ def run_nightly(
     say: Callable[[str], None] = print,
     track: bool = True,
     progress: bool = True,
+    until: str | None = None,
 ) -> NightlyResult:
-    """The whole job under the work-directory lock. Raises on bad input before any publishing."""
+    """The whole job under the work-directory lock. Raises on bad input before any publishing.
+
+    `until` stops after the named step (the stage commands: train-encoder, embed, ...); a later
+    full run reuses what it left."""
     workdir = Path(workdir)
     with WorkdirLock(workdir), ExitStack() as stack:
         data_hash = data_fingerprint(Path(data_dir))
@@ -68,46 +72,78 @@ def run_nightly(
         parent = _parent_run(stack, track, config, key, data_hash)
         ctx = stages.Context(dataset, split, config, workdir, run_dir, parent, progress)
         ctx.run_id = parent.run_id
+        job = _Job(ctx, runner, parent, track, until)
+        try:
+            return _steps(job, key, data_hash, say)
+        except _StopAfter as stop:
+            message = f"stopped after step {until!r}: {stop.result}"
+            say(message)
+            return NightlyResult(key, None, False, message)
 
-        def step(name: str, fn: Callable[[stages.Context, Path], dict[str, Any]]) -> dict:
-            def body(out: Path) -> dict[str, Any]:
-                if not track:
+
+class _StopAfter(Exception):
+    def __init__(self, result: dict[str, Any]):
+        super().__init__("stop")
+        self.result = result
+
+
+@dataclass
+class _Job:
+    """Runs one step: resumable (StepRunner), in its own MLflow child run, stopping at `until`."""
+
+    ctx: stages.Context
+    runner: StepRunner
+    parent: Any
+    track: bool
+    until: str | None
+
+    def step(self, name: str, fn: Callable[[stages.Context, Path], dict[str, Any]]) -> dict:
+        ctx, parent = self.ctx, self.parent
+
+        def body(out: Path) -> dict[str, Any]:
+            if not self.track:
+                return fn(ctx, out)
+            with tracking.start_run(ctx.config.nightly.experiment, name, parent=parent) as child:
+                ctx.tracker = child
+                try:
                     return fn(ctx, out)
-                with tracking.start_run(config.nightly.experiment, name, parent=parent) as child:
-                    ctx.tracker = child
-                    try:
-                        return fn(ctx, out)
-                    finally:
-                        ctx.tracker = parent
+                finally:
+                    ctx.tracker = parent
 
-            return runner.run(name, body)
+        result = self.runner.run(name, body)
+        if name == self.until:
+            raise _StopAfter(result)
+        return result
 
-        step("validate", lambda c, out: dataset_stats(c.dataset))
-        step("split", lambda c, out: _split_counts(c))
-        if "text" in config.blend.sources:  # a collaborative-only config trains no encoder
-            encoder = step("encoder", stages.encoder_step)
-            parent.set_tags({"encoder_hash": encoder["encoder_hash"]})
-            step("embed", stages.embed_step)
-            index = step("index", stages.index_step)
-            parent.set_tags({"index_type": index["factory"], "ann_recall": index["recall_at_10"]})
-        step("collab", stages.collab_step)
-        step("blend", stages.blend_step)
-        evaluation = step("evaluate", evaluate_step)
-        gate = step("gate", lambda c, out: gate_step(c, evaluation))
-        result = step("publish", lambda c, out: publish_step(c, key, data_hash, evaluation, gate))
-        if track:
-            step("register", lambda c, out: register_step(c, parent, result, gate))
-        step(
-            "prune", lambda c, out: {"removed": bundle.prune(workdir, config.nightly.keep_bundles)}
-        )
-        verb = "promoted to champion" if gate["promote"] else "published as challenger (held)"
-        message = f"bundle {result['version']} {verb}: " + "; ".join(gate["reasons"])
-        say(message)
-        steps = [
-            {"step": r.name, "resumed": r.resumed, "seconds": round(r.seconds, 2)}
-            for r in runner.records
-        ]
-        return NightlyResult(key, result["version"], gate["promote"], message, steps)
+
+def _steps(job: _Job, key: str, data_hash: str, say: Callable[[str], None]) -> NightlyResult:
+    """The step order of the nightly job."""
+    step, config, parent = job.step, job.ctx.config, job.parent
+    step("validate", lambda c, out: dataset_stats(c.dataset))
+    step("split", lambda c, out: _split_counts(c))
+    if "text" in config.blend.sources:  # a collaborative-only config trains no encoder
+        encoder = step("encoder", stages.encoder_step)
+        parent.set_tags({"encoder_hash": encoder["encoder_hash"]})
+        step("embed", stages.embed_step)
+        index = step("index", stages.index_step)
+        parent.set_tags({"index_type": index["factory"], "ann_recall": index["recall_at_10"]})
+    step("collab", stages.collab_step)
+    step("blend", stages.blend_step)
+    evaluation = step("evaluate", evaluate_step)
+    gate = step("gate", lambda c, out: gate_step(c, evaluation))
+    result = step("publish", lambda c, out: publish_step(c, key, data_hash, evaluation, gate))
+    if job.track:
+        step("register", lambda c, out: register_step(c, parent, result, gate))
+    keep = config.nightly.keep_bundles
+    step("prune", lambda c, out: {"removed": bundle.prune(c.workdir, keep)})
+    verb = "promoted to champion" if gate["promote"] else "published as challenger (held)"
+    message = f"bundle {result['version']} {verb}: " + "; ".join(gate["reasons"])
+    say(message)
+    steps = [
+        {"step": r.name, "resumed": r.resumed, "seconds": round(r.seconds, 2)}
+        for r in job.runner.records
+    ]
+    return NightlyResult(key, result["version"], gate["promote"], message, steps)
 
 
 def _parent_run(stack: ExitStack, track: bool, config: PipelineConfig, key: str, data_hash: str):

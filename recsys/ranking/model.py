@@ -163,6 +163,33 @@ class RecommenderModel:
             if i >= 0
         ]
 
+    def recommend_batch(self, user_ids: Sequence[str], k: int, batch: int = 1024) -> pl.DataFrame:
+        """Top-k for many users (`recsys recommend`): user_id, rank, item_id, score; each user's
+        stored history is the query and is excluded; unknown users get the cold-start path."""
+        frames = []
+        for start in range(0, len(user_ids), batch):
+            part = list(user_ids[start : start + batch])
+            queries = []
+            for user_id in part:
+                user_idx = self.users.get_idx(user_id)
+                history = self.history(user_idx) if user_idx >= 0 else np.zeros(0, np.int64)
+                queries.append(Query(user_idx, history.astype(np.int64)))
+            item_idx, scores = self.ranker.recommend(queries, k, [q.history for q in queries])
+            valid = item_idx >= 0  # (b, k)
+            rows, ranks = np.nonzero(valid)
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "user_id": [part[r] for r in rows],
+                        "rank": (ranks + 1).astype(np.int32),
+                        "item_id": self.item_map.to_ids(item_idx[valid]),
+                        "score": scores[valid].astype(np.float32),
+                    }
+                )
+            )
+        schema = {"user_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float32}
+        return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
     def rank_users(
         self, user_ids: Sequence[str], histories: Sequence[Sequence[str]], k: int
     ) -> list[list[str]]:

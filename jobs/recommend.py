@@ -1,0 +1,64 @@
+"""Job: `recsys recommend --all | --users FILE --k K --out FILE` — batch top-k from a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import polars as pl
+
+from jobs.common import add_common_arguments, setup_logging, workdir
+from recsys.bundle import BundleError, current_bundle
+from recsys.ranking.model import RecommenderModel
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--all", action="store_true", help="every user the bundle knows")
+    who.add_argument(
+        "--users", type=Path, help="CSV/parquet with a user_id column, or one id a line"
+    )
+    parser.add_argument("--k", type=int, default=10, help="results per user (default 10)")
+    parser.add_argument("--out", type=Path, required=True, help="output .csv or .parquet")
+    parser.add_argument("--bundle", type=Path, help="bundle directory (default: the current one)")
+    add_common_arguments(parser)
+
+
+def read_user_ids(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pl.read_csv(path, infer_schema=False)
+    else:
+        return [
+            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+    if "user_id" not in frame.columns:
+        raise BundleError(f"{path}: expected a 'user_id' column, found {frame.columns}")
+    return frame["user_id"].cast(pl.Utf8).to_list()
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.quiet)
+    if args.k < 1:
+        raise BundleError(f"--k must be >= 1, got {args.k}")
+    if args.out.suffix not in (".csv", ".parquet"):
+        raise BundleError(f"--out {args.out}: expected a .csv or .parquet file name")
+    path = args.bundle or current_bundle(workdir(args))
+    if path is None:
+        raise BundleError(f"{workdir(args)}: no current bundle; run `recsys nightly` first")
+    model = RecommenderModel.load(path)
+    users = model.users.ids if args.all else read_user_ids(args.users)
+    start = time.perf_counter()
+    frame = model.recommend_batch(users, args.k)
+    seconds = time.perf_counter() - start
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    frame.write_parquet(tmp) if args.out.suffix == ".parquet" else frame.write_csv(tmp)
+    tmp.replace(args.out)
+    print(
+        f"{len(users)} users x top-{args.k} from bundle {model.version} -> {args.out} "
+        f"({frame.height} rows, {len(users) / max(seconds, 1e-9):,.0f} users/s)"
+    )
+    return 0
