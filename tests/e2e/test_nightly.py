@@ -1,0 +1,229 @@
+"""End-to-end: the nightly job on a generated sample with a tiny BERT — publish, idempotency,
+incremental re-embedding, the promotion gate, bad input, and MLflow lineage."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from support import REPO, build_tiny_bert, fast_config, small_sample, write_config
+
+import mlflow
+from recsys import bundle, tracking
+from recsys.pipeline.nightly import run_nightly
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nightly")
+    return {
+        "bert": build_tiny_bert(root / "bert"),
+        "data": small_sample(root / "data", seed=1, n_users=250, n_items=300),
+    }
+
+
+def _run(data, config, workdir, track=False):
+    return run_nightly(data, config, workdir, say=lambda m: None, track=track, progress=False)
+
+
+def _step(workdir, key, name):
+    return bundle_step(Path(workdir) / "runs" / key, name)
+
+
+def bundle_step(run_dir: Path, name: str) -> dict:
+    import json
+
+    return json.loads((run_dir / "steps" / f"{name}.json").read_text())["result"]
+
+
+def test_publish_then_nothing_new_then_incremental(world, tmp_path):
+    config = fast_config(world["bert"])
+    first = _run(world["data"], config, tmp_path)
+    assert first.published and first.promoted
+    assert bundle.read_pointer(tmp_path) == first.published
+    bundle.verify(bundle.current_bundle(tmp_path))
+    assert _step(tmp_path, first.run_key, "embed")["computed"] == 300
+
+    again = _run(world["data"], config, tmp_path)
+    assert again.published is None and "nothing new" in again.message
+    assert len(bundle.list_bundles(tmp_path)) == 1
+
+    data = tmp_path / "data2"
+    shutil.copytree(world["data"], data)
+    items = pl.read_csv(data / "items.csv", infer_schema=False)
+    changed = items["item_id"].head(3).to_list()
+    items = items.with_columns(
+        pl.when(pl.col("item_id").is_in(changed))
+        .then(pl.col("title") + " (remastered)")
+        .otherwise(pl.col("title"))
+        .alias("title")
+    )
+    items.write_csv(data / "items.csv")
+    third = _run(data, config, tmp_path)
+    assert third.published and third.run_key != first.run_key
+    assert _step(tmp_path, third.run_key, "encoder")["trained"] is False  # not due yet
+    embed = _step(tmp_path, third.run_key, "embed")
+    assert (embed["computed"], embed["reused"]) == (3, 297)
+
+
+def test_gate_holds_a_degraded_candidate(world, tmp_path):
+    good = fast_config(world["bert"])
+    first = _run(world["data"], good, tmp_path, track=True)
+    champion = bundle.read_pointer(tmp_path)
+    broken = fast_config(
+        world["bert"], blend={"fixed_weights": {"text": 0.0, "collab": 0.0, "popularity": 1.0}}
+    )
+    second = _run(world["data"], broken, tmp_path, track=True)
+    assert second.published and not second.promoted
+    assert bundle.read_pointer(tmp_path) == champion == first.published
+    assert bundle.read_pointer(tmp_path, "CHALLENGER") == second.published
+    name = good.nightly.registered_model
+    assert tracking.bundle_for_alias(name, "champion")[0] == first.published
+    assert tracking.bundle_for_alias(name, "challenger")[0] == second.published
+
+
+def _cli(args, env=None, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "breakage, expected",
+    [
+        ("drop_item_id", "item_id"),
+        ("empty_interactions", "interactions"),
+    ],
+)
+def test_bad_input_fails_and_publishes_nothing(world, tmp_path, breakage, expected):
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    if breakage == "drop_item_id":
+        pl.read_csv(data / "items.csv").drop("item_id").write_csv(data / "items.csv")
+    else:
+        header = (data / "interactions.csv").read_text().splitlines()[0]
+        (data / "interactions.csv").write_text(header + "\n")
+    config = write_config(tmp_path / "c.toml", fast_config(world["bert"]))
+    work = tmp_path / "work"
+    proc = _cli(["nightly", "--data", str(data), "--config", str(config), "--workdir", str(work)])
+    assert proc.returncode != 0
+    assert "error:" in proc.stderr and expected in proc.stderr and "Traceback" not in proc.stderr
+    assert bundle.read_pointer(work) is None
+    assert bundle.list_bundles(work) == []
+
+
+STEPS = [
+    "validate",
+    "split",
+    "encoder",
+    "embed",
+    "index",
+    "collab",
+    "blend",
+    "evaluate",
+    "gate",
+    "publish",
+    "prune",
+]
+
+
+def test_sigkill_at_every_step_boundary(world, tmp_path):
+    config = write_config(tmp_path / "c.toml", fast_config(world["bert"]))
+    work = tmp_path / "work"
+    args = ["nightly", "--config", str(config), "--workdir", str(work), "--no-tracking", "-q"]
+    first = _cli([*args, "--data", str(world["data"])])
+    assert first.returncode == 0, first.stderr
+    champion = bundle.current_bundle(work)
+    before = {p.relative_to(champion): p.read_bytes() for p in champion.rglob("*") if p.is_file()}
+    data = small_sample(tmp_path / "data2", seed=2, n_users=250, n_items=300)
+    for step in STEPS:
+        proc = _cli([*args, "--data", str(data)], env={"RECSYS_TEST_CRASH_AFTER": step})
+        assert proc.returncode == -9, (step, proc.stderr[-2000:])
+        current = bundle.current_bundle(work)
+        if STEPS.index(step) < STEPS.index("publish"):
+            assert current == champion, step
+        after = {
+            p.relative_to(champion): p.read_bytes() for p in champion.rglob("*") if p.is_file()
+        }
+        assert after == before, f"champion bundle changed after a kill at {step}"
+        for manifest in bundle.list_bundles(work):  # every visible bundle is whole
+            assert "error" not in manifest, manifest
+            bundle.verify(bundle.bundles_dir(work) / manifest["version"])
+    final = _cli([*args, "--data", str(data)])
+    assert final.returncode == 0, final.stderr
+    assert "nothing new" in final.stdout  # the kill after prune left a finished run
+    assert len(bundle.list_bundles(work)) == 2
+
+
+@pytest.mark.integration
+def test_real_mlflow_server(world, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{uri}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not come up in 120 s")
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        try:
+            result = _run(world["data"], fast_config(world["bert"]), tmp_path / "work", track=True)
+        finally:
+            del os.environ["MLFLOW_TRACKING_URI"]
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        experiment = client.get_experiment_by_name("recsys-nightly")
+        runs = client.search_runs([experiment.experiment_id])
+        names = {r.info.run_name for r in runs}
+        assert {"nightly", "encoder", "evaluate", "publish", "register"} <= names
+        parent = next(r for r in runs if r.info.run_name == "nightly")
+        assert parent.info.status == "FINISHED"
+        assert {"data_hash", "config_hash", "encoder_hash", "index_type"} <= set(parent.data.tags)
+        version = client.get_model_version_by_alias("recsys", "champion")
+        assert version.tags["bundle_version"] == result.published
+        assert version.run_id == parent.info.run_id
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,103 @@
+"""Shared test helpers (importable as `support`): a tiny random BERT built offline, small
+generated samples, a fast pipeline config and a real bundle built through the nightly job."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from recsys.config import PipelineConfig, load_config
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+
+
+def build_tiny_bert(directory: Path) -> Path:
+    """Write a seeded random BertModel (hidden 32, 2 layers) + fast tokenizer to `directory`."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    config = BertConfig.from_json_file(str(FIXTURES / "tiny_bert" / "config.json"))
+    BertModel(config).save_pretrained(directory, safe_serialization=True)
+    vocab_file = str(FIXTURES / "tiny_bert" / "vocab.txt")
+    if "vocab_file" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers 4
+        tokenizer = BertTokenizerFast(vocab_file=vocab_file, do_lower_case=True)
+    else:  # transformers 5: `vocab` is a path or a dict
+        tokenizer = BertTokenizerFast(vocab=vocab_file, do_lower_case=True)
+    tokenizer.model_max_length = config.max_position_embeddings
+    tokenizer.save_pretrained(directory)
+    return Path(directory)
+
+
+def small_sample(directory: Path, seed: int = 0, n_users: int = 300, n_items: int = 400) -> Path:
+    """A small generated catalog in the input contract (same generator as data/sample)."""
+    from recsys.data.sample import generate_sample
+
+    generate_sample(Path(directory), seed=seed, n_users=n_users, n_items=n_items)
+    return Path(directory)
+
+
+def fast_config(encoder_path: str | Path, **sections: dict) -> PipelineConfig:
+    """A pipeline config that runs the whole nightly in seconds on a small sample."""
+    overrides: dict = {
+        "encoder": {
+            "model_name_or_path": str(encoder_path),
+            "dim": 32,
+            "max_length": 32,
+            "epochs": 2,
+            "patience": 1,
+            "batch_size": 64,
+            "history_len": 20,
+            "seq_layers": 1,
+            "seq_heads": 2,
+        },
+        "collab": {"factors": 16, "epochs": 3, "threads": 1},
+        "blend": {"weight_grid": 3, "candidates_per_source": 50},
+        "eval": {"bootstrap": 200},
+    }
+    for name, values in sections.items():
+        overrides[name] = {**overrides.get(name, {}), **values}
+    return load_config(None, overrides)
+
+
+def write_config(path: Path, config: PipelineConfig) -> Path:
+    """Write a config as TOML (for CLI subprocesses)."""
+    lines = []
+    for section, values in config.model_dump(mode="json").items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                continue
+            lines.append(f"{key} = {_toml(value)}")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def _toml(value) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def build_test_bundle(
+    workdir: Path, data_dir: Path | None = None, encoder_path: str | Path | None = None, **sections
+) -> str:
+    """Run the real nightly job (no MLflow) into `workdir`; returns the published version."""
+    from recsys.pipeline.nightly import run_nightly
+
+    if encoder_path is None:
+        encoder_path = build_tiny_bert(Path(workdir) / "_tiny_bert")
+    data_dir = data_dir or small_sample(Path(workdir) / "_data")
+    config = fast_config(encoder_path, **sections)
+    result = run_nightly(data_dir, config, workdir, say=lambda m: None, track=False, progress=False)
+    if result.published is None:
+        raise RuntimeError(f"nightly published nothing: {result.message}")
+    return result.published
