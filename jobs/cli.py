@@ -17,6 +17,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("data", "jobs.data", "validate a data directory or print its statistics"),
     ("nightly", "jobs.nightly", "the main job: train, evaluate, gate and publish a bundle"),
     ("bundles", "jobs.bundles", "list published bundles, verify one, or roll back"),
+    ("evaluate", "jobs.evaluate", "offline A/B report of two bundles on held-out interactions"),
+    ("ab-report", "jobs.ab_report", "live A/B report from the API's exposure log"),
     ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
     ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
     ("embed", "jobs.stage", "run the pipeline up to embedding every item"),
@@ -30,6 +32,7 @@ USER_ERROR_NAMES = {
     "BundleError",
     "LockedError",
     "EncoderLoadError",
+    "ExposureLogError",
 }
 
 

@@ -44,3 +44,12 @@ def test_shipped_configs_load():
 
     for path in sorted(Path(__file__).parents[1].glob("configs/*.toml")):
         load_config(path)
+
+
+def test_default_toml_matches_the_code():
+    from pathlib import Path
+
+    from recsys.config import PipelineConfig
+
+    path = Path(__file__).parents[1] / "configs" / "default.toml"
+    assert load_config(path) == PipelineConfig(), "regenerate configs/default.toml"

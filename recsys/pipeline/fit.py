@@ -21,7 +21,7 @@ from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.segments import SegmentWeights
 from recsys.ranking.weights import learn_weights
-from recsys.schema import ITEM_IDX, USER_IDX
+from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
 
 
 def histories(frame: pl.DataFrame, n_users: int) -> list[np.ndarray]:
@@ -49,7 +49,7 @@ class EvalSet:
 
 def eval_set(history_frames: list[pl.DataFrame], held_out: pl.DataFrame, n_users: int) -> EvalSet:
     """Queries for users with held-out interactions; history = the concatenated frames."""
-    history = pl.concat(history_frames).sort([USER_IDX, "timestamp", "row"])
+    history = pl.concat(history_frames).sort([USER_IDX, TIMESTAMP, ROW])
     per_user = histories(history, n_users)
     relevant = histories(held_out, n_users)
     users = np.array([u for u in range(n_users) if relevant[u].size], dtype=np.int64)
@@ -72,7 +72,14 @@ def fit_popularity(dataset: Dataset, train: pl.DataFrame) -> PopularityRecommend
 
 
 def fit_collab(dataset: Dataset, train: pl.DataFrame, config: PipelineConfig) -> CollabRecommender:
-    return CollabRecommender.fit(matrix(train, dataset.n_users, dataset.n_items), config.collab)
+    """LightFM or ALS; with collab.item_features, LightFM's hybrid mode over item text tokens."""
+    features = None
+    if config.collab.item_features:
+        from recsys.collab.features import item_token_features
+
+        features = item_token_features(dataset)[0]
+    interactions = matrix(train, dataset.n_users, dataset.n_items)
+    return CollabRecommender.fit(interactions, config.collab, item_features=features)
 
 
 def fit_blend(

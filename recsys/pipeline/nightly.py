@@ -22,9 +22,8 @@ from recsys.config import PipelineConfig, config_hash
 from recsys.data.loaders import load_dataset
 from recsys.data.split import split_interactions
 from recsys.data.stats import dataset_stats
-from recsys.evaluation.compare import compare
-from recsys.evaluation.metrics import per_user_metrics
-from recsys.pipeline import stages
+from recsys.evaluation.report import render_html
+from recsys.pipeline import abtest, stages
 from recsys.pipeline.fingerprint import data_fingerprint, run_key
 from recsys.pipeline.gate import decide
 from recsys.ranking.model import RecommenderModel
@@ -166,35 +165,31 @@ def _split_counts(ctx: stages.Context) -> dict[str, int]:
 
 
 def evaluate_step(ctx: stages.Context, out: Path) -> dict[str, Any]:
-    """Candidate and current champion rank the same held-out users; per-user metrics + report."""
-    k = ctx.config.eval.k
-    users, history, relevant_ids = stages.test_users(ctx)
-    item_map = ctx.dataset.item_map
-    relevant = [item_map.to_indices(r) for r in relevant_ids]
-
-    def metrics_of(model: RecommenderModel) -> dict[str, np.ndarray]:
-        ranked = model.rank_users(users, history, k)
-        matrix = np.full((len(users), k), -1, dtype=np.int64)
-        for row, ids in enumerate(ranked):
-            idx = item_map.to_indices(ids)
-            matrix[row, : idx.size] = idx
-        return per_user_metrics(matrix, relevant, k, ctx.config.eval.metrics)
-
-    candidate = metrics_of(stages.candidate_model(ctx))
+    """Candidate vs the current champion on the same held-out users; the A/B report as an
+    artifact. The first run (no champion) evaluates the candidate alone."""
+    candidate = stages.candidate_model(ctx)
     champion_dir = bundle.current_bundle(ctx.workdir)
-    champion = None
-    if champion_dir is not None:
-        champion = metrics_of(RecommenderModel.load(champion_dir))
-    means = {name: float(v.mean()) for name, v in candidate.items()}
-    result: dict[str, Any] = {"users": len(users), "candidate": means, "champion": None}
-    for name, values in candidate.items():
-        ctx.tracker.log_metrics({f"candidate_{name}_at_{k}": float(values.mean())})
-    if champion is not None:
-        result["champion"] = {name: float(v.mean()) for name, v in champion.items()}
-        result["champion_version"] = bundle.read_pointer(ctx.workdir)
-        comparison = compare(champion, candidate, {}, ctx.config.eval, ("champion", "candidate"))
-        stages.save_json(out / "comparison.json", comparison.to_dict())
-        ctx.tracker.log_artifact(out / "comparison.json")
+    result: dict[str, Any] = {"champion": None}
+    if champion_dir is None:
+        alone = abtest.evaluate_model(candidate, ctx.dataset, ctx.split, ctx.config)
+        means = {name: float(v.mean()) for name, v in alone.metrics.items()}
+        result["users"] = int(next(iter(alone.metrics.values())).size)
+    else:
+        champion = RecommenderModel.load(champion_dir)
+        ab = abtest.compare_models(
+            champion, candidate, ctx.dataset, ctx.split, ctx.config, ("champion", "candidate")
+        )
+        means = {name: float(v.mean()) for name, v in ab.b.metrics.items()}
+        result["users"] = int(ab.overlap.size)
+        result["champion"] = {name: float(v.mean()) for name, v in ab.a.metrics.items()}
+        result["champion_version"] = champion.version
+        result["verdict"] = ab.verdict.decision
+        context = {"champion": champion.version, "candidate": f"run {ctx.run_dir.name}"}
+        report = render_html(ab.comparison, ab.verdict, ab.extras("Nightly gate", **context), out)
+        ctx.tracker.log_artifact(report.parent)
+    result["candidate"] = means
+    k = ctx.config.eval.k
+    ctx.tracker.log_metrics({f"candidate_{name}_at_{k}": value for name, value in means.items()})
     return result
 
 
