@@ -7,6 +7,7 @@ resumes after a crash continues from the files earlier steps left.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -123,11 +124,35 @@ def index_step(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def collab_step(ctx: Context, out: Path) -> dict[str, Any]:
-    model = fit.fit_collab(ctx.dataset, ctx.split.train, ctx.config)
-    model.save(out / "collab")
-    popularity = fit.fit_popularity(ctx.dataset, ctx.split.train)
-    popularity.save(out / "popularity")
-    return {"model": ctx.config.collab.model, "factors": ctx.config.collab.factors}
+    """Fit the collaborative model and popularity — or reuse them from an earlier run whose
+    training interactions, item catalog and collab config were the same (cache by hash)."""
+    key = _collab_key(ctx)
+    cached = ctx.workdir / "cache" / "collab" / key
+    reused = (cached / "done").is_file()
+    if not reused:
+        staging = cached.with_name(f".{key}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        fit.fit_collab(ctx.dataset, ctx.split.train, ctx.config).save(staging / "collab")
+        fit.fit_popularity(ctx.dataset, ctx.split.train).save(staging / "popularity")
+        (staging / "done").write_text(key, encoding="utf-8")
+        shutil.rmtree(cached, ignore_errors=True)
+        staging.rename(cached)
+    for name in ("collab", "popularity"):
+        shutil.rmtree(out / name, ignore_errors=True)
+        shutil.copytree(cached / name, out / name)
+    return {"model": ctx.config.collab.model, "reused": reused, "key": key}
+
+
+def _collab_key(ctx: Context) -> str:
+    """Hash of what the collaborative fit depends on: train interactions, ids, config."""
+    digest = hashlib.sha256(config_hash(ctx.config.collab).encode())
+    train = ctx.split.train.select(["user_idx", "item_idx", "timestamp"])
+    digest.update(train.hash_rows(seed=0).to_numpy().tobytes())
+    digest.update("\n".join(ctx.dataset.item_map.ids).encode())
+    digest.update("\n".join(ctx.dataset.user_map.ids).encode())
+    if ctx.config.collab.item_features:  # hybrid features come from item text
+        digest.update("\n".join(item_documents(ctx.dataset, ctx.config.text)).encode())
+    return digest.hexdigest()[:16]
 
 
 def sources(ctx: Context, model_dir: Path) -> dict[str, Any]:
