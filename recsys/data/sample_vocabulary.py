@@ -62,7 +62,7 @@ TOPICS: tuple[Topic, ...] = (
            "Mountaineering: summit; ridge; crampons; glacier; ice axe; rope team; high pass"
            " = climbing mountains"),
     _topic("Jazz", "album; live recording; jazz anthology", "jazz fans; late-night listeners",
-           "smoky; swinging; cool; improvised; bluesy; late-night",
+           "smoky; sultry; cool; improvised; bluesy; late-night",
            "Bebop: saxophone; quartet; bebop; solo; upright bass; chord changes; trumpet"
            " = bebop and saxophone solos",
            "Vocal Jazz: ballads; singer; standards; torch songs; scat; piano trio; love songs"
@@ -71,7 +71,7 @@ TOPICS: tuple[Topic, ...] = (
            " = swing and big band music"),
     _topic("Science Fiction", "novel; short story collection; novella",
            "sci-fi readers; fans of big ideas",
-           "interstellar; dystopian; galactic; futuristic; alien; uncanny",
+           "interstellar; dystopian; galactic; mind-bending; alien; uncanny",
            "Space Opera: starship; empire; galaxy; fleet; exoplanet; first contact; colony"
            " = space opera",
            "Cyberpunk: android; hackers; megacity; implants; artificial intelligence; cyborg; neon"
@@ -88,7 +88,7 @@ TOPICS: tuple[Topic, ...] = (
            " = houseplants"),
     _topic("Photography", "photo book; photography course; camera guide",
            "photographers; hobbyist shooters",
-           "luminous; candid; monochrome; cinematic; sharp; golden-hour",
+           "luminous; intimate; monochrome; cinematic; sharp; golden-hour",
            "Landscape: landscapes; tripod; wide-angle lens; sunrise; long exposure; mountains;"
            " filters = landscape photography",
            "Portrait: portraits; studio lighting; faces; headshots; softbox; models; 85mm lens"
@@ -136,7 +136,7 @@ TOPICS: tuple[Topic, ...] = (
            "Cosmology: black hole; big bang; dark matter; galaxies; supernova; quasars; gravity"
            " = cosmology and black holes"),
     _topic("Painting", "art book; painting course; sketchbook guide", "painters; art lovers",
-           "vivid; impressionist; abstract; delicate; bold; expressive",
+           "vivid; dreamy; abstract; delicate; bold; expressive",
            "Watercolour: watercolour; washes; paper; brushes; botanical; pigments; sketchbook"
            " = watercolours",
            "Oil Painting: oil paint; canvas; palette knife; impasto; still life; easel; glazes"
@@ -153,7 +153,8 @@ TOPICS: tuple[Topic, ...] = (
            "Cozy Mystery: village; tea shop; amateur sleuth; manor house; poison; cats; bakery"
            " = cozy mysteries"),
     _topic("Personal Finance", "money guide; finance course; investing handbook",
-           "savers; first-time investors", "frugal; steady; long-term; passive; disciplined; smart",
+           "savers; first-time investors",
+           "thrifty; steady; long-term; passive; disciplined; smart",
            "Investing: index funds; stocks; dividends; portfolio; bonds; market crash;"
            " compound interest = investing in index funds",
            "Budgeting: budget; savings; debt; frugality; spreadsheets; credit card; side hustle"
@@ -169,7 +170,7 @@ TOPICS: tuple[Topic, ...] = (
            "Hand Tools: chisel; hand plane; dovetail saw; sharpening; marking gauge; mallet;"
            " hand saw = hand tools"),
     _topic("Birdwatching", "bird guide; field notebook; nature documentary",
-           "birders; nature lovers", "feathered; migratory; rare; elusive; dawn; graceful",
+           "birders; nature lovers", "feathered; migratory; rare; elusive; early-morning; graceful",
            "Songbirds: warbler; birdsong; finches; feeders; robin; dawn chorus; nest box"
            " = songbirds at dawn",
            "Birds of Prey: hawk; owl; falcon; eagle; talons; hunting; soaring = birds of prey",
@@ -189,7 +190,7 @@ GENERIC_ADJECTIVES: tuple[str, ...] = (
 TITLE_TEMPLATES: tuple[str, ...] = (
     "the {adj} {noun}", "{noun} {suffix}", "{adj} {noun} {suffix}", "a season of {noun}",
     "{noun} and {noun2}", "the {noun} {suffix}", "{adj} {noun}: {noun2}",
-    "notes on {noun}", "everything {noun}", "{noun}, {adj}",
+    "notes on {noun}", "everything {noun}", "in praise of {noun}",
 )
 # Description sentences; the first one names the kind of item.
 OPENING_TEMPLATES: tuple[str, ...] = (
@@ -205,6 +206,13 @@ MORE_TEMPLATES: tuple[str, ...] = (
     "from {noun} to {noun2}, every part is {gadj}.",
     "expect {adj} moments and plenty of {noun}.",
     "a favourite of {audience}.",
+)
+# Item styles: users prefer some over others, and most descriptions say which one an item has.
+STYLES: tuple[tuple[str, ...], ...] = (
+    ("written for complete beginners.", "no experience needed.", "a gentle introduction."),
+    ("an advanced, in-depth treatment.", "assumes you know the basics.", "for old hands."),
+    ("lavishly illustrated throughout.", "full of photographs and diagrams.", "a visual feast."),
+    ("short chapters for a coffee break.", "a quick, bite-sized format.", "done in an afternoon."),
 )
 PROFILE_TEMPLATES: tuple[str, ...] = (
     "I love {a}.", "Big fan of {a}; lately getting into {b}.", "Into {a} and {b}.",

@@ -77,18 +77,27 @@ def apply_exclusions(
             scores[row, items] = -np.inf
 
 
+_BLOCK = 64  # columns per block in the candidate pre-selection of top_k
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best k columns per row, descending, ties broken by lower item_idx; -inf entries become -1."""
     n, n_items = scores.shape
     kk = min(k, n_items)
-    if kk == 0:
+    if kk == 0 or n == 0:
         return np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32)
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]  # (n, kk) unordered
-    part_scores = np.take_along_axis(scores, part, axis=1)
+    cols, outside_max = _candidate_columns(scores, kk)  # (n, m) holding each row's top kk
+    sub = scores if cols is None else np.take_along_axis(scores, cols, axis=1)  # (n, m)
+    part = np.argpartition(-sub, kk - 1, axis=1)[:, :kk]  # (n, kk) unordered, into sub
+    part_scores = np.take_along_axis(sub, part, axis=1)
+    if cols is not None:
+        part = np.take_along_axis(cols, part, axis=1)  # into scores
     # argpartition picks arbitrary members of a tie at the k-th score; redo those rows so the
     # lowest item_idx win (a -inf boundary does not matter: those entries become -1).
     kth = part_scores.min(axis=1)  # (n,)
-    tied = (scores == kth[:, None]).sum(axis=1) > (part_scores == kth[:, None]).sum(axis=1)
+    tied = (sub == kth[:, None]).sum(axis=1) > (part_scores == kth[:, None]).sum(axis=1)
+    if outside_max is not None:  # a block left out may hold an item equal to the k-th
+        tied |= outside_max >= kth
     for row in np.flatnonzero(tied & np.isfinite(kth)):
         part[row] = np.argsort(-scores[row], kind="stable")[:kk]
         part_scores[row] = scores[row, part[row]]
@@ -101,3 +110,28 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         idx = np.pad(idx, ((0, 0), (0, k - kk)), constant_values=-1)
         val = np.pad(val, ((0, 0), (0, k - kk)), constant_values=-np.inf)
     return idx, val
+
+
+def _candidate_columns(scores: np.ndarray, kk: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Columns (n, kk * _BLOCK + tail) holding every row's top kk, and the largest score (n,)
+    outside them; (None, None) when a plain partition over all columns is as good.
+
+    Each of a row's top kk items lies in one of the kk blocks of _BLOCK columns with the largest
+    maxima (else kk other blocks would each hold a larger item), so partitions over the block
+    maxima (n, n_items / 64) and over those blocks replace one over all n_items: several times
+    faster for a large catalog and a small k. The ragged tail block is always a candidate."""
+    n, n_items = scores.shape
+    n_blocks = n_items // _BLOCK
+    if n_blocks < 4 * kk:
+        return None, None
+    full = n_blocks * _BLOCK
+    block_max = scores[:, :full].reshape(n, n_blocks, _BLOCK).max(axis=2)  # (n, n_blocks)
+    if np.isnan(block_max).any():  # a NaN maximum would hide its block's real scores
+        return None, None
+    blocks = np.argpartition(-block_max, kk - 1, axis=1)  # (n, n_blocks), best kk first
+    outside_max = np.take_along_axis(block_max, blocks[:, kk:], axis=1).max(axis=1)  # (n,)
+    cols = (blocks[:, :kk, None] * _BLOCK + np.arange(_BLOCK)).reshape(n, kk * _BLOCK)
+    if full < n_items:
+        tail = np.broadcast_to(np.arange(full, n_items), (n, n_items - full))
+        cols = np.concatenate([cols, tail], axis=1)
+    return cols, outside_max

@@ -33,3 +33,26 @@ def test_top_k_matches_full_sort():
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     assert (idx == expected).all()
     assert np.allclose(val, np.take_along_axis(scores, expected, axis=1))
+
+
+def test_top_k_ties_at_the_boundary_go_to_the_lowest_index():
+    scores = np.zeros((1, 1000), dtype=np.float32)
+    scores[0, 500] = 1.0
+    idx, _ = top_k(scores, 4)
+    assert idx.tolist() == [[500, 0, 1, 2]]
+
+
+def test_top_k_large_catalog_path_matches_stable_sort():
+    # catalogs of >= 4 * k blocks of 64 go through the block-maximum pre-selection
+    rng = np.random.default_rng(2)
+    for scores in (
+        rng.normal(size=(30, 5000)),
+        rng.integers(0, 4, size=(30, 5000)),  # ties everywhere, also across blocks
+        np.where(rng.random((30, 5000)) < 0.97, -np.inf, rng.normal(size=(30, 5000))),
+    ):
+        scores = scores.astype(np.float32)
+        idx, val = top_k(scores, 10)
+        expected = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+        exp_val = np.take_along_axis(scores, expected, axis=1)
+        assert (idx == np.where(np.isfinite(exp_val), expected, -1)).all()
+        assert np.array_equal(val, exp_val)

@@ -1,0 +1,128 @@
+"""Ranking stage: the popularity recommender — the same (optionally recency-weighted) counts.
+
+Reads an interaction matrix or frame; writes popularity.npz (counts + item-user incidence, for
+item-to-item co-occurrence) and popularity.json. The fallback for users nothing else can score.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.collab.factors import check_interactions, csr_from_arrays, csr_to_arrays
+from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.schema import ITEM_IDX, TIMESTAMP, USER_IDX
+
+_ARRAYS = "popularity.npz"
+_META = "popularity.json"
+_DAY = 86_400.0
+
+
+class PopularityRecommender(Recommender):
+    """score(item) = its popularity, for every query; similar_items = co-occurrence, popularity."""
+
+    def __init__(self, popularity: np.ndarray, item_users: sp.csr_matrix):
+        self.popularity = np.asarray(popularity, dtype=np.float32)  # (n_items,)
+        # (n_items, n_users) binary: who interacted with each item, for co-occurrence counts
+        self.item_users = sp.csr_matrix(item_users, dtype=np.float32)
+        if self.item_users.shape[0] != self.popularity.shape[0]:
+            raise ValueError(
+                f"item_users: expected {self.popularity.shape[0]} rows (one per item), "
+                f"found {self.item_users.shape[0]}"
+            )
+
+    @property
+    def n_items(self) -> int:
+        return self.popularity.shape[0]
+
+    @classmethod
+    def fit(cls, matrix: sp.spmatrix) -> PopularityRecommender:
+        """Popularity = number of distinct users per item of a (n_users, n_items) matrix."""
+        binary = check_interactions(matrix)
+        binary.data[:] = 1.0
+        item_users = binary.T.tocsr()  # (n_items, n_users)
+        return cls(np.diff(item_users.indptr).astype(np.float32), item_users)
+
+    @classmethod
+    def fit_interactions(
+        cls,
+        interactions: pl.DataFrame,
+        n_users: int,
+        n_items: int,
+        half_life_days: float | None = None,
+        now: int | None = None,
+    ) -> PopularityRecommender:
+        """Popularity = interactions per item, each weighted 0.5 ** (age / half_life) when
+        `half_life_days` is set (age from `now`, default the newest timestamp)."""
+        missing = {USER_IDX, ITEM_IDX, TIMESTAMP} - set(interactions.columns)
+        if missing:
+            raise ValueError(
+                f"interactions: expected columns {USER_IDX}, {ITEM_IDX}, {TIMESTAMP}; "
+                f"missing {sorted(missing)}"
+            )
+        users = interactions[USER_IDX].to_numpy().astype(np.int64)
+        items = interactions[ITEM_IDX].to_numpy().astype(np.int64)
+        for name, ids, size in ((USER_IDX, users, n_users), (ITEM_IDX, items, n_items)):
+            bad = np.flatnonzero((ids < 0) | (ids >= size))
+            if bad.size:
+                raise ValueError(
+                    f"interactions.{name}: expected values in [0, {size}), found "
+                    f"{ids[bad[:3]].tolist()} in rows {bad[:5].tolist()}"
+                )
+        weights = np.ones(items.size, dtype=np.float64)
+        if half_life_days is not None:
+            if half_life_days <= 0:
+                raise ValueError(f"half_life_days: expected > 0, found {half_life_days}")
+            stamps = interactions[TIMESTAMP].to_numpy().astype(np.float64)
+            if now is None:
+                now = stamps.max() if stamps.size else 0.0
+            weights = 0.5 ** (np.maximum(now - stamps, 0.0) / (half_life_days * _DAY))
+        ones = np.ones(items.size, dtype=np.float32)
+        matrix = sp.csr_matrix((ones, (users, items)), shape=(n_users, n_items))
+        popularity = np.bincount(items, weights=weights, minlength=n_items)
+        recommender = cls.fit(matrix)
+        recommender.popularity = popularity.astype(np.float32)
+        return recommender
+
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        """(n, n_items): the popularity row, the same for every query."""
+        return np.tile(self.popularity, (len(queries), 1))
+
+    def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Items most often co-interacted with item_idx; ties (and none shared) by popularity."""
+        if not 0 <= item_idx < self.n_items:
+            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+        together = self.item_users @ self.item_users[item_idx].T  # (n_items, 1) shared users
+        cooc = np.asarray(together.todense(), dtype=np.float64).ravel()
+        top = float(self.popularity.max(initial=0.0))
+        # co-occurrence counts are integers; the popularity term is < 1 so it only breaks ties
+        scores = cooc + 0.5 * self.popularity / (top if top > 0 else 1.0)
+        scores = scores.astype(np.float32)[None, :]  # (1, n_items)
+        apply_exclusions(scores, [np.array([item_idx])], None)
+        ids, vals = top_k(scores, k)
+        return ids[0], vals[0]
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        incidence = csr_to_arrays("item_users", self.item_users)
+        del incidence["item_users_data"]  # all ones: the pattern is the information
+        arrays = {"popularity": self.popularity, **incidence}
+        np.savez(directory / _ARRAYS, **arrays)
+        meta = {"kind": "popularity", "n_items": self.n_items, "n_users": self.item_users.shape[1]}
+        (directory / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> PopularityRecommender:
+        path = Path(directory) / _ARRAYS
+        if not path.is_file():
+            raise FileNotFoundError(f"popularity model file not found: {path}")
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        arrays["item_users_data"] = np.ones(arrays["item_users_indices"].size, dtype=np.float32)
+        return cls(arrays["popularity"], csr_from_arrays("item_users", arrays))

@@ -1,0 +1,166 @@
+"""Every validation error names the file, the column and the first offending rows."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from recsys.config import DataConfig
+from recsys.data import DataValidationError, load_dataset
+
+
+def _error(directory, config: DataConfig | None = None) -> str:
+    with pytest.raises(DataValidationError) as err:
+        load_dataset(directory, config)
+    return str(err.value)
+
+
+def _edited(files: dict[str, str], name: str, old: str, new: str) -> dict[str, str]:
+    assert old in files[name], old  # the edit must apply, or the test proves nothing
+    return {**files, name: files[name].replace(old, new)}
+
+
+def test_missing_directory(tmp_path):
+    assert "expected a data directory" in _error(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("table", ["interactions", "items"])
+def test_missing_required_table(write_dir, catalog_files, table):
+    del catalog_files[f"{table}.csv"]
+    message = _error(write_dir(catalog_files))
+    assert f"missing required table '{table}'" in message
+    assert f"{table}.csv or {table}.parquet" in message
+    assert "users.csv" in message  # what was found
+
+
+def test_two_files_for_one_table(write_dir, catalog_files):
+    directory = write_dir(catalog_files)
+    pl.DataFrame({"item_id": ["x"]}).write_parquet(directory / "items.parquet")
+    assert "found both items.csv and items.parquet" in _error(directory)
+
+
+def test_missing_required_column_lists_found_columns(write_dir, catalog_files):
+    files = _edited(catalog_files, "interactions.csv", "timestamp,weight", "time,weight")
+    message = _error(write_dir(files))
+    assert "interactions.csv" in message and "'timestamp'" in message
+    assert "found columns: user_id, item_id, time, weight" in message
+
+
+def test_null_item_id_in_items(write_dir, catalog_files):
+    files = _edited(catalog_files, "items.csv", "i2,1999", ",1999")
+    message = _error(write_dir(files))
+    assert "items.csv" in message and "column 'item_id'" in message
+    assert "in 1 row(s)" in message and "row 2 None" in message
+
+
+def test_blank_user_id_in_interactions(write_dir, catalog_files):
+    files = _edited(catalog_files, "interactions.csv", "u3,i3", "  ,i3")
+    message = _error(write_dir(files))
+    assert "interactions.csv" in message and "column 'user_id'" in message
+    assert "row 4 '  '" in message
+
+
+def test_duplicate_item_ids(write_dir, catalog_files):
+    files = _edited(catalog_files, "items.csv", "i4,2020", "i2,2020")
+    message = _error(write_dir(files))
+    assert "items.csv" in message and "column 'item_id'" in message and "unique" in message
+    assert "in 2 row(s)" in message and "row 2 'i2', row 4 'i2'" in message
+
+
+def test_duplicate_user_ids(write_dir, catalog_files):
+    files = _edited(catalog_files, "users.csv", "u9,", "u1,")
+    message = _error(write_dir(files))
+    assert "users.csv" in message and "column 'user_id'" in message
+    assert "row 1 'u1', row 2 'u1'" in message
+
+
+def test_unknown_item_reference(write_dir, catalog_files):
+    files = _edited(catalog_files, "interactions.csv", "u3,i3", "u3,zz")
+    message = _error(write_dir(files))
+    assert "interactions.csv" in message and "column 'item_id'" in message
+    assert "items.csv" in message and "row 4 'zz'" in message
+
+
+def test_unparseable_timestamps_show_the_values(write_dir, catalog_files):
+    files = _edited(catalog_files, "interactions.csv", "1614556900", "yesterday")
+    files = _edited(files, "interactions.csv", "2021-03-01 00:01:00", "2021-13-01")
+    message = _error(write_dir(files))
+    assert "interactions.csv" in message and "column 'timestamp'" in message
+    assert "in 2 row(s)" in message and "row 3 'yesterday', row 4 '2021-13-01'" in message
+
+
+def test_only_the_first_five_offending_rows_are_quoted(write_dir, catalog_files):
+    rows = "".join(f"u{n},i2,never,1\n" for n in range(12))
+    files = {**catalog_files, "interactions.csv": "user_id,item_id,timestamp,weight\n" + rows}
+    message = _error(write_dir(files))
+    assert "row 5 'never'" in message and "row 6" not in message
+    assert "in 12 row(s); first 5" in message
+
+
+@pytest.mark.parametrize("name", ["items.csv", "interactions.csv", "users.csv"])
+def test_empty_tables(write_dir, catalog_files, name):
+    header = catalog_files[name].splitlines()[0] + "\n"
+    message = _error(write_dir({**catalog_files, name: header}))
+    assert name in message and "expected at least one data row" in message
+
+
+def test_non_utf8_text_reports_row_and_column(write_dir, catalog_files):
+    files: dict = dict(catalog_files)
+    files["items.csv"] = (
+        catalog_files["items.csv"]
+        .encode("utf-8")
+        .replace("Amélie".encode(), "Amélie".encode("latin-1"))
+    )
+    message = _error(write_dir(files))
+    assert "items.csv" in message and "column 'title'" in message
+    assert "data row 3 (line 4)" in message and "UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("-1", "negative"), ("heavy", "expected a finite number"), ("nan", "expected a finite")],
+)
+def test_bad_weights(write_dir, catalog_files, value, problem):
+    files = _edited(catalog_files, "interactions.csv", "1614556700,0.5", f"1614556700,{value}")
+    message = _error(write_dir(files))
+    assert "interactions.csv" in message and "column 'weight'" in message
+    assert problem in message and f"row 5 '{value}'" in message
+
+
+def test_rating_threshold_needs_a_rating_column(write_dir, catalog_files):
+    message = _error(write_dir(catalog_files), DataConfig(rating_threshold=4.0))
+    assert "interactions.csv" in message and "'rating'" in message
+    assert "found columns: user_id, item_id, timestamp, weight" in message
+
+
+def test_non_numeric_rating(write_dir, catalog_files):
+    files = {
+        **catalog_files,
+        "interactions.csv": "user_id,item_id,timestamp,rating\nu1,i2,1,4\nu1,i3,2,good\n",
+    }
+    message = _error(write_dir(files))
+    assert "column 'rating'" in message and "row 2 'good'" in message
+
+
+def test_filters_that_leave_nothing_are_an_error(write_dir, catalog_files):
+    message = _error(write_dir(catalog_files), DataConfig(min_user_interactions=10))
+    assert "interactions.csv" in message and "min_user_interactions=10" in message
+
+
+def test_movielens_files_are_validated_too(write_dir):
+    directory = write_dir(
+        {
+            "u.data": "1\t10\t5\t881250949\n1\t99\t5\t881250950\n",
+            "u.item": "10|A (2001)|01-Jan-2001||http://x|" + "|".join(["0"] * 19) + "\n",
+        }
+    )
+    message = _error(directory)
+    assert "u.data" in message and "item_id" in message and "row 2 '99'" in message
+
+
+def test_row_with_too_many_fields(write_dir, catalog_files):
+    files = _edited(
+        catalog_files, "interactions.csv", "u3,i3,2021-03-01 00:01:00,1.0", "u3,i3,1,1,9"
+    )
+    message = _error(write_dir(files))
+    assert "interactions.csv" in message and "found 5 in data row 4 (line 5)" in message
