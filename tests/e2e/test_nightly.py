@@ -74,14 +74,17 @@ def test_publish_then_nothing_new_then_incremental(world, tmp_path):
 
 
 def test_gate_holds_a_degraded_candidate(world, tmp_path):
-    good = fast_config(world["bert"])
+    collab = {"factors": 32, "epochs": 25}  # a champion clearly better than popularity alone
+    good = fast_config(world["bert"], collab=collab)
     first = _run(world["data"], good, tmp_path, track=True)
     champion = bundle.read_pointer(tmp_path)
-    broken = fast_config(
-        world["bert"], blend={"fixed_weights": {"text": 0.0, "collab": 0.0, "popularity": 1.0}}
+    broken = fast_config(  # the blend broken: popularity only
+        world["bert"],
+        collab=collab,
+        blend={"fixed_weights": {"text": 0.0, "collab": 0.0, "popularity": 1.0}},
     )
     second = _run(world["data"], broken, tmp_path, track=True)
-    assert second.published and not second.promoted
+    assert second.published and not second.promoted, second.message
     assert bundle.read_pointer(tmp_path) == champion == first.published
     assert bundle.read_pointer(tmp_path, "CHALLENGER") == second.published
     name = good.nightly.registered_model
