@@ -205,9 +205,9 @@ def test_real_mlflow_server(world, tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
-                if requests.get(f"{uri}/health", timeout=1).ok:
+                if requests.get(f"{uri}/health", timeout=5).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet
                 time.sleep(0.5)
         else:
             pytest.fail("mlflow server did not come up in 120 s")
@@ -229,4 +229,8 @@ def test_real_mlflow_server(world, tmp_path):
         assert version.run_id == parent.info.run_id
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
