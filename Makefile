@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 DATA ?= data/sample
+CONFIG ?= configs/sample.toml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -23,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/recsys nightly --data $(DATA)
+	$(VENV)/bin/recsys nightly --data $(DATA) --config $(CONFIG)
 	$(VENV)/bin/recsys serve
 
 test: $(STAMP)

@@ -20,6 +20,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "jobs.evaluate", "offline A/B report of two bundles on held-out interactions"),
     ("ab-report", "jobs.ab_report", "live A/B report from the API's exposure log"),
     ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
+    ("serve", "jobs.serve", "the REST API under gunicorn"),
     ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
     ("embed", "jobs.stage", "run the pipeline up to embedding every item"),
     ("build-index", "jobs.stage", "run the pipeline up to building the FAISS index"),

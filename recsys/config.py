@@ -56,7 +56,7 @@ class EncoderConfig(_Section):
     path: Literal["auto", "full", "frozen"] = "auto"  # full fine-tune (GPU) or cached frozen (CPU)
     user_tower: Literal["auto", "sequence", "bert"] = "auto"
     trainable_layers: int = Field(0, ge=0)  # CPU path: top BERT layers trained over cached states
-    dim: int = Field(256, ge=8)  # output dimension of both towers
+    dim: int = Field(128, ge=8)  # output dimension of both towers (and of the user transformer)
     max_length: int = Field(64, ge=8)  # tokens per item document
     user_max_length: int = Field(128, ge=8)  # tokens per user document (bert user tower)
     history_len: int = Field(50, ge=1)  # items fed to the sequence user tower
@@ -64,10 +64,13 @@ class EncoderConfig(_Section):
     seq_heads: int = Field(4, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     temperature: float = Field(0.05, gt=0.0)
+    # auto: whole-catalog softmax on the frozen path (it validates better), in-batch otherwise
+    softmax: Literal["auto", "full", "sampled"] = "auto"
     logq_correction: bool = True
     hard_negatives: int = Field(0, ge=0)  # per example, mined by the collaborative model
-    batch_size: int = Field(256, ge=2)
-    lr: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(256, ge=2)  # (history, next item) pairs per step: BERT-training paths
+    seq_batch_size: int = Field(32, ge=1)  # sequences per step: frozen path (every position trains)
+    lr: float = Field(2e-3, gt=0.0)  # heads, adapter and sequence tower
     bert_lr: float = Field(2e-5, gt=0.0)
     freeze_bottom_layers: int = Field(0, ge=0)  # GPU path (MoRec's recipe)
     epochs: int = Field(20, ge=1)

@@ -52,4 +52,4 @@ def test_default_toml_matches_the_code():
     from recsys.config import PipelineConfig
 
     path = Path(__file__).parents[1] / "configs" / "default.toml"
-    assert load_config(path) == PipelineConfig(), "regenerate configs/default.toml"
+    assert load_config(path) == PipelineConfig(), "run: python configs/generate_default.py"

@@ -76,7 +76,9 @@ class TowerUserEncoder:
         return {"kind": "two_tower", "dir": str(self.directory)}
 
     def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray:
-        vectors = self.encoder.encode_queries(list(queries), item_vectors)  # (n, dim)
+        histories = [q.history for q in queries]
+        profiles = [q.profile_text for q in queries]
+        vectors = self.encoder.encode_users(histories, item_vectors, profiles)  # (n, dim)
         return normalize_rows(np.asarray(vectors, dtype=np.float32))
 
 

@@ -6,9 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recsys.encoder.backbone import (
     BackboneError,
+    length_batches,
     load_backbone,
     mean_pool,
     model_hash,
@@ -87,11 +90,13 @@ def test_pooled_order_restored_and_equals_unbucketed_reference(tiny):
     assert not np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-3)
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 64])
-def test_batch_size_does_not_change_vectors(tiny, batch_size):
+@pytest.mark.parametrize("batch_size, max_padding", [(1, 0.05), (2, 0.0), (64, float("inf"))])
+def test_batching_does_not_change_vectors(tiny, batch_size, max_padding):
     tokenizer, model = tiny
     base = pooled_embeddings(tokenizer, model, TEXTS, 16, batch_size=4, device="cpu")
-    other = pooled_embeddings(tokenizer, model, TEXTS, 16, batch_size=batch_size, device="cpu")
+    other = pooled_embeddings(
+        tokenizer, model, TEXTS, 16, batch_size, "cpu", max_padding=max_padding
+    )
     np.testing.assert_allclose(other, base, atol=1e-5)
 
 
@@ -123,6 +128,29 @@ def test_progress_bar_when_asked(tiny, capsys):
     assert "embed" not in capsys.readouterr().err
 
 
+@given(
+    lengths=st.lists(st.integers(1, 60), max_size=80),
+    batch_size=st.integers(1, 17),
+    max_padding=st.sampled_from([0.0, 0.05, 0.5]),
+)
+def test_length_batches_cover_every_row_with_bounded_padding(lengths, batch_size, max_padding):
+    batches = length_batches(lengths, batch_size, max_padding)
+    assert sorted(row for batch in batches for row in batch) == list(range(len(lengths)))
+    for batch in batches:
+        sizes = [lengths[row] for row in batch]
+        assert 1 <= len(batch) <= batch_size
+        assert sizes == sorted(sizes, reverse=True)  # longest first, as documented
+        assert max(sizes) * len(sizes) <= (1 + max_padding) * sum(sizes) + 1e-9
+
+
+def test_length_batches_fill_up_when_lengths_are_equal():
+    assert length_batches([7] * 10, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    # a long outlier gets a batch of its own rather than padding the others to its length
+    assert length_batches([5, 5, 40, 5], 4) == [[2], [0, 1, 3]]
+    # no padding bound: plain batches of batch_size over the sorted order
+    assert length_batches([3, 1, 2, 5], 2, float("inf")) == [[3, 0], [2, 1]]
+
+
 def test_mean_pool_ignores_padding():
     hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])  # (1, 3, 2)
     mask = torch.tensor([[1, 1, 0]])
@@ -139,6 +167,15 @@ def test_pick_device():
             pick_device("cuda")
 
 
+def test_pickled_weights_are_refused(tiny_bert_dir, tmp_path):
+    shutil.copytree(tiny_bert_dir, tmp_path / "pickled")
+    _, model = load_backbone(tiny_bert_dir)
+    (tmp_path / "pickled" / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
+    with pytest.raises(BackboneError, match="no \\*.safetensors weights"):
+        load_backbone(str(tmp_path / "pickled"))
+
+
 def test_model_hash_of_files_follows_the_weights(tiny_bert_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bert_dir, copy)
@@ -149,16 +186,17 @@ def test_model_hash_of_files_follows_the_weights(tiny_bert_dir, tmp_path):
         model.embeddings.word_embeddings.weight[0, 0] += 1.0
     model.save_pretrained(copy, safe_serialization=True)
     assert model_hash(copy) != model_hash(tiny_bert_dir)
-    with pytest.raises(BackboneError, match="no weights file"):
+    with pytest.raises(BackboneError, match=r"no \*\.safetensors weights file"):
         (tmp_path / "empty").mkdir()
         (tmp_path / "empty" / "config.json").write_text("{}")
         model_hash(tmp_path / "empty")
 
 
-def test_model_hash_of_loaded_model(tiny_bert_dir):
+def test_model_hash_of_loaded_model(tiny_bert_dir, tmp_path):
+    shutil.copytree(tiny_bert_dir, tmp_path / "elsewhere")
     _, first = load_backbone(tiny_bert_dir)
-    _, second = load_backbone(tiny_bert_dir)
-    assert model_hash(first) == model_hash(second)
+    _, second = load_backbone(str(tmp_path / "elsewhere"))
+    assert model_hash(first) == model_hash(second)  # where it was loaded from does not count
     with torch.no_grad():
         second.encoder.layer[0].output.dense.bias[0] += 1e-3
     assert model_hash(first) != model_hash(second)

@@ -1,0 +1,195 @@
+"""Benchmark (serving stage): throughput and p50/p99 latency of GET /v1/users/{id}/recommendations
+beside a bare Flask JSON route (/v1/_bare) on the same gunicorn server and config, in one run.
+
+    python benchmarks/serving_load.py --workdir WORKDIR --data DATA_DIR
+
+WORKDIR holds a published bundle (CURRENT), e.g. made by `recsys nightly --data DATA_DIR --workdir
+WORKDIR`; DATA_DIR gives the user ids to ask for (known users, as in production). The server runs
+`recsys serve`'s exact gunicorn command; the load comes from a second process (this script with
+--client) over loopback, keep-alive connections, closed loop. Routes alternate in rounds so that
+drift on a shared machine hits both. The in-process ranking time of the same requests comes back in
+the Server-Timing header and is reported beside the HTTP latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROUTES = {"bare": "/v1/_bare", "user": "/v1/users/{user_id}/recommendations?k=10"}
+
+
+def client(url: str, route: str, seconds: float, connections: int, users: list[str]) -> dict:
+    """Closed-loop load: `connections` threads, one keep-alive connection each."""
+    host, port = url.removeprefix("http://").split(":")
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    rank_ms: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+    deadline = time.perf_counter() + seconds
+
+    def worker(n: int) -> None:
+        rng = random.Random(n)
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while time.perf_counter() < deadline:
+            path = ROUTES[route].format(user_id=rng.choice(users) if users else "x")
+            started = time.perf_counter()
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            latencies[n].append(time.perf_counter() - started)
+            if response.status != 200:
+                errors[n] += 1
+            timing = response.getheader("Server-Timing", "")
+            if timing.startswith("rank;dur="):
+                rank_ms[n].append(float(timing.split("=", 1)[1]))
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000.0  # (requests,) ms
+    ranks = np.concatenate([np.asarray(x) for x in rank_ms])  # (requests,) ms
+    return {
+        "route": route,
+        "requests": int(lat.size),
+        "errors": int(sum(errors)),
+        "rps": lat.size / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "rank_p50_ms": float(np.percentile(ranks, 50)) if ranks.size else None,
+        "rank_p99_ms": float(np.percentile(ranks, 99)) if ranks.size else None,
+    }
+
+
+def run_client(url: str, route: str, seconds: float, connections: int, users_file: Path) -> dict:
+    """The load generator in its own process (this file with --client), result as JSON."""
+    cmd = [sys.executable, __file__, "--client", url, "--route", route, "--seconds", str(seconds)]
+    cmd += ["--connections", str(connections), "--users-file", str(users_file)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def known_users(data: Path, limit: int = 5000) -> list[str]:
+    from recsys.config import DataConfig
+    from recsys.data.loaders import load_dataset
+    from recsys.schema import USER_ID
+
+    dataset = load_dataset(data, DataConfig())
+    users = dataset.users[USER_ID].to_list()
+    random.Random(0).shuffle(users)
+    return users[:limit]
+
+
+def machine(native_threads: int) -> str:
+    names = [
+        ln.split(":", 1)[1].strip()
+        for ln in Path("/proc/cpuinfo").read_text().splitlines()
+        if ln.startswith("model name")
+    ]
+    model = names[0] if names else platform.processor()
+    return (
+        f"{model}; {os.cpu_count()} cores; torch/FAISS/OpenMP threads per worker "
+        f"{native_threads}; python {platform.python_version()}"
+    )
+
+
+def serve_and_measure(args: argparse.Namespace) -> list[dict]:
+    from serving.live import live_server
+
+    users_file = Path(args.workdir) / ".bench-users.json"
+    users_file.write_text(json.dumps(known_users(Path(args.data))))
+    env = {"RECSYS_BENCH_ROUTES": "1", "RECSYS_NATIVE_THREADS": str(args.native_threads)}
+    results = []
+    try:
+        with live_server(
+            args.workdir, workers=args.workers, threads=args.threads, env=env
+        ) as server:
+            for route in ("bare", "user"):  # warm-up: caches, connection pools, JIT-free paths
+                run_client(server.url, route, 3.0, args.connections, users_file)
+            for _ in range(args.rounds):
+                for route in ("bare", "user"):
+                    results.append(
+                        run_client(server.url, route, args.seconds, args.connections, users_file)
+                    )
+    finally:
+        users_file.unlink(missing_ok=True)
+    return results
+
+
+def report(args: argparse.Namespace, results: list[dict]) -> None:
+    print("command:", shlex.join([sys.executable, *sys.argv]))
+    print("machine:", machine(args.native_threads))
+    print(
+        f"server: gunicorn gthread, {args.workers} workers x {args.threads} threads; "
+        f"client: 1 process, {args.connections} keep-alive connections, {args.seconds:.0f} s x "
+        f"{args.rounds} rounds per route, interleaved"
+    )
+    by_route = {r: [x for x in results if x["route"] == r] for r in ("bare", "user")}
+    mean = {r: {k: float(np.mean([x[k] for x in v])) for k in ("rps", "p50_ms", "p99_ms")}
+            for r, v in by_route.items()}  # fmt: skip
+    for r in results:
+        extra = ""
+        if r["rank_p50_ms"] is not None:
+            extra = f"  in-process rank p50 {r['rank_p50_ms']:.2f} ms p99 {r['rank_p99_ms']:.2f} ms"
+        print(
+            f"  {r['route']:>5}: {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
+            f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}/{r['requests']}{extra}"
+        )
+    user, bare = mean["user"], mean["bare"]
+    ranks = [r for r in by_route["user"] if r["rank_p99_ms"] is not None]
+    print(
+        f"recommendations / bare throughput: {user['rps']:.1f} / {bare['rps']:.1f} req/s = "
+        f"{user['rps'] / bare['rps']:.2f} (goal >= 0.50)"
+    )
+    print(f"p50 latency recommendations {user['p50_ms']:.2f} ms vs bare {bare['p50_ms']:.2f} ms")
+    if ranks:
+        rank_p99 = float(np.mean([r["rank_p99_ms"] for r in ranks]))
+        print(
+            f"p99 latency recommendations {user['p99_ms']:.2f} ms vs in-process ranking p99 "
+            f"{rank_p99:.2f} ms for the same requests (HTTP+queueing overhead "
+            f"{user['p99_ms'] - rank_p99:.2f} ms); bare p99 {bare['p99_ms']:.2f} ms"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, help="work directory with a CURRENT bundle")
+    parser.add_argument("--data", type=Path, help="the data directory the bundle was built from")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per round and route")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--native-threads", type=int, default=1)
+    parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: the load process
+    parser.add_argument("--route", choices=sorted(ROUTES), help=argparse.SUPPRESS)
+    parser.add_argument("--users-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        users = json.loads(args.users_file.read_text())
+        print(json.dumps(client(args.client, args.route, args.seconds, args.connections, users)))
+        return 0
+    if args.workdir is None or args.data is None:
+        parser.error("--workdir and --data are required")
+    report(args, serve_and_measure(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

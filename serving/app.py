@@ -1,0 +1,103 @@
+"""Serving stage: the Flask application factory (reads a work directory's bundles through the
+holder; writes the exposure log). Blueprints: api (/v1), health (/healthz, /readyz, /metrics,
+/openapi.json), admin (/admin)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from flask import Flask, Response, g, jsonify, request
+
+from recsys.config import PipelineConfig, ServingConfig, load_config
+from serving import errors
+from serving.admin import admin
+from serving.api import api
+from serving.exposure import ExposureLog
+from serving.health import health
+from serving.holder import BundleHolder, Loader, load_verified
+from serving.metrics import Metrics
+from serving.routing import VariantRouter
+from serving.schemas import RequestModels
+from serving.state import ServingState, state
+
+ADMIN_TOKEN_ENV = "RECSYS_ADMIN_TOKEN"
+WORKDIR_ENV = "RECSYS_WORKDIR"
+CONFIG_ENV = "RECSYS_CONFIG"
+BENCH_ROUTES_ENV = "RECSYS_BENCH_ROUTES"  # "1": also serve GET /v1/_bare (benchmarks only)
+
+
+def create_app(
+    config: PipelineConfig | ServingConfig | None = None,
+    workdir: str | Path | None = None,
+    *,
+    loader: Loader = load_verified,
+) -> Flask:
+    """A fresh app over one work directory. Loads nothing: the holder starts on the first request
+    (or from gunicorn's post_worker_init), in the worker process."""
+    if isinstance(config, PipelineConfig):
+        config = config.serving
+    config = config or ServingConfig()
+    workdir = Path(workdir or os.environ.get(WORKDIR_ENV) or "var")
+    router = VariantRouter(config.variants, config.salt)
+    metrics = Metrics()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, DEBUG=False, TESTING=False)
+    app.json.sort_keys = False  # keep response fields in the documented order
+    app.extensions["recsys"] = ServingState(
+        config=config,
+        holder=BundleHolder(
+            workdir, router.names, metrics, poll_seconds=config.poll_seconds, loader=loader
+        ),
+        router=router,
+        metrics=metrics,
+        models=RequestModels(config),
+        exposure=ExposureLog(config.exposure_log) if config.exposure_log else None,
+        admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
+        bench_routes=os.environ.get(BENCH_ROUTES_ENV) == "1",
+    )
+    errors.init_app(app)
+    _register_blueprints(app)
+    if app.extensions["recsys"].bench_routes:
+        app.add_url_rule("/v1/_bare", "bare", _bare, methods=["GET"])
+    app.before_request(_before)
+    app.after_request(_after)
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """The gunicorn entry point's app: config from $RECSYS_CONFIG, work dir from $RECSYS_WORKDIR."""
+    return create_app(load_config(os.environ.get(CONFIG_ENV) or None))
+
+
+def start_holder(app: Flask, background: bool = True) -> None:
+    app.extensions["recsys"].holder.start(background=background)
+
+
+def _register_blueprints(app: Flask) -> None:
+    app.register_blueprint(api)
+    app.register_blueprint(health)
+    app.register_blueprint(admin)
+
+
+def _before() -> None:
+    g.started = time.perf_counter()
+    state().holder.start()  # no-op once running in this process
+
+
+def _after(response):
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    variant = g.get("variant", "none")
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    metrics = state().metrics
+    metrics.latency.labels(route=route, variant=variant).observe(elapsed)
+    metrics.requests.labels(route=route, variant=variant, status=str(response.status_code)).inc()
+    if "rank_seconds" in g:  # the model's own time, for clients comparing it with their latency
+        response.headers["Server-Timing"] = f"rank;dur={g.rank_seconds * 1000:.3f}"
+    return response
+
+
+def _bare() -> Response:
+    """The cheapest JSON route on the same server: the load benchmark's baseline."""
+    return jsonify(ok=True)

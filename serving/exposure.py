@@ -1,0 +1,67 @@
+"""Serving stage: the exposure log — one JSON line per recommendation list shown (writes
+ServingConfig.exposure_log; `recsys ab-report` reads it)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class ExposureLog:
+    """Appends {"time", "user_id", "variant", "bundle", "item_ids", "scores", "positions"} lines.
+
+    Several gunicorn workers (processes) and their threads share one file: each line is written
+    with a single os.write on an O_APPEND descriptor under an exclusive flock, so lines never
+    interleave. The file is opened lazily, and again after a fork.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._pid = os.getpid()
+        return self._fd
+
+    def write(
+        self,
+        *,
+        user_id: str | None,
+        variant: str,
+        bundle: str,
+        item_ids: Sequence[str],
+        scores: Sequence[float],
+    ) -> None:
+        record = {
+            "time": time.time(),
+            "user_id": user_id,
+            "variant": variant,
+            "bundle": bundle,
+            "item_ids": list(item_ids),
+            "scores": [float(s) for s in scores],
+            "positions": list(range(1, len(item_ids) + 1)),
+        }
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        with self._lock:
+            fd = self._descriptor()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                os.write(fd, line)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None

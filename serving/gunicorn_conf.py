@@ -1,0 +1,78 @@
+"""Serving stage: the checked-in gunicorn configuration (`gunicorn -c serving/gunicorn_conf.py
+serving.wsgi:app`; `recsys serve` runs exactly that). Every value can be overridden with an
+environment variable, and --bind/--workers on gunicorn's command line win over this file.
+
+Fork safety: the app is NOT preloaded in the master. FAISS (OpenMP) and torch start thread pools
+on first use and those do not survive a fork (a forked child can hang on a lock a vanished thread
+held), so each worker limits its native threads right after the fork (post_fork) and only then
+loads the bundle, in a background thread started in post_worker_init; /readyz answers 503 until
+it is loaded.
+"""
+
+import os
+import shutil
+import tempfile
+
+bind = os.environ.get("RECSYS_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("RECSYS_WORKERS", "2"))
+worker_class = "gthread"  # threads share one model per worker: memory stays one copy per worker
+threads = int(os.environ.get("RECSYS_THREADS", "4"))
+# Native threads per worker for torch / FAISS / OpenMP (workers x threads already fill the cores).
+native_threads = int(os.environ.get("RECSYS_NATIVE_THREADS", "1"))
+preload_app = False  # load after fork (see above)
+timeout = int(os.environ.get("RECSYS_TIMEOUT", "60"))  # a worker silent this long is restarted
+graceful_timeout = 30  # in-flight requests finish on shutdown / reload
+keepalive = 5
+max_requests = 0  # no periodic recycling: a reload would cost a full bundle load
+limit_request_line = 8190  # the largest gunicorn allows; the API's query limits are sized to fit
+limit_request_field_size = 8190
+accesslog = os.environ.get("RECSYS_ACCESS_LOG") or None  # "-" for stdout
+errorlog = "-"
+loglevel = os.environ.get("RECSYS_LOG_LEVEL", "info")
+proc_name = "recsys-serve"
+control_socket_disable = True  # one fixed socket path per user: several servers would collide
+_created: list[str] = []
+
+
+def on_starting(server):
+    """Master, before any worker: a fresh directory for the workers' Prometheus metric files."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="recsys-prometheus-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        _created.append(path)  # ours: removed in on_exit
+    else:
+        shutil.rmtree(path, ignore_errors=True)  # stale files would add old totals
+        os.makedirs(path, exist_ok=True)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(native_threads)
+    server.log.info("prometheus multiprocess dir: %s", path)
+
+
+def on_exit(server):
+    """Master, shutting down: remove the metrics directory if on_starting created it."""
+    for path in _created:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def post_fork(server, worker):
+    """Worker, right after the fork, before the app is imported: cap native thread pools."""
+    from serving.threads import limit_threads
+
+    limit_threads(native_threads)
+
+
+def post_worker_init(worker):
+    """Worker, app imported: start the bundle holder (load in the background, then poll)."""
+    from serving.app import start_holder
+
+    start_holder(worker.wsgi, background=True)
+
+
+def child_exit(server, worker):
+    """Master: a worker is gone; its live gauges stop counting (counters keep their totals)."""
+    # Imported here, never at the top: prometheus_client picks its storage when first imported,
+    # and that must happen after on_starting has set PROMETHEUS_MULTIPROC_DIR.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,86 @@
+"""Serving stage: Prometheus metrics of the API (latency per route and variant, bundle info, swaps,
+load failures), exposed at /metrics in the text format.
+
+Several gunicorn workers: each worker is a process with its own counters. When the environment
+variable PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is first imported (the checked-in
+gunicorn config does it in the master, so every worker inherits it), values live in per-process
+files in that directory and /metrics, whichever worker answers, merges them: counters and
+histograms are summed over workers (dead workers' totals included), the bundle-info gauge is the max
+over live workers (a version shows 1 while any worker serves it). Without the variable (tests, a
+single process) the app's own registry is exposed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds; dense below 100 ms where a healthy ranking call lands.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The metric objects of one app; `exposition()` renders them (merged over workers)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.latency = Histogram(
+            "recsys_http_request_duration_seconds",
+            "Request latency by route template and A/B variant ('none' outside /v1)",
+            ["route", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.requests = Counter(
+            "recsys_http_requests",
+            "Requests by route template, A/B variant and status code",
+            ["route", "variant", "status"],
+            registry=reg,
+        )
+        self.rank_time = Histogram(
+            "recsys_rank_duration_seconds",
+            "Time inside the model (recommend/similar), by variant",
+            ["variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.bundle_info = Gauge(
+            "recsys_bundle_info",
+            "1 for the bundle version a variant serves, 0 for one it no longer serves",
+            ["variant", "version"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.swaps = Counter(
+            "recsys_bundle_swaps", "Bundles swapped in, by variant", ["variant"], registry=reg
+        )
+        self.load_failures = Counter(
+            "recsys_bundle_load_failures",
+            "Bundles refused (verification or loading failed), by variant",
+            ["variant"],
+            registry=reg,
+        )
+
+    def serving(self, variant: str, version: str, previous: str | None) -> None:
+        if previous is not None and previous != version:
+            self.bundle_info.labels(variant=variant, version=previous).set(0)
+        self.bundle_info.labels(variant=variant, version=version).set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """(body, content type) of the Prometheus text format."""
+        if os.environ.get(MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            prom_multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,174 @@
+"""Serving stage: the OpenAPI 3.1 document of the API, generated from the same pydantic models that
+validate requests (reads the app state: max_k, the loaded bundles' filter fields)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from recsys import __version__
+from serving import schemas
+from serving.state import ServingState
+
+_REF = "#/components/schemas/{model}"
+_RESPONSES = [
+    schemas.RecommendationResponse,
+    schemas.SimilarResponse,
+    schemas.ErrorResponse,
+    schemas.HealthResponse,
+    schemas.ReadyResponse,
+    schemas.AdminResponse,
+    schemas.BareResponse,
+]
+_ERRORS = {
+    400: "malformed request (e.g. the body is not valid JSON)",
+    401: "missing or wrong bearer token",
+    404: "not found (unknown item; admin routes when no admin token is configured)",
+    409: "refused: the bundle failed verification or loading, the old one keeps serving",
+    413: "request body larger than serving.max_body_bytes",
+    415: "the body is not application/json",
+    422: "invalid parameters or body: wrong type, out of range, unknown field",
+    503: "no verified bundle loaded yet",
+}
+
+
+def build_openapi(st: ServingState) -> dict[str, Any]:
+    """The document for this app as it runs now (filter fields come from the loaded bundles)."""
+    models = st.models
+    _, defs = models_json_schema(
+        [(m, "validation") for m in (models.body,)] + [(m, "serialization") for m in _RESPONSES],
+        ref_template=_REF,
+    )
+    components = defs["$defs"]
+    filter_pattern = _filter_pattern(st)
+    components["RecommendationRequest"]["properties"]["filters"]["items"]["pattern"] = (
+        filter_pattern
+    )
+    paths = {
+        "/v1/users/{user_id}/recommendations": {"get": _user_recommendations(st, filter_pattern)},
+        "/v1/recommendations": {"post": _anonymous_recommendations()},
+        "/v1/items/{item_id}/similar": {"get": _similar(st)},
+        "/healthz": {"get": _simple("Liveness: the process is up", "HealthResponse", [])},
+        "/readyz": {"get": _simple("Readiness: a verified bundle serves", "ReadyResponse", [503])},
+        "/metrics": {"get": _metrics()},
+        "/openapi.json": {"get": _openapi()},
+    }
+    if st.admin_token is not None:
+        for action, summary in (
+            ("reload", "Swap in what the pointers name now"),
+            ("rollback", "CURRENT back to the previous bundle, then reload"),
+        ):
+            paths[f"/admin/{action}"] = {"post": _admin(action, summary)}
+    if st.bench_routes:
+        paths["/v1/_bare"] = {"get": _simple("Benchmark baseline", "BareResponse", [])}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "recsys", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _filter_pattern(st: ServingState) -> str:
+    """Only fields every variant's bundle can filter on, so a documented filter never fails."""
+    snapshot = st.holder.snapshot
+    if snapshot is None:
+        return schemas.FILTER_PATTERN
+    common = set.intersection(*(set(s.model.filter_fields) for s in snapshot.served.values()))
+    fields = sorted(f for f in common if re.fullmatch(schemas.FIELD_PATTERN, f))
+    if not fields:
+        return "^(?!)$"  # nothing can be filtered on: no filter value is valid
+    return "^(?:" + "|".join(fields) + r"):[^\x00-\x1f\x7f]{1,64}$"
+
+
+def _query_parameters(model: type[BaseModel], overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=_REF)
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        if "anyOf" in prop:  # "X or null": in a query string, null is simply leaving it out
+            (prop,) = [{**alt, **{k: v for k, v in prop.items() if k != "anyOf"}}
+                       for alt in prop["anyOf"] if alt.get("type") != "null"]  # fmt: skip
+        if name in overrides:
+            prop["items"] = {**prop["items"], **overrides[name]}
+        param = {"name": name, "in": "query", "required": False, "schema": prop}
+        if prop.get("type") == "array":
+            param.update(style="form", explode=True)  # ?exclude=a&exclude=b
+        out.append(param)
+    return out
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    schema = {"type": "string", "pattern": schemas.ID_PATTERN}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": _REF.format(model=ref)}}}
+
+
+def _responses(ok: str, errors: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": {"description": "OK", "content": _json(ok)}}
+    for code in errors:
+        out[str(code)] = {"description": _ERRORS[code], "content": _json("ErrorResponse")}
+    return out
+
+
+def _user_recommendations(st: ServingState, filter_pattern: str) -> dict[str, Any]:
+    return {
+        "summary": "Top-k for a user; unknown users get the cold-start path (cold_start=true)",
+        "operationId": "userRecommendations",
+        "parameters": [_path_id("user_id")]
+        + _query_parameters(st.models.user_query, {"filter": {"pattern": filter_pattern}}),
+        "responses": _responses("RecommendationResponse", [422, 503]),
+    }
+
+
+def _anonymous_recommendations() -> dict[str, Any]:
+    return {
+        "summary": "Top-k for an anonymous or new user from recent items and/or profile text",
+        "operationId": "anonymousRecommendations",
+        "requestBody": {"required": True, "content": _json("RecommendationRequest")},
+        "responses": _responses("RecommendationResponse", [400, 413, 415, 422, 503]),
+    }
+
+
+def _similar(st: ServingState) -> dict[str, Any]:
+    return {
+        "summary": "Items most like one item",
+        "operationId": "similarItems",
+        "parameters": [_path_id("item_id")] + _query_parameters(st.models.similar_query, {}),
+        "responses": _responses("SimilarResponse", [404, 422, 503]),
+    }
+
+
+def _simple(summary: str, ok: str, errors: list[int]) -> dict[str, Any]:
+    return {"summary": summary, "responses": _responses(ok, errors)}
+
+
+def _metrics() -> dict[str, Any]:
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    return {
+        "summary": "Prometheus metrics (text exposition format 0.0.4)",
+        "responses": {"200": {"description": "OK", "content": text}},
+    }
+
+
+def _openapi() -> dict[str, Any]:
+    doc = {"application/json": {"schema": {"type": "object"}}}
+    return {"summary": "This document", "responses": {"200": {"description": "OK", "content": doc}}}
+
+
+def _admin(action: str, summary: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "operationId": f"admin{action.title()}",
+        "security": [{"bearerAuth": []}],
+        "responses": _responses("AdminResponse", [401, 409]),
+    }

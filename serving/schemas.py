@@ -1,0 +1,155 @@
+"""Serving stage: request and response models of the REST API (pydantic; the OpenAPI document
+is generated from these same models, so validation and documentation cannot drift apart)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from recsys.config import ServingConfig
+
+# External ids accepted in URLs and bodies: ASCII, starting with a letter or digit (so "." and ".."
+# can never be a path segment), at most 64 characters. Catalog ids outside this pattern can still
+# be recommended, they just cannot be named in a request.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+FIELD_PATTERN = r"^[A-Za-z0-9_]{1,32}$"
+# "field:value"; the value is any text without control characters, case-insensitive containment.
+FILTER_PATTERN = r"^[A-Za-z0-9_]{1,32}:[^\x00-\x1f\x7f]{1,64}$"
+# Query strings must fit gunicorn's request line (limit_request_line = 8190 bytes, every character
+# possibly percent-encoded), hence fewer list entries in a query than in a JSON body.
+MAX_QUERY_EXCLUDE = 20
+MAX_QUERY_FILTERS = 4
+MAX_BODY_ITEMS = 200
+MAX_BODY_EXCLUDE = 1000
+MAX_BODY_FILTERS = 16
+MAX_PROFILE_CHARS = 2000
+
+ExternalId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Filter = Annotated[str, StringConstraints(pattern=FILTER_PATTERN)]
+RecommendationPath = Literal["known", "history", "profile", "history+profile", "popularity"]
+
+
+def _integral(value: object) -> object:
+    """JSON Schema counts 35.0 as an integer; strict pydantic would not. Strings stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Query(BaseModel):
+    """Query strings arrive as text: lax coercion ("10" -> 10), unknown parameters still refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RequestModels:
+    """The request models of one app, with k bounded by its ServingConfig.max_k."""
+
+    def __init__(self, config: ServingConfig):
+        k_field = Annotated[int, Field(ge=1, le=config.max_k), BeforeValidator(_integral)]
+        default_k = min(config.default_k, config.max_k)
+
+        class UserRecommendationsQuery(_Query):
+            k: k_field = default_k
+            exclude: list[ExternalId] = Field(default=[], max_length=MAX_QUERY_EXCLUDE)
+            filter: list[Filter] = Field(default=[], max_length=MAX_QUERY_FILTERS)
+            explain: bool = False
+
+        class SimilarQuery(_Query):
+            k: k_field = default_k
+            user_id: ExternalId | None = None  # only routes the request to an A/B variant
+
+        class RecommendationRequest(_Strict):
+            user_id: ExternalId | None = None  # routing and exposure log only; not looked up
+            item_ids: list[ExternalId] = Field(default=[], max_length=MAX_BODY_ITEMS)
+            profile_text: str | None = Field(default=None, max_length=MAX_PROFILE_CHARS)
+            k: k_field = default_k
+            exclude: list[ExternalId] = Field(default=[], max_length=MAX_BODY_EXCLUDE)
+            filters: list[Filter] = Field(default=[], max_length=MAX_BODY_FILTERS)
+            explain: bool = False
+
+        self.user_query = UserRecommendationsQuery
+        self.similar_query = SimilarQuery
+        self.body = RecommendationRequest
+
+
+def split_filters(filters: list[str]) -> list[tuple[str, str]]:
+    """'field:value' -> (field, value); the pattern already guarantees the colon."""
+    return [tuple(f.split(":", 1)) for f in filters]  # type: ignore[misc]
+
+
+# ---- responses (documentation and tests; the views build plain dicts of this shape) ----
+
+
+class Sources(_Strict):
+    text: float | None
+    collab: float | None
+    popularity: float | None
+
+
+class RecommendedItem(_Strict):
+    item_id: str
+    score: float
+    sources: Sources
+    because: str | None = Field(description="history item that most supports it (explain=true)")
+
+
+class RecommendationResponse(_Strict):
+    bundle: str
+    variant: str
+    user_id: str | None
+    path: RecommendationPath = Field(
+        description="which evidence was used; anything but 'known' is cold start"
+    )
+    cold_start: bool
+    k: int
+    items: list[RecommendedItem]
+    unknown_item_ids: list[str] = Field(description="request item ids not in the catalog, ignored")
+
+
+class SimilarItem(_Strict):
+    item_id: str
+    score: float
+
+
+class SimilarResponse(_Strict):
+    bundle: str
+    variant: str
+    item_id: str
+    k: int
+    items: list[SimilarItem]
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="short machine-readable code, e.g. validation_error")
+    detail: str = Field(description="what was expected, what was found, where")
+
+
+class HealthResponse(_Strict):
+    status: Literal["ok"]
+
+
+class ReadyResponse(_Strict):
+    status: Literal["ready"]
+    variants: dict[str, str] = Field(description="variant -> bundle version it serves")
+
+
+class VariantReport(_Strict):
+    version: str | None
+    status: Literal["loaded", "unchanged", "failed"]
+    error: str | None
+
+
+class AdminResponse(_Strict):
+    action: Literal["reload", "rollback"]
+    variants: dict[str, VariantReport]
+    rolled_back_to: str | None = None
+
+
+class BareResponse(_Strict):
+    ok: bool

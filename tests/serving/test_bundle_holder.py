@@ -1,0 +1,140 @@
+"""Bundle holder on a real bundle, in process: verified load, swap of one reference (old snapshots
+keep answering), refusals, no retry storm, rollback, variants sharing a loaded version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+from support import build_test_bundle
+
+from recsys import bundle
+from recsys.config import ServingConfig
+from serving.app import create_app, start_holder
+from serving.holder import BundleHolder
+from serving.metrics import Metrics
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One real bundle, built once; each test copies the work directory."""
+    workdir = tmp_path_factory.mktemp("holder") / "var"
+    version = build_test_bundle(workdir)
+    if bundle.read_pointer(workdir) != version:
+        bundle.set_pointer(workdir, version)
+    return workdir, version
+
+
+@pytest.fixture
+def workdir(built, tmp_path):
+    source, _ = built
+    target = tmp_path / "wd"
+    shutil.copytree(source / "bundles", target / "bundles")
+    shutil.copy(source / "CURRENT", target / "CURRENT")
+    return target
+
+
+def _clone(workdir, version: str, suffix: str) -> str:
+    new = f"{version}-{suffix}"
+    shutil.copytree(bundle.bundles_dir(workdir) / version, bundle.bundles_dir(workdir) / new)
+    path = bundle.bundles_dir(workdir) / new / bundle.MANIFEST
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "version": new}))
+    return new
+
+
+def _failures(metrics: Metrics, variant: str = "CURRENT") -> float:
+    return (
+        metrics.registry.get_sample_value("recsys_bundle_load_failures_total", {"variant": variant})
+        or 0.0
+    )
+
+
+def test_swap_replaces_one_reference_and_old_snapshots_keep_working(built, workdir):
+    _, first = built
+    holder = BundleHolder(workdir, ["CURRENT"], Metrics(), poll_seconds=0)
+    holder.start(background=False)
+    old = holder.snapshot
+    assert old.versions() == {"CURRENT": first}
+    second = _clone(workdir, first, "b")
+    bundle.set_pointer(workdir, second)
+    report = holder.reload()
+    assert report["CURRENT"] == {"version": second, "status": "loaded", "error": None}
+    assert holder.snapshot is not old and holder.snapshot.versions() == {"CURRENT": second}
+    # a request that grabbed `old` before the swap finishes on it
+    assert old.served["CURRENT"].model.recommend(k=3)["items"]
+    assert holder.reload()["CURRENT"]["status"] == "unchanged"
+
+
+def test_refused_bundle_keeps_the_old_one_and_is_not_retried_by_the_watcher(built, workdir):
+    _, first = built
+    metrics = Metrics()
+    holder = BundleHolder(workdir, ["CURRENT"], metrics, poll_seconds=0)
+    holder.start(background=False)
+    before = holder.snapshot
+    broken = _clone(workdir, first, "broken")
+    victim = next(p for p in (bundle.bundles_dir(workdir) / broken).rglob("*.npz"))
+    victim.write_bytes(victim.read_bytes()[:-10])  # truncated: sha256 mismatch
+    bundle.set_pointer(workdir, broken)
+    report = holder.reload(force=False)
+    assert report["CURRENT"]["status"] == "failed"
+    assert "sha256 mismatch" in report["CURRENT"]["error"]
+    assert holder.snapshot is before and _failures(metrics) == 1
+    assert holder.reload(force=False)["CURRENT"]["error"] == "refused before; not retried"
+    assert _failures(metrics) == 1
+    holder.reload(force=True)  # an operator's explicit reload tries again
+    assert _failures(metrics) == 2 and holder.snapshot is before
+
+
+def test_rollback_goes_back_to_the_previous_champion(built, workdir):
+    _, first = built
+    holder = BundleHolder(workdir, ["CURRENT"], Metrics(), poll_seconds=0)
+    holder.start(background=False)
+    second = _clone(workdir, first, "b")
+    bundle.set_pointer(workdir, second)
+    holder.reload()
+    target, report = holder.rollback()
+    assert target == first and bundle.read_pointer(workdir) == first
+    assert report["CURRENT"]["status"] == "loaded"
+    assert holder.snapshot.versions() == {"CURRENT": first}
+
+
+def test_variants_pinning_the_same_version_share_one_loaded_model(built, workdir):
+    _, first = built
+    holder = BundleHolder(workdir, ["CURRENT", first], Metrics(), poll_seconds=0)
+    holder.start(background=False)
+    served = holder.snapshot.served
+    assert served["CURRENT"].model is served[first].model
+
+
+def test_missing_variant_target_keeps_the_app_not_ready(built, workdir):
+    config = ServingConfig(variants={"CURRENT": 0.5, "CHALLENGER": 0.5}, poll_seconds=0)
+    app = create_app(config, workdir=workdir)
+    start_holder(app, background=False)
+    client = app.test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "CHALLENGER" in ready.get_json()["detail"]
+    bundle.set_pointer(workdir, built[1], name="CHALLENGER")
+    app.extensions["recsys"].holder.reload()
+    assert client.get("/readyz").status_code == 200
+
+
+def test_watcher_thread_picks_up_a_new_pointer(built, workdir):
+    _, first = built
+    holder = BundleHolder(workdir, ["CURRENT"], Metrics(), poll_seconds=0.1)
+    holder.start(background=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not holder.ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = _clone(workdir, first, "b")
+        bundle.set_pointer(workdir, second)
+        while holder.snapshot.versions()["CURRENT"] != second and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder.snapshot.versions() == {"CURRENT": second}
+    finally:
+        holder.stop()

@@ -1,0 +1,70 @@
+"""Exposure log: the JSON-lines schema `recsys ab-report` reads; writers never mix lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from serving.exposure import ExposureLog
+
+
+def test_one_line_per_list_with_the_documented_schema(tmp_path):
+    path = tmp_path / "logs" / "exposure.jsonl"
+    log = ExposureLog(path)
+    before = time.time()
+    log.write(user_id="u1", variant="CURRENT", bundle="v1", item_ids=["a", "b"], scores=[2.0, 1])
+    log.write(user_id=None, variant="CHALLENGER", bundle="v2", item_ids=[], scores=[])
+    log.close()
+    first, second = [json.loads(line) for line in path.read_text().splitlines()]
+    assert set(first) == {"time", "user_id", "variant", "bundle", "item_ids", "scores", "positions"}
+    assert before <= first["time"] <= time.time()
+    assert first["item_ids"] == ["a", "b"] and first["scores"] == [2.0, 1.0]
+    assert first["positions"] == [1, 2]
+    assert (second["user_id"], second["variant"], second["positions"]) == (None, "CHALLENGER", [])
+
+
+def test_threads_and_processes_append_whole_lines(tmp_path):
+    path = tmp_path / "exposure.jsonl"
+    items = [f"item-{i:04d}" for i in range(300)]  # ~4 KB lines: larger than one small write
+    code = (
+        "import sys; from serving.exposure import ExposureLog;"
+        f"log = ExposureLog({str(path)!r}); items = {items!r};"
+        "[log.write(user_id=f'p{i}', variant='B', bundle='v', item_ids=items,"
+        " scores=[1.0] * len(items)) for i in range(200)]"
+    )
+    other = subprocess.Popen([sys.executable, "-c", code])
+    log = ExposureLog(path)
+
+    def writer(n: int) -> None:
+        for i in range(100):
+            log.write(user_id=f"t{n}-{i}", variant="A", bundle="v", item_ids=items, scores=[0.5])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert other.wait(timeout=60) == 0
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 4 * 100 + 200
+    assert all(r["item_ids"] == items for r in records)
+    assert sum(r["variant"] == "B" for r in records) == 200
+
+
+def test_the_ab_report_reader_accepts_what_the_api_writes(tmp_path):
+    from recsys.evaluation.exposures import read_exposures
+
+    path = tmp_path / "exposure.jsonl"
+    log = ExposureLog(path)
+    now = time.time()
+    log.write(user_id="u1", variant="CURRENT", bundle="v1", item_ids=["a", "b"], scores=[2.0, 1.0])
+    log.write(user_id="u2", variant="CHALLENGER", bundle="v2", item_ids=["c"], scores=[0.5])
+    log.close()
+    frame = read_exposures(path)
+    assert frame["user_id"].to_list() == ["u1", "u2"]
+    assert frame["variant"].to_list() == ["CURRENT", "CHALLENGER"]
+    assert frame["item_ids"].to_list() == [["a", "b"], ["c"]]
+    assert abs(frame["time"][0] - now) <= 2  # epoch seconds
