@@ -1,26 +1,15 @@
 """Regenerate configs/default.toml from recsys/config.py (defaults + the comments beside them).
 
-    python configs/generate_default.py
+python configs/generate_default.py
 """
 
-import json
 import re
 from pathlib import Path
 
-from recsys.config import PipelineConfig
+from recsys.config import PipelineConfig, toml_value
 
 SOURCE = Path(__file__).resolve().parents[1] / "recsys" / "config.py"
 TARGET = Path(__file__).resolve().parent / "default.toml"
-
-
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def source_comments() -> tuple[dict, dict]:

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, until: str | None = None) -> int:
+    """The whole nightly job, or (stage commands) the pipeline up to step `until`."""
     setup_logging(args.quiet)
     result = run_nightly(
         args.data,
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         say=lambda message: print(message, flush=True),
         track=not args.no_tracking,
         progress=not args.quiet,
+        until=until,
     )
     print(f"run {result.run_key}: {result.message}")
     return 0

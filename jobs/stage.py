@@ -4,10 +4,8 @@ pipeline up to one stage (same work directory, same step manifests: a later nigh
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from jobs.common import add_common_arguments, config, setup_logging, workdir
-from recsys.pipeline.nightly import run_nightly
+from jobs import nightly
 
 STAGE_STEPS = {
     "train-encoder": "encoder",
@@ -16,23 +14,8 @@ STAGE_STEPS = {
     "train-collab": "collab",
 }
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="data directory (see README)")
-    parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
-    add_common_arguments(parser)
+add_arguments = nightly.add_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    setup_logging(args.quiet)
-    result = run_nightly(
-        args.data,
-        config(args),
-        workdir(args),
-        say=lambda message: print(message, flush=True),
-        track=not args.no_tracking,
-        progress=not args.quiet,
-        until=STAGE_STEPS[args.command],
-    )
-    print(f"run {result.run_key}: {result.message}")
-    return 0
+    return nightly.run(args, until=STAGE_STEPS[args.command])

@@ -203,6 +203,26 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 
+def toml_value(value: object) -> str:
+    """One value in TOML syntax (the types configs use: str, numbers, bools, lists, tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def dump_toml(config: PipelineConfig) -> str:
+    """A config as a TOML file that load_config reads back to an equal config."""
+    lines = []
+    for section, values in config.model_dump(mode="json").items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(v)}" for key, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
 def _merge(base: dict, top: dict) -> dict:
     out = dict(base)
     for key, value in top.items():

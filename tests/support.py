@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from recsys.config import PipelineConfig, load_config
+from recsys.config import PipelineConfig, dump_toml, load_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -64,27 +64,8 @@ def fast_config(encoder_path: str | Path, **sections: dict) -> PipelineConfig:
 
 def write_config(path: Path, config: PipelineConfig) -> Path:
     """Write a config as TOML (for CLI subprocesses)."""
-    lines = []
-    for section, values in config.model_dump(mode="json").items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if value is None:
-                continue
-            lines.append(f"{key} = {_toml(value)}")
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    Path(path).write_text(dump_toml(config), encoding="utf-8")
     return Path(path)
-
-
-def _toml(value) -> str:
-    import json
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def build_test_bundle(

@@ -53,3 +53,14 @@ def test_default_toml_matches_the_code():
 
     path = Path(__file__).parents[1] / "configs" / "default.toml"
     assert load_config(path) == PipelineConfig(), "run: python configs/generate_default.py"
+
+
+def test_dump_toml_round_trips(tmp_path):
+    from recsys.config import dump_toml
+
+    config = load_config(
+        overrides={"blend": {"fixed_weights": {"text": 0.5}}, "gate": {"floors": {"ndcg": 0.01}}}
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(dump_toml(config))
+    assert load_config(path) == config
