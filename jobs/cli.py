@@ -37,7 +37,9 @@ USER_ERROR_NAMES = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the selected command's module is imported (torch, mlflow and friends
+    load only for the commands that need them, so `recsys --help` and `recsys data` are quick)."""
     parser = argparse.ArgumentParser(
         prog="recsys",
         description="Recommendations from interactions and text: BERT two-tower + LightFM, "
@@ -47,14 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name, help_text in COMMANDS:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(module_name)
-        module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        if name == selected:
+            module = importlib.import_module(module_name)
+            module.add_arguments(cmd)
+            cmd.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(selected).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

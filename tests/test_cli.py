@@ -1,0 +1,52 @@
+"""The `recsys` command: help lists every command; data validate/stats on good and broken data."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import polars as pl
+from support import REPO, SAMPLE
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ},
+    )
+
+
+def test_help_lists_every_command(capsys):
+    import pytest
+
+    from jobs.cli import COMMANDS, build_parser
+
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    for name, _, _ in COMMANDS:
+        assert name in proc.stdout
+        with pytest.raises(SystemExit) as exit_info:  # every command's own --help works
+            build_parser(name).parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: recsys {name}" in capsys.readouterr().out
+
+
+def test_data_validate_and_stats_on_the_sample():
+    proc = _cli("data", "validate", "--data", str(SAMPLE))
+    assert proc.returncode == 0 and proc.stdout.startswith("ok:")
+    stats = _cli("data", "stats", "--data", str(SAMPLE))
+    assert stats.returncode == 0
+    assert "density" in stats.stdout and "interactions" in stats.stdout
+
+
+def test_broken_copy_fails_with_file_and_column(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    pl.read_csv(data / "interactions.csv").drop("timestamp").write_csv(data / "interactions.csv")
+    proc = _cli("data", "validate", "--data", str(data))
+    assert proc.returncode != 0
+    assert "interactions.csv" in proc.stderr and "timestamp" in proc.stderr
+    assert "Traceback" not in proc.stderr
