@@ -60,9 +60,8 @@ def run_nightly(
         key = run_key(data_hash, config)
         run_dir = workdir / "runs" / key
         runner = StepRunner(run_dir, progress=say)
-        published = runner.done("publish")
-        if published is not None:
-            version = published["result"]["version"]
+        if runner.done("prune") is not None:  # the last step: this run finished
+            version = runner.done("publish")["result"]["version"]
             message = f"nothing new: bundle {version} was already published from this data + config"
             say(message)
             return NightlyResult(key, None, False, message)
