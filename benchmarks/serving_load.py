@@ -8,7 +8,9 @@ WORKDIR`; DATA_DIR gives the user ids to ask for (known users, as in production)
 `recsys serve`'s exact gunicorn command; the load comes from a second process (this script with
 --client) over loopback, keep-alive connections, closed loop. Routes alternate in rounds so that
 drift on a shared machine hits both. The in-process ranking time of the same requests comes back in
-the Server-Timing header and is reported beside the HTTP latency.
+the Server-Timing header and is reported beside the HTTP latency. Last, with the server stopped,
+model.recommend runs for the same users in one plain process (no HTTP, no Flask, the workers' thread
+limits): the model's own capacity, times the number of workers, is what the served route can reach.
 """
 
 from __future__ import annotations
@@ -77,6 +79,40 @@ def client(url: str, route: str, seconds: float, connections: int, users: list[s
     }
 
 
+def in_process(workdir: Path, seconds: float, native_threads: int, users: list[str]) -> dict:
+    """The peer of the served route: model.recommend for the same users, sequentially, in one
+    process with the workers' thread limits, no HTTP, no Flask."""
+    from recsys.bundle import current_bundle
+    from recsys.ranking.model import RecommenderModel
+    from serving.threads import limit_threads
+
+    limit_threads(native_threads)
+    model = RecommenderModel.load(current_bundle(workdir))
+    model.warm_up()
+    rng, latencies = random.Random(0), []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        model.recommend(user_id=rng.choice(users), k=10)
+        latencies.append(time.perf_counter() - started)
+    lat = np.asarray(latencies) * 1000.0  # (requests,) ms
+    return {
+        "route": "in-process",
+        "requests": int(lat.size),
+        "rps": 1000.0 / float(lat.mean()),
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+def run_in_process(args: argparse.Namespace, users_file: Path) -> dict:
+    cmd = [sys.executable, __file__, "--in-process", "--workdir", str(args.workdir)]
+    cmd += ["--seconds", str(args.seconds), "--users-file", str(users_file)]
+    cmd += ["--native-threads", str(args.native_threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def run_client(url: str, route: str, seconds: float, connections: int, users_file: Path) -> dict:
     """The load generator in its own process (this file with --client), result as JSON."""
     cmd = [sys.executable, __file__, "--client", url, "--route", route, "--seconds", str(seconds)]
@@ -127,6 +163,7 @@ def serve_and_measure(args: argparse.Namespace) -> list[dict]:
                     results.append(
                         run_client(server.url, route, args.seconds, args.connections, users_file)
                     )
+        results.append(run_in_process(args, users_file))  # after the server: no competition
     finally:
         users_file.unlink(missing_ok=True)
     return results
@@ -140,6 +177,8 @@ def report(args: argparse.Namespace, results: list[dict]) -> None:
         f"client: 1 process, {args.connections} keep-alive connections, {args.seconds:.0f} s x "
         f"{args.rounds} rounds per route, interleaved"
     )
+    alone = next(r for r in results if r["route"] == "in-process")
+    results = [r for r in results if r["route"] != "in-process"]
     by_route = {r: [x for x in results if x["route"] == r] for r in ("bare", "user")}
     mean = {r: {k: float(np.mean([x[k] for x in v])) for k in ("rps", "p50_ms", "p99_ms")}
             for r, v in by_route.items()}  # fmt: skip
@@ -156,6 +195,12 @@ def report(args: argparse.Namespace, results: list[dict]) -> None:
     print(
         f"recommendations / bare throughput: {user['rps']:.1f} / {bare['rps']:.1f} req/s = "
         f"{user['rps'] / bare['rps']:.2f} (goal >= 0.50)"
+    )
+    capacity = alone["rps"] * args.workers
+    print(
+        f"in-process model.recommend (1 process, sequential, same users): {alone['rps']:.1f} "
+        f"req/s, p50 {alone['p50_ms']:.2f} ms, p99 {alone['p99_ms']:.2f} ms; x {args.workers} "
+        f"workers = {capacity:.1f} req/s; served / that = {user['rps'] / capacity:.2f}"
     )
     print(f"p50 latency recommendations {user['p50_ms']:.2f} ms vs bare {bare['p50_ms']:.2f} ms")
     if ranks:
@@ -178,12 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--native-threads", type=int, default=1)
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: the load process
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--route", choices=sorted(ROUTES), help=argparse.SUPPRESS)
     parser.add_argument("--users-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.client:
         users = json.loads(args.users_file.read_text())
         print(json.dumps(client(args.client, args.route, args.seconds, args.connections, users)))
+        return 0
+    if args.in_process:
+        users = json.loads(args.users_file.read_text())
+        stats = in_process(args.workdir, args.seconds, args.native_threads, users)
+        print(json.dumps(stats))
         return 0
     if args.workdir is None or args.data is None:
         parser.error("--workdir and --data are required")

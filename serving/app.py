@@ -71,8 +71,9 @@ def create_app_from_env() -> Flask:
     return create_app(load_config(os.environ.get(CONFIG_ENV) or None))
 
 
-def start_holder(app: Flask, background: bool = True) -> None:
-    app.extensions["recsys"].holder.start(background=background)
+def start_holder(app: Flask, *, load_now: bool = False, watch: bool = True) -> None:
+    """Start the app's bundle holder in this process (see BundleHolder.start)."""
+    app.extensions["recsys"].holder.start(load_now=load_now, watch=watch)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -83,7 +84,7 @@ def _register_blueprints(app: Flask) -> None:
 
 def _before() -> None:
     g.started = time.perf_counter()
-    state().holder.start()  # no-op once running in this process
+    state().holder.start()  # no-op once started in this process (gunicorn: post_worker_init)
 
 
 def _after(response):

@@ -5,8 +5,8 @@ environment variable, and --bind/--workers on gunicorn's command line win over t
 Fork safety: the app is NOT preloaded in the master. FAISS (OpenMP) and torch start thread pools
 on first use and those do not survive a fork (a forked child can hang on a lock a vanished thread
 held), so each worker limits its native threads right after the fork (post_fork) and only then
-loads the bundle, in a background thread started in post_worker_init; /readyz answers 503 until
-it is loaded.
+loads the bundle (post_worker_init, before it accepts connections); /readyz answers 503 while no
+bundle could be loaded (none published yet, or a broken one) and the worker keeps watching.
 """
 
 import os
@@ -63,10 +63,27 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Worker, app imported: start the bundle holder (load in the background, then poll)."""
+    """Worker, app imported, not accepting yet: load the bundle, then watch the pointers.
+
+    Loading before the worker accepts means a (re)started worker never answers 503 while its
+    siblings serve. The arbiter restarts a worker silent for `timeout` seconds, so a thread keeps
+    the heartbeat going while the bundle loads.
+    """
+    import threading
+
     from serving.app import start_holder
 
-    start_holder(worker.wsgi, background=True)
+    done = threading.Event()
+
+    def heartbeat():
+        while not done.wait(1.0):
+            worker.notify()
+
+    threading.Thread(target=heartbeat, name="load-heartbeat", daemon=True).start()
+    try:
+        start_holder(worker.wsgi, load_now=True, watch=True)  # no bundle yet: /readyz says 503
+    finally:
+        done.set()
 
 
 def child_exit(server, worker):

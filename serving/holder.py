@@ -136,11 +136,12 @@ class BundleHolder:
         target = bundles.rollback(self.workdir)
         return target, self.reload(force=True)
 
-    def start(self, background: bool = True) -> None:
-        """Load now (background=False) or in a watcher thread polling every poll_seconds.
+    def start(self, *, load_now: bool = False, watch: bool = True) -> None:
+        """Load now in the caller's thread (load_now) and/or watch the pointers in a background
+        thread polling every poll_seconds (watch; it also does the first load if not done).
 
-        Idempotent per process; called lazily in each gunicorn worker, after the fork, because
-        FAISS and torch thread pools do not survive a fork.
+        Idempotent per process; called in each gunicorn worker after the fork, because FAISS and
+        torch thread pools do not survive a fork.
         """
         if self._pid == os.getpid():  # fast path on every request: started in this process
             return
@@ -149,11 +150,13 @@ class BundleHolder:
                 return
             self._pid = os.getpid()
             self._stop.clear()
-            if not background:
+            if load_now:
                 self.reload(force=False)
-                return
-            self._thread = threading.Thread(target=self._watch, name="bundle-watch", daemon=True)
-            self._thread.start()
+            if watch:
+                self._thread = threading.Thread(
+                    target=self._watch, name="bundle-watch", daemon=True
+                )
+                self._thread.start()
 
     def _watch(self) -> None:
         while not self._stop.is_set():

@@ -109,7 +109,7 @@ def _wait(server: LiveServer, path: str, timeout: float) -> None:
 
 def _stop(process: subprocess.Popen) -> None:
     """SIGTERM (graceful), then SIGINT (quick shutdown), then SIGKILL to the whole group."""
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGINT, 5)):
+    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGINT, 5)):
         if process.poll() is not None:
             return
         process.send_signal(sig)

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import build_test_bundle, small_sample
 
 from recsys import bundle
+from recsys.config import dump_toml, load_config
 
 ADMIN_TOKEN = "e2e-admin-token"
 
@@ -43,22 +44,10 @@ def clone_bundle(workdir: Path, version: str, new_version: str) -> str:
 
 
 def write_config(path: Path, **serving) -> Path:
-    """A pipeline TOML with only a [serving] section (values: str, number, bool, flat dict)."""
-    lines = ["[serving]"]
-    for key, value in serving.items():
-        lines.append(f"{key} = {_toml(value)}")
-    path.write_text("\n".join(lines) + "\n")
+    """A pipeline TOML: defaults plus these [serving] values (validated as load_config would)."""
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in serving.items()}
+    path.write_text(dump_toml(load_config(None, {"serving": values})), encoding="utf-8")
     return path
-
-
-def _toml(value) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))
-    return repr(value)
 
 
 def metric(url: str, name: str, **labels: str) -> float:

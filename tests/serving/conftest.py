@@ -24,7 +24,7 @@ def make_app(tmp_path, monkeypatch) -> Iterator[Callable[..., Flask]]:
             monkeypatch.setenv("RECSYS_ADMIN_TOKEN", token)
         overrides.setdefault("poll_seconds", 0.0)
         app = create_app(ServingConfig(**overrides), workdir=workdir or tmp_path / "var")
-        start_holder(app, background=False)
+        start_holder(app, load_now=True, watch=False)
         apps.append(app)
         return app
 

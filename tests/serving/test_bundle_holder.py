@@ -57,7 +57,7 @@ def _failures(metrics: Metrics, variant: str = "CURRENT") -> float:
 def test_swap_replaces_one_reference_and_old_snapshots_keep_working(built, workdir):
     _, first = built
     holder = BundleHolder(workdir, ["CURRENT"], Metrics(), poll_seconds=0)
-    holder.start(background=False)
+    holder.start(load_now=True, watch=False)
     old = holder.snapshot
     assert old.versions() == {"CURRENT": first}
     second = _clone(workdir, first, "b")
@@ -74,7 +74,7 @@ def test_refused_bundle_keeps_the_old_one_and_is_not_retried_by_the_watcher(buil
     _, first = built
     metrics = Metrics()
     holder = BundleHolder(workdir, ["CURRENT"], metrics, poll_seconds=0)
-    holder.start(background=False)
+    holder.start(load_now=True, watch=False)
     before = holder.snapshot
     broken = _clone(workdir, first, "broken")
     victim = next(p for p in (bundle.bundles_dir(workdir) / broken).rglob("*.npz"))
@@ -93,7 +93,7 @@ def test_refused_bundle_keeps_the_old_one_and_is_not_retried_by_the_watcher(buil
 def test_rollback_goes_back_to_the_previous_champion(built, workdir):
     _, first = built
     holder = BundleHolder(workdir, ["CURRENT"], Metrics(), poll_seconds=0)
-    holder.start(background=False)
+    holder.start(load_now=True, watch=False)
     second = _clone(workdir, first, "b")
     bundle.set_pointer(workdir, second)
     holder.reload()
@@ -106,7 +106,7 @@ def test_rollback_goes_back_to_the_previous_champion(built, workdir):
 def test_variants_pinning_the_same_version_share_one_loaded_model(built, workdir):
     _, first = built
     holder = BundleHolder(workdir, ["CURRENT", first], Metrics(), poll_seconds=0)
-    holder.start(background=False)
+    holder.start(load_now=True, watch=False)
     served = holder.snapshot.served
     assert served["CURRENT"].model is served[first].model
 
@@ -114,7 +114,7 @@ def test_variants_pinning_the_same_version_share_one_loaded_model(built, workdir
 def test_missing_variant_target_keeps_the_app_not_ready(built, workdir):
     config = ServingConfig(variants={"CURRENT": 0.5, "CHALLENGER": 0.5}, poll_seconds=0)
     app = create_app(config, workdir=workdir)
-    start_holder(app, background=False)
+    start_holder(app, load_now=True, watch=False)
     client = app.test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503 and "CHALLENGER" in ready.get_json()["detail"]
@@ -126,7 +126,7 @@ def test_missing_variant_target_keeps_the_app_not_ready(built, workdir):
 def test_watcher_thread_picks_up_a_new_pointer(built, workdir):
     _, first = built
     holder = BundleHolder(workdir, ["CURRENT"], Metrics(), poll_seconds=0.1)
-    holder.start(background=True)
+    holder.start(watch=True)
     try:
         deadline = time.monotonic() + 60
         while not holder.ready and time.monotonic() < deadline:
