@@ -12,7 +12,12 @@ train + valid history with the towers trained on train (no retraining).
 Cold items: 10% of the items (seeded) lose all their interactions; models are fitted on the rest
 and each user's interactions with the cold items are ranked among the cold items only.
 
-    python benchmarks/quality.py [--datasets ml-latest-small ml-100k] [--cache DIR] [--quick]
+    python benchmarks/quality.py [--datasets ml-latest-small ml-100k] [--encoder-minutes 8]
+                                 [--no-cold] [--quick] [--cache DIR]
+
+The towers are the slow part: each training run stops at --encoder-minutes of wall time (four
+runs in all: main + cold items per set), so on a busy CPU they see fewer epochs; the printed
+"towers: best epoch" says how far they got. MiniLM features are cached under --cache.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class EncoderConfig(_Section):
     seq_layers: int = Field(2, ge=1)
     seq_heads: int = Field(4, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    temperature: float = Field(0.05, gt=0.0)
+    temperature: float = Field(0.1, gt=0.0)  # ml-100k valid NDCG@10: 0.130 vs 0.123 at 0.05
     # auto: whole-catalog softmax on the frozen path (it validates better), in-batch otherwise
     softmax: Literal["auto", "full", "sampled"] = "auto"
     logq_correction: bool = True
@@ -73,8 +73,8 @@ class EncoderConfig(_Section):
     lr: float = Field(2e-3, gt=0.0)  # heads, adapter and sequence tower
     bert_lr: float = Field(2e-5, gt=0.0)
     freeze_bottom_layers: int = Field(0, ge=0)  # GPU path (MoRec's recipe)
-    epochs: int = Field(20, ge=1)
-    patience: int = Field(3, ge=1)
+    epochs: int = Field(30, ge=1)
+    patience: int = Field(4, ge=1)  # validation NDCG is noisy on small catalogs
     max_minutes: float = Field(15.0, gt=0.0)  # wall-clock cap on training
     seed: int = 42
     bf16: bool = True  # autocast on CUDA

@@ -10,13 +10,25 @@ import torch.nn.functional as F
 
 
 def full_softmax_loss(
-    users: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, temperature: float
+    users: torch.Tensor,
+    items: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    seen: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each user state against the whole catalog (exact, no sampling bias).
 
     users (n, dim), items (n_items, dim), targets (n,) item_idx. Affordable when item vectors
-    are cheap (frozen path), where it trains better than sampled negatives."""
+    are cheap (frozen path), where it trains better than sampled negatives. seen (n, h) item_idx
+    (-1 = none) are left out of each row's softmax, as ranking leaves a user's seen items out;
+    the target itself is never left out."""
     logits = users @ items.T / temperature  # (n, n_items)
+    if seen is not None:
+        rows = torch.arange(len(targets), device=targets.device)
+        fill = torch.where(seen >= 0, seen, targets.unsqueeze(1))  # (n, h), -1 -> the target
+        hide = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, fill, True)
+        hide[rows, targets] = False
+        logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
     return F.cross_entropy(logits, targets)
 
 
@@ -28,6 +40,7 @@ def sampled_softmax_loss(
     log_q: torch.Tensor | None = None,
     negatives: torch.Tensor | None = None,
     negative_idx: torch.Tensor | None = None,
+    seen: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """In-batch sampled softmax with logQ correction (Yi et al., RecSys 2019).
 
@@ -37,7 +50,8 @@ def sampled_softmax_loss(
     negative. log_q (b,) = log probability that each positive appears in a batch (popularity);
     subtracting it removes the popularity bias of in-batch negatives. Optional extra (hard)
     negatives (m, dim) with item_idx (m,) are appended uncorrected (they are not sampled by
-    popularity) and masked the same way when they equal the positive."""
+    popularity) and masked the same way when they equal the positive. seen (b, h) item_idx
+    (-1 = none): columns holding an item the row's user has already seen are masked too."""
     column_idx = positive_idx
     logits = users @ positives.T / temperature  # (b, b)
     if log_q is not None:
@@ -48,6 +62,9 @@ def sampled_softmax_loss(
         column_idx = torch.cat([positive_idx, negative_idx])
     rows = torch.arange(users.shape[0], device=users.device)
     same = column_idx.unsqueeze(0) == positive_idx.unsqueeze(1)  # (b, columns)
+    if seen is not None:
+        hits = column_idx.view(1, -1, 1) == seen.unsqueeze(1)  # (b, columns, h)
+        same = same | hits.any(dim=-1)
     same[rows, rows] = False  # the diagonal is the positive itself
     logits = logits.masked_fill(same, torch.finfo(logits.dtype).min)
     return F.cross_entropy(logits, rows)

@@ -180,6 +180,12 @@ class TwoTowerEncoder:
         titles = item_titles if item_titles is not None else self.item_titles
         if titles is None:
             raise ValueError("the BERT user tower needs item_titles to write user documents")
+        top = max((int(h.max()) for h in hist if len(h)), default=-1)
+        if top >= len(titles):
+            raise ValueError(
+                f"history item_idx {top} has no title: the encoder knows {len(titles)} item "
+                "titles (the catalog at training); pass item_titles= for the current catalog"
+            )
         n_titles, max_chars = self.user_doc
         docs = [
             user_document(p, [titles[i] for i in h[::-1][:n_titles]], max_chars)

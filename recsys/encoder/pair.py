@@ -129,7 +129,14 @@ class PairTrainer:
         mined = mined.reshape(-1)
         return np.unique(mined[(mined >= 0) & (mined < len(self.items))])
 
+    def _seen(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """(b, h) the history items of each row, -1 padded: not negatives for that row."""
+        idx, mask, _ = pad_histories(histories, self.config.history_len)
+        return torch.where(mask, idx, torch.full_like(idx, -1)).to(self.device)
+
     def step(self, users: np.ndarray, positions: np.ndarray) -> float:
+        """One optimizer step on (user, position) pairs (b,); returns the loss. BERT runs once
+        per distinct target item and mined negative; a repeated target is masked, not doubled."""
         targets = np.array(
             [self.sequences[u][p] for u, p in zip(users, positions, strict=True)], np.int64
         )
@@ -138,7 +145,8 @@ class PairTrainer:
         with self._autocast():
             pooled = self.items.pooled(np.concatenate([unique, negatives]))  # (u + m, hidden)
             vectors = self.modules["adapter"](pooled.float())  # (u + m, dim)
-            user_vectors = self._user_vectors(users, self._histories(users, positions)).float()
+            histories = self._histories(users, positions)
+            user_vectors = self._user_vectors(users, histories).float()
         target_t = torch.from_numpy(targets).to(self.device)
         log_q = None
         if self.log_q is not None and self.config.logq_correction:
@@ -146,7 +154,7 @@ class PairTrainer:
         loss = sampled_softmax_loss(
             user_vectors, vectors[torch.from_numpy(inverse).to(self.device)], target_t,
             self.config.temperature, log_q, vectors[len(unique):],
-            torch.from_numpy(negatives).to(self.device),
+            torch.from_numpy(negatives).to(self.device), self._seen(histories),
         )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

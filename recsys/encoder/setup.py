@@ -96,7 +96,9 @@ def prepare_data(
         raise ValueError(f"item_documents returned {len(texts)} texts for {dataset.n_items} items")
     profiles = profile_texts(dataset)
     sequences = user_sequences(split.train, dataset.n_users)
-    batch = config.batch_size if plan.softmax == "sampled" else 1
+    batch = config.batch_size  # targets per step: pairs, or every position of the sequences
+    if plan.path == "frozen" and config.trainable_layers == 0:
+        batch = config.seq_batch_size * config.history_len
     return TrainingData(
         item_texts=texts,
         item_titles=item_titles(dataset, text_config, texts),

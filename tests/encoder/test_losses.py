@@ -22,6 +22,17 @@ def test_full_softmax_matches_hand_computed_cross_entropy():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_full_softmax_leaves_seen_items_out_but_never_the_target():
+    users = _unit([1.0, 0.0], [0.0, 1.0])
+    items = _unit([1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0])
+    seen = torch.tensor([[2, -1], [1, 3]])  # row 1 has "seen" its own target (a repeat)
+    loss = full_softmax_loss(users, items, torch.tensor([0, 1]), 1.0, seen)
+    s = users @ items.T  # (2, 4)
+    row0 = -s[0, 0] + torch.logsumexp(s[0, [0, 1, 3]], 0)
+    row1 = -s[1, 1] + torch.logsumexp(s[1, [0, 1, 2]], 0)
+    assert loss.item() == pytest.approx(float((row0 + row1) / 2), rel=1e-6)
+
+
 def test_sampled_softmax_uses_other_rows_as_negatives():
     users = _unit([1.0, 0.0], [0.0, 1.0])
     positives = _unit([1.0, 0.0], [1.0, 1.0])
@@ -67,6 +78,19 @@ def test_hard_negatives_are_added_and_masked_when_equal_to_the_positive():
     row0 = -s[0, 0] + torch.logsumexp(s[0], 0)  # item 1 as a hard negative is fine for row 0
     row1 = -s[1, 1] + torch.logsumexp(s[1, [0, 1, 2]], 0)  # its own item masked in column 3
     assert loss.item() == pytest.approx(float((row0 + row1) / 2), rel=1e-5)
+
+
+def test_sampled_softmax_leaves_the_users_seen_items_out():
+    users = _unit([1.0, 0.0], [0.0, 1.0], [1.0, 1.0])
+    positives = _unit([1.0, 0.0], [0.0, 1.0], [1.0, 1.0])
+    idx = torch.tensor([4, 5, 6])
+    seen = torch.tensor([[6, -1], [-1, -1], [4, 6]])  # row 2 has seen its own positive (6)
+    loss = sampled_softmax_loss(users, positives, idx, 1.0, seen=seen)
+    s = users @ positives.T  # (3, 3)
+    row0 = -s[0, 0] + torch.logsumexp(s[0, [0, 1]], 0)
+    row1 = -s[1, 1] + torch.logsumexp(s[1], 0)
+    row2 = -s[2, 2] + torch.logsumexp(s[2, [1, 2]], 0)
+    assert loss.item() == pytest.approx(float((row0 + row1 + row2) / 3), rel=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["full", "sampled"])

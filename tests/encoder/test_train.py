@@ -95,6 +95,9 @@ def test_bert_user_tower_reads_user_documents(world, tiny_bert_dir, tmp_path):
                                 [None, "a fan of jazz"])  # fmt: skip
     np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, rtol=1e-5)
     assert len(result.history) == 2
+    grown = np.vstack([items, items[:1]])  # a new item the saved titles do not cover
+    with pytest.raises(ValueError, match="has no title"):
+        loaded.encode_users([np.array([len(items)])], grown)
 
 
 def test_trainable_layers_train_only_the_top_of_bert(world, tiny_bert_dir, tmp_path):
@@ -121,7 +124,7 @@ def _run_with_crash(world, config, out, crash_after: int):
 
 @pytest.mark.parametrize("path", ["frozen", "full"])
 def test_kill_and_resume_gives_the_uninterrupted_weights(world, tiny_bert_dir, tmp_path, path):
-    config = _config(tiny_bert_dir, path=path, epochs=4, patience=10, bert_lr=1e-3)
+    config = _config(tiny_bert_dir, path=path, epochs=3, patience=10, bert_lr=1e-3)
     straight = _train(world, config, tmp_path / "straight")
     resumed = _run_with_crash(world, config, tmp_path / "resumed", crash_after=1)
     assert resumed.encoder.encoder_hash == straight.encoder.encoder_hash
