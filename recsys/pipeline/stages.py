@@ -21,13 +21,14 @@ from recsys.config import PipelineConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder.embed import EmbeddingCache, embed_texts
+from recsys.encoder.setup import profile_texts
 from recsys.index.faiss_index import VectorIndex
 from recsys.pipeline import fit
 from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.content import ContentRecommender
 from recsys.ranking.model import RecommenderModel, write_model_files
 from recsys.ranking.popularity import PopularityRecommender
-from recsys.ranking.user_vectors import TowerUserEncoder
+from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_ID, ITEM_IDX
 from recsys.text.documents import item_documents
 from recsys.tracking import NullTracker, Tracker
@@ -185,8 +186,36 @@ def blend_step(ctx: Context, out: Path) -> dict[str, Any]:
     ranker.weights.log(ctx.tracker)
     items = ctx.dataset.items.select([ITEM_IDX, ITEM_ID, *ctx.dataset.item_text_columns])
     all_histories = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
+    known = _known_user_vectors(ctx, ranker, all_histories)
     write_model_files(model_dir, ranker, items, ctx.dataset.user_map, all_histories)
-    return {"weights": ranker.weights.to_dict()}
+    return {"weights": ranker.weights.to_dict(), "known_user_vectors": known}
+
+
+def _known_user_vectors(ctx: Context, ranker: Any, all_histories: list[np.ndarray]) -> int:
+    """Encode every user once from the history the bundle stores (+ profile text), so serving
+    answers a known user without running the user tower; returns how many were encoded."""
+    text = ranker.sources.get("text")
+    if not isinstance(text, ContentRecommender) or not isinstance(
+        text.user_encoder, TowerUserEncoder
+    ):
+        return 0
+    encoder = text.user_encoder.encoder
+    profiles = profile_texts(ctx.dataset)
+    batch = 1024
+    vectors = np.concatenate(
+        [
+            encoder.encode_users(
+                all_histories[start : start + batch],
+                text.item_vectors,
+                profiles[start : start + batch],
+            )
+            for start in range(0, len(all_histories), batch)
+        ]
+        or [np.zeros((0, text.dim), np.float32)]
+    )
+    keys = np.array([history_key(h) for h in all_histories], dtype=np.uint64)
+    text.set_known_users(vectors, keys)
+    return len(all_histories)
 
 
 def candidate_model(ctx: Context) -> RecommenderModel:

@@ -1,7 +1,8 @@
 """Ranking stage: the content recommender — item-tower vectors + a user encoder (+ FAISS) -> top-k.
 
 Reads item vectors (n_items, dim), optional precomputed user vectors and an optional VectorIndex;
-writes item_vectors.npy, user_vectors.npy, content.json (and items.faiss when there is an index).
+writes item_vectors.npy, user_vectors.npy (+ user_keys.npy), content.json (and items.faiss when
+there is an index).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
-from recsys.ranking.user_vectors import encoder_from_spec, normalize_rows
+from recsys.ranking.user_vectors import encoder_from_spec, history_key, normalize_rows
 
 UserEncoderFn = Callable[[Sequence[Query], np.ndarray], np.ndarray]
 _META = "content.json"
@@ -27,6 +28,10 @@ class ContentRecommender(Recommender):
 
     Known users (0 <= user_idx < len(known_user_vectors), non-zero vector) use their precomputed
     vector; everyone else is encoded from history/profile by `user_encoder(queries, item_vectors)`.
+    With `known_user_keys` (n_users,) uint64 = history_key() of the history each vector was
+    encoded from, a precomputed vector is used only for a query with that exact history and no
+    profile text of its own: a query that adds recent items, or evaluates an older history, is
+    encoded afresh. Without keys every known user's vector is used as is.
     A query with nothing to encode scores -inf everywhere (this source cannot score it).
     recommend() goes through `index` when the catalog is larger than `exact_max_items`.
     """
@@ -38,6 +43,7 @@ class ContentRecommender(Recommender):
         index: Any | None = None,
         known_user_vectors: np.ndarray | None = None,
         exact_max_items: int = 100_000,
+        known_user_keys: np.ndarray | None = None,
     ):
         item_vectors = np.asarray(item_vectors, dtype=np.float32)
         if item_vectors.ndim != 2:
@@ -57,6 +63,41 @@ class ContentRecommender(Recommender):
             None if known_user_vectors is None else normalize_rows(known_user_vectors)
         )
         self.exact_max_items = int(exact_max_items)
+        self.known_user_keys: np.ndarray | None = None
+        if known_user_keys is not None:
+            self.set_known_users(self.known_user_vectors, known_user_keys)
+
+    def set_known_users(self, vectors: np.ndarray | None, keys: np.ndarray | None) -> None:
+        """Precomputed user vectors (n_users, dim), with the history_key of each (or None)."""
+        if vectors is None:
+            self.known_user_vectors, self.known_user_keys = None, None
+            return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(
+                f"known_user_vectors: expected (n_users, {self.dim}) to match item_vectors, "
+                f"found shape {vectors.shape}"
+            )
+        if keys is not None:
+            keys = np.asarray(keys, dtype=np.uint64)
+            if keys.shape != (vectors.shape[0],):
+                raise ValueError(
+                    f"known_user_keys: expected ({vectors.shape[0]},) one per known user vector, "
+                    f"found shape {keys.shape}"
+                )
+        self.known_user_vectors = normalize_rows(vectors)
+        self.known_user_keys = keys
+
+    def _precomputed(self, query: Query) -> np.ndarray | None:
+        known = self.known_user_vectors
+        if known is None or not 0 <= query.user_idx < known.shape[0]:
+            return None
+        if self.known_user_keys is not None and (
+            query.profile_text is not None
+            or history_key(query.history) != self.known_user_keys[query.user_idx]
+        ):
+            return None
+        return known[query.user_idx]
 
     @property
     def n_items(self) -> int:
@@ -70,10 +111,10 @@ class ContentRecommender(Recommender):
         """(n, dim) normalised user vectors; zero rows for queries with nothing to encode."""
         out = np.zeros((len(queries), self.dim), dtype=np.float32)
         to_encode: list[int] = []
-        known = self.known_user_vectors
         for row, query in enumerate(queries):
-            if known is not None and 0 <= query.user_idx < known.shape[0]:
-                out[row] = known[query.user_idx]
+            vector = self._precomputed(query)
+            if vector is not None:
+                out[row] = vector
             if not out[row].any():  # unknown, or known without a precomputed vector
                 to_encode.append(row)
         if to_encode:
@@ -138,6 +179,8 @@ class ContentRecommender(Recommender):
         np.save(directory / "item_vectors.npy", self.item_vectors)
         if self.known_user_vectors is not None:
             np.save(directory / "user_vectors.npy", self.known_user_vectors)
+        if self.known_user_keys is not None:
+            np.save(directory / "user_keys.npy", self.known_user_keys)
         if self.index is not None:
             self.index.save(directory / _INDEX)
         meta = {
@@ -165,6 +208,8 @@ class ContentRecommender(Recommender):
             )
         users_path = directory / "user_vectors.npy"
         known = np.load(users_path, allow_pickle=False) if users_path.is_file() else None
+        keys_path = directory / "user_keys.npy"
+        keys = np.load(keys_path, allow_pickle=False) if keys_path.is_file() else None
         if user_encoder is None:
             if meta.get("user_encoder") is None:
                 raise ValueError(
@@ -177,7 +222,8 @@ class ContentRecommender(Recommender):
             from recsys.index.faiss_index import VectorIndex
 
             index = VectorIndex.load(directory / _INDEX)
-        return cls(item_vectors, user_encoder, index, known, meta.get("exact_max_items", 100_000))
+        exact_max = meta.get("exact_max_items", 100_000)
+        return cls(item_vectors, user_encoder, index, known, exact_max, known_user_keys=keys)
 
 
 def _portable_spec(user_encoder: Any, directory: Path) -> dict[str, Any] | None:

@@ -82,6 +82,7 @@ class RecommenderModel:
         first_user = self.users.to_id(0) if len(self.users) else None
         self.recommend(user_id=first_user, k=5, explain=True)
         self.recommend(k=5)
+        self.recommend(profile_text="warm up", k=5)  # the text path (tokenizer, BERT) too
         if len(self.item_map):
             self.similar(self.item_map.to_id(0), k=5)
 

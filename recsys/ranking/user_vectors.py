@@ -7,6 +7,7 @@ from JSON carry a `spec` dict; `ContentRecommender.save` records it so `load` re
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,13 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # (n, 1)
     unit = np.abs(norms - 1.0) < 1e-6
     return np.divide(vectors, norms, out=vectors.copy(), where=(norms > 0) & ~unit)
+
+
+def history_key(history: np.ndarray) -> np.uint64:
+    """64-bit fingerprint of an item_idx history (order matters): which history a precomputed
+    user vector was encoded from."""
+    data = np.ascontiguousarray(history, dtype=np.int64).tobytes()
+    return np.uint64(int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little"))
 
 
 class HistoryMeanEncoder:

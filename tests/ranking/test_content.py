@@ -10,7 +10,7 @@ from contract import RecommenderContract
 from recsys.index.faiss_index import VectorIndex
 from recsys.ranking.base import Query
 from recsys.ranking.content import ContentRecommender
-from recsys.ranking.user_vectors import HistoryMeanEncoder, normalize_rows
+from recsys.ranking.user_vectors import HistoryMeanEncoder, history_key, normalize_rows
 
 N_ITEMS, DIM, N_USERS = 80, 8, 12
 
@@ -50,6 +50,45 @@ def test_known_users_use_their_vectors_and_cold_users_are_encoded(item_vectors, 
     np.testing.assert_allclose(
         scores[1], item_vectors @ (mean / np.linalg.norm(mean)), rtol=1e-5, atol=1e-6
     )
+
+
+class _Counting(HistoryMeanEncoder):
+    calls = 0
+
+    def __call__(self, queries, item_vectors):
+        self.calls += len(queries)
+        return super().__call__(queries, item_vectors)
+
+
+def test_keyed_user_vectors_serve_only_the_history_they_were_encoded_from(
+    item_vectors, user_vectors, tmp_path
+):
+    histories = [np.arange(u, u + 3, dtype=np.int64) for u in range(N_USERS)]
+    keys = np.array([history_key(h) for h in histories], dtype=np.uint64)
+    encoder = _Counting()
+    rec = ContentRecommender(item_vectors, encoder, None, user_vectors, known_user_keys=keys)
+    same = rec.user_vectors([Query(2, histories[2])])
+    np.testing.assert_array_equal(same[0], user_vectors[2])  # the stored vector, no encoding
+    assert encoder.calls == 0
+    longer = np.append(histories[2], 40)  # a request adding a recent item
+    older = histories[2][:2]  # an evaluation of an earlier history
+    fresh = rec.user_vectors(
+        [Query(2, longer), Query(2, older), Query(2, histories[2], "likes jazz")]
+    )
+    assert encoder.calls == 3
+    np.testing.assert_allclose(fresh[0], HistoryMeanEncoder()([Query(2, longer)], item_vectors)[0])
+    rec.save(tmp_path)
+    loaded = ContentRecommender.load(tmp_path)
+    np.testing.assert_array_equal(loaded.known_user_keys, keys)
+    np.testing.assert_array_equal(loaded.user_vectors([Query(5, histories[5])])[0], user_vectors[5])
+    with pytest.raises(ValueError, match=r"known_user_keys: expected \(12,\)"):
+        ContentRecommender(item_vectors, encoder, None, user_vectors, known_user_keys=keys[:3])
+
+
+def test_history_key_depends_on_items_and_their_order():
+    a = history_key(np.array([1, 2, 3]))
+    assert a == history_key(np.array([1, 2, 3], dtype=np.int32))
+    assert a != history_key(np.array([3, 2, 1])) and a != history_key(np.array([1, 2]))
 
 
 def test_query_with_nothing_cannot_be_scored(item_vectors):

@@ -138,3 +138,36 @@ def test_watcher_thread_picks_up_a_new_pointer(built, workdir):
         assert holder.snapshot.versions() == {"CURRENT": second}
     finally:
         holder.stop()
+
+
+def test_known_users_are_served_from_vectors_encoded_at_publish(built):
+    """The nightly stores every user's tower vector; serving a known user equals encoding them
+    afresh, and a request that adds a recent item is encoded afresh (not the stored vector)."""
+    import numpy as np
+
+    from recsys.data.loaders import load_dataset
+    from recsys.encoder.setup import profile_texts
+    from recsys.ranking.base import Query
+    from recsys.ranking.model import RecommenderModel
+
+    source, version = built
+    model = RecommenderModel.load(source / "bundles" / version)
+    text = model.ranker.sources["text"]
+    assert text.known_user_keys is not None and len(text.known_user_keys) == len(model.users)
+    profiles = profile_texts(load_dataset(source / "_data"))  # build_test_bundle's data
+    assert any(profiles)
+    queries = [Query(u, model.history(u).astype(np.int64)) for u in range(len(model.users))]
+    fresh = text.user_encoder(
+        [Query(q.user_idx, q.history, p) for q, p in zip(queries, profiles, strict=True)],
+        text.item_vectors,
+    )  # the stored vectors read the user's profile text too
+    np.testing.assert_allclose(text.user_vectors(queries), fresh, atol=1e-5)
+    user_id = model.users.to_id(0)
+    seen = set(model.history(0).tolist())
+    recent = model.item_map.to_id(next(i for i in range(len(model.item_map)) if i not in seen))
+    query = model.query_for(user_id, [recent], None)[0]
+    np.testing.assert_allclose(
+        text.user_vectors([query]), text.user_encoder([query], text.item_vectors), atol=1e-5
+    )
+    extended = model.recommend(user_id=user_id, item_ids=[recent], k=5)
+    assert recent not in [i["item_id"] for i in extended["items"]]
