@@ -69,10 +69,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED / "ml-latest-small")
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--changed", type=float, default=0.01, help="fraction of items changed")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="work in this new directory and keep it (bundles)"
+    )
     args = parser.parse_args()
     header("nightly: full run vs incremental run (1% of item texts changed)")
     config = load_config(args.config)
-    root = Path(tempfile.mkdtemp(prefix="bench-nightly-"))
+    if args.keep is not None:
+        args.keep.mkdir(parents=True)  # must be new: the full run starts from nothing
+    root = args.keep or Path(tempfile.mkdtemp(prefix="bench-nightly-"))
     os.environ["RECSYS_MLFLOW_DIR"] = str(root / "mlflow")
     base, changed = root / "base", root / "changed"
     n_changed = changed_copy(args.data, changed, args.changed)
@@ -98,7 +103,10 @@ def main() -> None:
     print(f"incremental / (full - encoder training): {inc_s / (full_s - encoder_s):6.1%}")
     print(f"re-embedded: {embed['result']['computed']} of {embed['result']['items']} items")
     print(f"outcomes: full {full.message!r}; incremental {inc.message!r}")
-    shutil.rmtree(root, ignore_errors=True)
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"kept: {root} (work directory: {work})")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ and each user's interactions with the cold items are ranked among the cold items
 
     python benchmarks/quality.py [--datasets ml-latest-small ml-100k] [--encoder-minutes 8]
                                  [--no-cold] [--quick] [--cache DIR]
+    python benchmarks/quality.py --datasets ml-latest-small --bundles BUNDLE_A BUNDLE_B
+
+With --bundles, published bundles (e.g. from `recsys nightly` on the same data) are scored on the
+same test round instead, through their ranker directly (by item_idx, not the serving path), with
+the same metrics kernel: a cross-check of `recsys evaluate`'s report on those bundles.
 
 The towers are the slow part: each training run stops at --encoder-minutes of wall time (four
 runs in all: main + cold items per set), so on a busy CPU they see fewer epochs; the printed
@@ -240,6 +245,34 @@ def run_dataset(name: str, args: argparse.Namespace) -> None:
 OURS = ("text towers", "blend")
 
 
+def evaluate_bundles(paths: Sequence[Path], args: argparse.Namespace) -> None:
+    """Each bundle's Recall/NDCG@10 on the first dataset's test round, and a paired test."""
+    from recsys.config import SplitConfig
+    from recsys.data import load_dataset
+    from recsys.data.split import ORDER, split_interactions
+    from recsys.evaluation.stats import paired_tests
+    from recsys.ranking.model import RecommenderModel
+
+    name = args.datasets[0]
+    ds = load_dataset(args.data_root / name)
+    split = split_interactions(ds.interactions, SplitConfig(n_test=1, n_valid=1))
+    train_valid = pl.concat([split.train, split.valid]).sort(ORDER)
+    test = Round("test", train_valid, split.test, ds.n_users, ds.n_items)
+    results = {}
+    for path in paths:
+        model = RecommenderModel.load(path)
+        if model.item_map.ids != ds.item_map.ids or model.users.ids != ds.user_map.ids:
+            raise SystemExit(f"{path}: its item/user ids differ from {name}'s; not comparable")
+        results[f"{model.version} {'+'.join(model.ranker.names)}"] = evaluate(model.ranker, test)
+    print_table(f"{name} test, bundles", list(results.items()), len(test.held.user_idx), ds.n_items)
+    (name_a, a), (name_b, b) = list(results.items())[:2]
+    tests = paired_tests(a["ndcg"], b["ndcg"])
+    print(
+        f"  B / A NDCG@{K}: {b['ndcg'].mean():.4f} / {a['ndcg'].mean():.4f} = "
+        f"{b['ndcg'].mean() / a['ndcg'].mean():.3f}x; paired t-test p = {tests['ttest']:.2g}"
+    )
+
+
 def compare_with_best_peer(results: dict[str, dict[str, np.ndarray]]) -> None:
     """Paired tests of the blend against the best peer system (popularity, LightFM, ALS,
     zero-shot MiniLM) and against our own text towers alone."""
@@ -352,6 +385,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--encoder-minutes", type=float, default=8.0, help="cap per tower run")
     parser.add_argument("--quick", action="store_true", help="one grid point per model")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-item evaluation")
+    parser.add_argument(
+        "--bundles", type=Path, nargs=2, default=None, help="score two bundles A B instead"
+    )
     return parser.parse_args(argv)
 
 
@@ -365,7 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
     print("machine:", machine())
     start = time.perf_counter()
-    for name in args.datasets:
+    if args.bundles:
+        evaluate_bundles(args.bundles, args)
+    for name in [] if args.bundles else args.datasets:
         run_dataset(name, args)
     print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")
     return 0
