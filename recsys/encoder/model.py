@@ -105,8 +105,20 @@ class TwoTowerEncoder:
         size = self.config.embed_batch_size
         return bb.pooled_embeddings(tokenizer, bert, list(texts), max_length, size, self.device)
 
-    def encode_items(self, texts: list[str]) -> np.ndarray:
-        """(n, dim) L2-normalised float32 item vectors of item documents."""
+    def encode_items(self, texts: list[str], feature_cache: Path | None = None) -> np.ndarray:
+        """(n, dim) L2-normalised float32 item vectors of item documents.
+
+        feature_cache: the frozen-feature cache directory training filled (train_encoder's
+        cache_dir). An encoder trained on the frozen path keeps the base BERT unchanged, so
+        its pooled features of texts already seen there are read back instead of recomputed."""
+        if feature_cache is not None and self.training_path == "frozen":
+            from recsys.encoder.features import pooled_features
+
+            pooled = pooled_features(
+                list(texts), self.backbone_name, self.config.max_length,
+                self.config.embed_batch_size, self.device, feature_cache, load=self.backbone,
+            )  # fmt: skip
+            return self.item_vectors_from_features(pooled)
         return self.item_vectors_from_features(self.pooled(texts, self.config.max_length))
 
     @torch.inference_mode()

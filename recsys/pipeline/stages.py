@@ -53,6 +53,9 @@ class Context:
         return self.run_dir / name
 
 
+FEATURE_CACHE = "feature-cache"  # train_encoder's default cache_dir, beside the encoders
+
+
 def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Train the two-tower encoder, or reuse the newest one when retraining is not yet due."""
     from recsys.encoder.model import TwoTowerEncoder
@@ -74,6 +77,7 @@ def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
             target,
             tracker=ctx.tracker,
             progress=ctx.progress,
+            cache_dir=ctx.workdir / "encoders" / FEATURE_CACHE,
         )
         (target / "trained.json").write_text(
             json.dumps({"config_hash": key, "trained_at": time.time()}), encoding="utf-8"
@@ -109,7 +113,12 @@ def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
     encoder = load_encoder(ctx)
     documents = item_documents(ctx.dataset, ctx.config.text)
     cache = EmbeddingCache(ctx.workdir / "cache" / "embeddings")
-    vectors, stats = embed_texts(documents, encoder.encode_items, encoder.encoder_hash, cache)
+    features = ctx.workdir / "encoders" / FEATURE_CACHE  # what frozen training already embedded
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return encoder.encode_items(texts, feature_cache=features)
+
+    vectors, stats = embed_texts(documents, encode, encoder.encoder_hash, cache)
     np.save(out / "item_vectors.npy", vectors)
     ctx.tracker.log_metrics(stats.as_metrics())
     return {"items": stats.total, "computed": stats.computed, "reused": stats.reused}

@@ -71,6 +71,19 @@ def test_frozen_path_learns_the_world_and_logs(world, tiny_bert_dir, tmp_path):
     assert ranking_metrics(users, items, valid)["ndcg"] == pytest.approx(max(ndcg), abs=1e-4)
 
 
+def test_frozen_encoder_reads_item_features_training_cached(world, tiny_bert_dir, tmp_path):
+    cache = tmp_path / "features"
+    result = _train(world, _config(tiny_bert_dir, epochs=1), tmp_path / "enc", cache_dir=cache)
+    texts = item_documents(world[0], TextConfig())
+    loaded = TwoTowerEncoder.load(result.path)
+    cached = loaded.encode_items(texts, feature_cache=cache)
+    assert loaded._bert is None  # BERT never loaded: every text was in the cache
+    np.testing.assert_allclose(cached, loaded.encode_items(texts), atol=1e-5)
+    new = loaded.encode_items([*texts[:2], "an item training never saw"], feature_cache=cache)
+    np.testing.assert_allclose(new, loaded.encode_items([*texts[:2], "an item training never saw"]),
+                               atol=1e-5)  # fmt: skip
+
+
 def test_full_path_fine_tunes_bert(world, tiny_bert_dir, tmp_path):
     result = _train(world, _config(tiny_bert_dir, path="full", bert_lr=1e-3), tmp_path / "e")
     assert result.plan == type(result.plan)("full", "sequence", "sampled")
