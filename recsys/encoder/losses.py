@@ -15,14 +15,20 @@ def full_softmax_loss(
     targets: torch.Tensor,
     temperature: float,
     seen: torch.Tensor | None = None,
+    left_out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each user state against the whole catalog (exact, no sampling bias).
 
     users (n, dim), items (n_items, dim), targets (n,) item_idx. Affordable when item vectors
     are cheap (frozen path), where it trains better than sampled negatives. seen (n, h) item_idx
     (-1 = none) are left out of each row's softmax, as ranking leaves a user's seen items out;
-    the target itself is never left out."""
+    the target itself is never left out. left_out (n_items,) bool: items out of every row's
+    softmax (e.g. never interacted with in training)."""
     logits = users @ items.T / temperature  # (n, n_items)
+    if left_out is not None:
+        hide_cols = left_out.unsqueeze(0).expand_as(logits).clone()
+        hide_cols[torch.arange(len(targets), device=targets.device), targets] = False
+        logits = logits.masked_fill(hide_cols, torch.finfo(logits.dtype).min)
     if seen is not None:
         rows = torch.arange(len(targets), device=targets.device)
         fill = torch.where(seen >= 0, seen, targets.unsqueeze(1))  # (n, h), -1 -> the target

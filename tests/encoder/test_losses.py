@@ -33,6 +33,17 @@ def test_full_softmax_leaves_seen_items_out_but_never_the_target():
     assert loss.item() == pytest.approx(float((row0 + row1) / 2), rel=1e-6)
 
 
+def test_full_softmax_leaves_out_never_seen_items():
+    users = _unit([1.0, 0.0], [0.0, 1.0])
+    items = _unit([1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0])
+    left_out = torch.tensor([False, False, True, False])  # item 2: no training interaction
+    loss = full_softmax_loss(users, items, torch.tensor([0, 2]), 1.0, None, left_out)
+    s = users @ items.T
+    row0 = -s[0, 0] + torch.logsumexp(s[0, [0, 1, 3]], 0)
+    row1 = -s[1, 2] + torch.logsumexp(s[1, [0, 1, 2, 3]], 0)  # a target is never left out
+    assert loss.item() == pytest.approx(float((row0 + row1) / 2), rel=1e-6)
+
+
 def test_sampled_softmax_uses_other_rows_as_negatives():
     users = _unit([1.0, 0.0], [0.0, 1.0])
     positives = _unit([1.0, 0.0], [1.0, 1.0])
