@@ -158,6 +158,8 @@ class ServingConfig(_Section):
 
     max_k: int = Field(100, ge=1)
     default_k: int = Field(10, ge=1)
+    # every known user's top-k ranked at publish (0: none); plain requests are answered from it
+    precomputed_k: int = Field(100, ge=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     poll_seconds: float = Field(5.0, ge=0.0)  # 0: no polling for a new current bundle
     variants: dict[str, float] = {}  # variant name (bundle version or alias) -> traffic share

@@ -196,7 +196,10 @@ def blend_step(ctx: Context, out: Path) -> dict[str, Any]:
     items = ctx.dataset.items.select([ITEM_IDX, ITEM_ID, *ctx.dataset.item_text_columns])
     all_histories = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
     known = _known_user_vectors(ctx, ranker, all_histories)
-    write_model_files(model_dir, ranker, items, ctx.dataset.user_map, all_histories)
+    write_model_files(
+        model_dir, ranker, items, ctx.dataset.user_map, all_histories,
+        precompute_k=ctx.config.serving.precomputed_k,
+    )  # fmt: skip
     return {"weights": ranker.weights.to_dict(), "known_user_vectors": known}
 
 

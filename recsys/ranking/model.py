@@ -17,7 +17,7 @@ import polars as pl
 from recsys.bundle import BundleError, read_manifest, verify
 from recsys.ids import IdMap
 from recsys.ranking.base import Query
-from recsys.ranking.blend import BlendedRanker
+from recsys.ranking.blend import BlendedRanker, BlendResult
 from recsys.schema import ITEM_ID, ITEM_IDX
 
 ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
@@ -26,6 +26,8 @@ ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
     "histories.npz",
     "ranker",
 )
+TOPK_FILE = "topk.npz"  # every known user's top-K, ranked at publish (optional)
+_BATCH = 512
 
 
 class RecommenderModel:
@@ -39,8 +41,10 @@ class RecommenderModel:
         history_indptr: np.ndarray,
         history_items: np.ndarray,
         manifest: dict[str, Any],
+        topk: PrecomputedTopK | None = None,
     ):
         self.ranker = ranker
+        self.topk = topk
         self.items = items
         self.item_map = IdMap(items[ITEM_ID].to_list())
         self.users = users
@@ -67,6 +71,9 @@ class RecommenderModel:
             with np.load(bundle_dir / HISTORIES_FILE, allow_pickle=False) as npz:
                 indptr, history = npz["indptr"], npz["indices"]
             ranker = BlendedRanker.load(bundle_dir / RANKER_DIR)
+            topk = None
+            if (bundle_dir / TOPK_FILE).is_file():
+                topk = PrecomputedTopK.load(bundle_dir / TOPK_FILE, len(users))
         except BundleError:
             raise
         except Exception as exc:  # any unreadable part makes the whole bundle unusable
@@ -75,7 +82,7 @@ class RecommenderModel:
             raise BundleError(
                 f"{bundle_dir / HISTORIES_FILE}: {len(indptr) - 1} histories for {len(users)} users"
             )
-        return cls(ranker, items, users, indptr, history, manifest)
+        return cls(ranker, items, users, indptr, history, manifest, topk)
 
     def warm_up(self) -> None:
         """One request of each kind, so the first real request pays no lazy initialisation."""
@@ -134,7 +141,16 @@ class RecommenderModel:
         filters: Sequence[tuple[str, str]] = (),
         explain: bool = False,
     ) -> dict[str, Any]:
-        """Top-k for one request; seen and excluded items are never returned."""
+        """Top-k for one request; seen and excluded items are never returned.
+
+        A known user asking for no more than the precomputed K, with nothing else (no recent
+        items, profile text, exclusions, filters or explanations), is answered from the top-K
+        ranked at publish by this same ranker; every other request is ranked live."""
+        plain = not (item_ids or profile_text is not None or exclude or filters or explain)
+        if plain and self.topk is not None and user_id is not None and k <= self.topk.k:
+            user_idx = self.users.get_idx(user_id)
+            if user_idx >= 0:
+                return self._response(self.topk.result(user_idx, k, self.ranker.names), False, [])
         query, unknown = self.query_for(user_id, item_ids, profile_text)
         excluded = np.concatenate([query.history, self.item_map.to_indices(exclude)]).astype(
             np.int64
@@ -142,6 +158,9 @@ class RecommenderModel:
         result = self.ranker.recommend_detailed(
             [query], k, [excluded], self.allowed_mask(filters), explain=explain
         )
+        return self._response(result, explain, unknown)
+
+    def _response(self, result: BlendResult, explain: bool, unknown: list[str]) -> dict[str, Any]:
         items = []
         for row in result.rows()[0]:
             entry = {
@@ -215,14 +234,81 @@ class RecommenderModel:
         }
 
 
+class PrecomputedTopK:
+    """Every known user's top-K (their stored history as the query and excluded), ranked once
+    at publish, as Gorse serves from its offline recommendation cache. Arrays: item_idx (n, K)
+    int64 (-1 pads), score (n, K), source scores (S, n, K) (NaN = not used), path per user."""
+
+    def __init__(self, item_idx, score, sources, paths, source_names, path_names):
+        self.item_idx, self.score, self.sources = item_idx, score, sources
+        self.paths, self.source_names, self.path_names = paths, list(source_names), path_names
+
+    @property
+    def k(self) -> int:
+        return int(self.item_idx.shape[1])
+
+    @classmethod
+    def compute(cls, ranker: BlendedRanker, histories: list[np.ndarray], k: int):
+        n = len(histories)
+        item_idx = np.full((n, k), -1, dtype=np.int64)
+        score = np.full((n, k), -np.inf, dtype=np.float32)
+        sources = np.full((len(ranker.names), n, k), np.nan, dtype=np.float32)
+        paths: list[str] = []
+        for start in range(0, n, _BATCH):
+            part = [h.astype(np.int64) for h in histories[start : start + _BATCH]]
+            queries = [Query(start + i, h, None) for i, h in enumerate(part)]
+            result = ranker.recommend_detailed(queries, k, part)
+            rows = slice(start, start + len(part))
+            item_idx[rows], score[rows] = result.item_idx, result.score
+            for s, name in enumerate(ranker.names):
+                sources[s, rows] = result.source_scores[name]
+            paths.extend(result.path)
+        names = sorted(set(paths))
+        codes = np.array([names.index(p) for p in paths], dtype=np.int16)
+        return cls(item_idx, score, sources, codes, ranker.names, names)
+
+    def save(self, path: Path) -> None:
+        np.savez(
+            path, item_idx=self.item_idx.astype(np.int32), score=self.score, sources=self.sources,
+            paths=self.paths, source_names=np.array(self.source_names),
+            path_names=np.array(self.path_names),
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path, n_users: int) -> PrecomputedTopK:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        if arrays["item_idx"].shape[0] != n_users:
+            raise BundleError(
+                f"{path}: top-k for {arrays['item_idx'].shape[0]} users, the bundle has {n_users}"
+            )
+        return cls(
+            arrays["item_idx"].astype(np.int64), arrays["score"], arrays["sources"],
+            arrays["paths"], arrays["source_names"].tolist(), arrays["path_names"].tolist(),
+        )  # fmt: skip
+
+    def result(self, user_idx: int, k: int, names: Sequence[str]) -> BlendResult:
+        """The stored answer for one user, cut to k, as the ranker's own result type."""
+        if list(names) != self.source_names:
+            raise BundleError(f"top-k sources {self.source_names} differ from the ranker's {names}")
+        row = slice(user_idx, user_idx + 1)
+        return BlendResult(
+            self.item_idx[row, :k], self.score[row, :k],
+            {name: self.sources[s, row, :k] for s, name in enumerate(self.source_names)},
+            {}, [self.path_names[int(self.paths[user_idx])]], [],
+        )  # fmt: skip
+
+
 def write_model_files(
     directory: Path,
     ranker: BlendedRanker,
     items: pl.DataFrame,
     users: IdMap,
     histories: list[np.ndarray],
+    precompute_k: int = 0,
 ) -> None:
-    """The serving part of a bundle (the publisher adds the manifest)."""
+    """The serving part of a bundle (the publisher adds the manifest); with precompute_k > 0,
+    every user's top-k too (topk.npz)."""
     directory = Path(directory)
     items.write_parquet(directory / ITEMS_FILE)
     users.save(directory / USERS_FILE)
@@ -231,4 +317,6 @@ def write_model_files(
     flat = np.concatenate(histories) if histories else np.zeros(0)
     np.savez(directory / HISTORIES_FILE, indptr=indptr, indices=flat.astype(np.int64))
     ranker.save(directory / RANKER_DIR)
+    if precompute_k > 0:
+        PrecomputedTopK.compute(ranker, histories, precompute_k).save(directory / TOPK_FILE)
     (directory / "model.json").write_text(json.dumps({"sources": ranker.names}), encoding="utf-8")

@@ -171,3 +171,31 @@ def test_known_users_are_served_from_vectors_encoded_at_publish(built):
     )
     extended = model.recommend(user_id=user_id, item_ids=[recent], k=5)
     assert recent not in [i["item_id"] for i in extended["items"]]
+
+
+def test_plain_requests_of_known_users_come_from_the_top_k_ranked_at_publish(built):
+    """Every known user's stored top-k equals what the live ranker answers for the same request;
+    anything beyond a plain request (filters, exclusions, explain, k > K) is ranked live."""
+    from recsys.ranking.model import RecommenderModel
+
+    source, version = built
+    cached = RecommenderModel.load(source / "bundles" / version)
+    live = RecommenderModel.load(source / "bundles" / version)
+    assert cached.topk is not None and cached.topk.k == 100
+    live.topk = None
+    for user_idx in range(len(cached.users)):
+        user_id = cached.users.to_id(user_idx)
+        a, b = cached.recommend(user_id=user_id, k=10), live.recommend(user_id=user_id, k=10)
+        assert a["path"] == b["path"] and a["unknown_item_ids"] == b["unknown_item_ids"]
+        assert [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
+        for x, y in zip(a["items"], b["items"], strict=True):
+            assert x["score"] == pytest.approx(y["score"], abs=1e-5)
+            for name, value in x["sources"].items():
+                other = y["sources"][name]
+                assert (value is None) == (other is None)
+                assert value is None or value == pytest.approx(other, abs=1e-5)
+    user_id = cached.users.to_id(0)
+    first = cached.recommend(user_id=user_id, k=10)["items"][0]["item_id"]
+    excluded = cached.recommend(user_id=user_id, k=10, exclude=[first])
+    assert first not in [i["item_id"] for i in excluded["items"]]  # not the stored list
+    assert "because" in cached.recommend(user_id=user_id, k=3, explain=True)["items"][0]
