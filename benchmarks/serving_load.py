@@ -30,7 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROUTES = {"bare": "/v1/_bare", "user": "/v1/users/{user_id}/recommendations?k=10"}
+# "live": the same request with an exclusion (of an id no bundle has), which bypasses the top-k
+# precomputed at publish: the full ranking path, every request.
+ROUTES = {
+    "bare": "/v1/_bare",
+    "user": "/v1/users/{user_id}/recommendations?k=10",
+    "live": "/v1/users/{user_id}/recommendations?k=10&exclude=bench-none",
+}
+NAMES = tuple(ROUTES)
 
 
 def client(url: str, route: str, seconds: float, connections: int, users: list[str]) -> dict:
@@ -79,7 +86,9 @@ def client(url: str, route: str, seconds: float, connections: int, users: list[s
     }
 
 
-def in_process(workdir: Path, seconds: float, native_threads: int, users: list[str]) -> dict:
+def in_process(
+    workdir: Path, seconds: float, native_threads: int, users: list[str], live: bool = False
+) -> dict:
     """The peer of the served route: model.recommend for the same users, sequentially, in one
     process with the workers' thread limits, no HTTP, no Flask."""
     from recsys.bundle import current_bundle
@@ -93,11 +102,11 @@ def in_process(workdir: Path, seconds: float, native_threads: int, users: list[s
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         started = time.perf_counter()
-        model.recommend(user_id=rng.choice(users), k=10)
+        model.recommend(user_id=rng.choice(users), k=10, exclude=["bench-none"] if live else ())
         latencies.append(time.perf_counter() - started)
     lat = np.asarray(latencies) * 1000.0  # (requests,) ms
     return {
-        "route": "in-process",
+        "route": "in-process live" if live else "in-process",
         "requests": int(lat.size),
         "rps": 1000.0 / float(lat.mean()),
         "p50_ms": float(np.percentile(lat, 50)),
@@ -105,8 +114,9 @@ def in_process(workdir: Path, seconds: float, native_threads: int, users: list[s
     }
 
 
-def run_in_process(args: argparse.Namespace, users_file: Path) -> dict:
+def run_in_process(args: argparse.Namespace, users_file: Path, live: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--in-process", "--workdir", str(args.workdir)]
+    cmd += ["--live"] if live else []
     cmd += ["--seconds", str(args.seconds), "--users-file", str(users_file)]
     cmd += ["--native-threads", str(args.native_threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -156,14 +166,15 @@ def serve_and_measure(args: argparse.Namespace) -> list[dict]:
         with live_server(
             args.workdir, workers=args.workers, threads=args.threads, env=env
         ) as server:
-            for route in ("bare", "user"):  # warm-up: caches, connection pools, JIT-free paths
+            for route in NAMES:  # warm-up: caches, connection pools, JIT-free paths
                 run_client(server.url, route, 3.0, args.connections, users_file)
             for _ in range(args.rounds):
-                for route in ("bare", "user"):
+                for route in NAMES:
                     results.append(
                         run_client(server.url, route, args.seconds, args.connections, users_file)
                     )
         results.append(run_in_process(args, users_file))  # after the server: no competition
+        results.append(run_in_process(args, users_file, live=True))
     finally:
         users_file.unlink(missing_ok=True)
     return results
@@ -178,8 +189,9 @@ def report(args: argparse.Namespace, results: list[dict]) -> None:
         f"{args.rounds} rounds per route, interleaved"
     )
     alone = next(r for r in results if r["route"] == "in-process")
-    results = [r for r in results if r["route"] != "in-process"]
-    by_route = {r: [x for x in results if x["route"] == r] for r in ("bare", "user")}
+    alone_live = next(r for r in results if r["route"] == "in-process live")
+    results = [r for r in results if not r["route"].startswith("in-process")]
+    by_route = {r: [x for x in results if x["route"] == r] for r in NAMES}
     mean = {r: {k: float(np.mean([x[k] for x in v])) for k in ("rps", "p50_ms", "p99_ms")}
             for r, v in by_route.items()}  # fmt: skip
     for r in results:
@@ -190,11 +202,20 @@ def report(args: argparse.Namespace, results: list[dict]) -> None:
             f"  {r['route']:>5}: {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
             f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}/{r['requests']}{extra}"
         )
-    user, bare = mean["user"], mean["bare"]
+    user, bare, live = mean["user"], mean["bare"], mean["live"]
     ranks = [r for r in by_route["user"] if r["rank_p99_ms"] is not None]
     print(
         f"recommendations / bare throughput: {user['rps']:.1f} / {bare['rps']:.1f} req/s = "
         f"{user['rps'] / bare['rps']:.2f} (goal >= 0.50)"
+    )
+    print(
+        f"live-ranked recommendations (exclude= bypasses the precomputed top-k) / bare: "
+        f"{live['rps']:.1f} / {bare['rps']:.1f} req/s = {live['rps'] / bare['rps']:.2f}; "
+        f"p50 {live['p50_ms']:.2f} ms, p99 {live['p99_ms']:.2f} ms"
+    )
+    print(
+        f"in-process live model.recommend: {alone_live['rps']:.1f} req/s, p50 "
+        f"{alone_live['p50_ms']:.2f} ms, p99 {alone_live['p99_ms']:.2f} ms"
     )
     capacity = alone["rps"] * args.workers
     print(
@@ -224,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--native-threads", type=int, default=1)
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: the load process
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--live", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--route", choices=sorted(ROUTES), help=argparse.SUPPRESS)
     parser.add_argument("--users-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -233,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.in_process:
         users = json.loads(args.users_file.read_text())
-        stats = in_process(args.workdir, args.seconds, args.native_threads, users)
+        stats = in_process(args.workdir, args.seconds, args.native_threads, users, args.live)
         print(json.dumps(stats))
         return 0
     if args.workdir is None or args.data is None:
