@@ -25,16 +25,16 @@ def full_softmax_loss(
     the target itself is never left out. left_out (n_items,) bool: items out of every row's
     softmax (e.g. never interacted with in training)."""
     logits = users @ items.T / temperature  # (n, n_items)
-    if left_out is not None:
-        hide_cols = left_out.unsqueeze(0).expand_as(logits).clone()
-        hide_cols[torch.arange(len(targets), device=targets.device), targets] = False
-        logits = logits.masked_fill(hide_cols, torch.finfo(logits.dtype).min)
+    if left_out is None and seen is None:
+        return F.cross_entropy(logits, targets)
+    if left_out is not None:  # one mask, one masked_fill: this runs on (n, n_items) every step
+        hide = left_out.unsqueeze(0).expand_as(logits).clone()
+    else:
+        hide = torch.zeros_like(logits, dtype=torch.bool)
     if seen is not None:
-        rows = torch.arange(len(targets), device=targets.device)
-        fill = torch.where(seen >= 0, seen, targets.unsqueeze(1))  # (n, h), -1 -> the target
-        hide = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, fill, True)
-        hide[rows, targets] = False
-        logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
+        hide.scatter_(1, torch.where(seen >= 0, seen, targets.unsqueeze(1)), True)  # -1 -> target
+    hide[torch.arange(len(targets), device=targets.device), targets] = False
+    logits = logits.masked_fill(hide, torch.finfo(logits.dtype).min)
     return F.cross_entropy(logits, targets)
 
 
