@@ -18,7 +18,7 @@ from recsys.config import EncoderConfig
 from recsys.encoder.examples import pad_histories, sequence_windows, window_batch
 from recsys.encoder.losses import full_softmax_loss, sampled_softmax_loss
 from recsys.encoder.model import TwoTowerEncoder, build_towers
-from recsys.encoder.towers import last_states
+from recsys.encoder.towers import adamw, last_states
 
 Softmax = Literal["full", "sampled"]
 
@@ -55,9 +55,7 @@ class FrozenTrainer:
         self.log_q = None if log_q is None else torch.as_tensor(log_q, device=device)
         adapter, user = build_towers(config, features.shape[1], "sequence")
         self.modules = nn.ModuleDict({"adapter": adapter, "user": user}).to(device)
-        self.optimizer = torch.optim.AdamW(
-            self.modules.parameters(), lr=config.lr, weight_decay=0.01
-        )
+        self.optimizer = adamw(self.modules.parameters(), config.lr, device)
         counts = np.bincount(
             np.concatenate([np.asarray(s, np.int64) for s in sequences] or [np.zeros(0, np.int64)]),
             minlength=len(features),

@@ -23,7 +23,7 @@ from recsys.encoder.examples import pad_histories, pair_examples, user_document
 from recsys.encoder.losses import sampled_softmax_loss
 from recsys.encoder.model import TwoTowerEncoder, build_towers
 from recsys.encoder.sources import StateSource, TokenSource, pooled_all
-from recsys.encoder.towers import BertUserTower, last_states
+from recsys.encoder.towers import BertUserTower, adamw, last_states
 
 HardNegatives = Callable[[np.ndarray], np.ndarray]  # user_idx (b,) -> item_idx (b, h) or (m,)
 
@@ -58,10 +58,10 @@ class PairTrainer:
         bert_params = [p for p in bert.parameters() if p.requires_grad]
         bert_ids = {id(p) for p in bert.parameters()}
         head_params = [p for p in self.modules.parameters() if id(p) not in bert_ids]
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = adamw(
             [{"params": bert_params, "lr": config.bert_lr}, {"params": head_params}],
-            lr=config.lr,
-            weight_decay=0.01,
+            config.lr,
+            device,
         )
         self.users, self.positions = pair_examples(sequences, has_profile)
         if len(self.users) == 0:
