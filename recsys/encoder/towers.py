@@ -173,4 +173,3 @@ def adamw(params, lr: float, device: str) -> torch.optim.AdamW:
     loop default spends ~28 % of a full fine-tuning step on MiniLM's 22M parameters (CPU)."""
     fused = torch.device(device).type in ("cpu", "cuda")
     return torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=fused)
-

@@ -24,6 +24,7 @@ from recsys.encoder.embed import EmbeddingCache, embed_texts
 from recsys.encoder.setup import profile_texts
 from recsys.index.faiss_index import VectorIndex
 from recsys.pipeline import fit
+from recsys.ranking.base import Query
 from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.content import ContentRecommender
 from recsys.ranking.model import RecommenderModel, write_model_files
@@ -211,20 +212,9 @@ def _known_user_vectors(ctx: Context, ranker: Any, all_histories: list[np.ndarra
         text.user_encoder, TowerUserEncoder
     ):
         return 0
-    encoder = text.user_encoder.encoder
     profiles = profile_texts(ctx.dataset)
-    batch = 1024
-    vectors = np.concatenate(
-        [
-            encoder.encode_users(
-                all_histories[start : start + batch],
-                text.item_vectors,
-                profiles[start : start + batch],
-            )
-            for start in range(0, len(all_histories), batch)
-        ]
-        or [np.zeros((0, text.dim), np.float32)]
-    )
+    queries = [Query(u, h, p) for u, (h, p) in enumerate(zip(all_histories, profiles, strict=True))]
+    vectors = text.user_encoder(queries, text.item_vectors)  # batched by the encoder
     keys = np.array([history_key(h) for h in all_histories], dtype=np.uint64)
     text.set_known_users(vectors, keys)
     return len(all_histories)

@@ -48,24 +48,13 @@ class ContentRecommender(Recommender):
         item_vectors = np.asarray(item_vectors, dtype=np.float32)
         if item_vectors.ndim != 2:
             raise ValueError(f"item_vectors: expected (n_items, dim), found {item_vectors.shape}")
-        dim = item_vectors.shape[1]
-        if known_user_vectors is not None:
-            known_user_vectors = np.asarray(known_user_vectors, dtype=np.float32)
-            if known_user_vectors.ndim != 2 or known_user_vectors.shape[1] != dim:
-                raise ValueError(
-                    f"known_user_vectors: expected (n_users, {dim}) to match item_vectors, "
-                    f"found shape {known_user_vectors.shape}"
-                )
         self.item_vectors = normalize_rows(item_vectors)  # (n_items, dim)
         self.user_encoder = user_encoder
         self.index = index
-        self.known_user_vectors = (
-            None if known_user_vectors is None else normalize_rows(known_user_vectors)
-        )
         self.exact_max_items = int(exact_max_items)
+        self.known_user_vectors: np.ndarray | None = None
         self.known_user_keys: np.ndarray | None = None
-        if known_user_keys is not None:
-            self.set_known_users(self.known_user_vectors, known_user_keys)
+        self.set_known_users(known_user_vectors, known_user_keys)
 
     def set_known_users(self, vectors: np.ndarray | None, keys: np.ndarray | None) -> None:
         """Precomputed user vectors (n_users, dim), with the history_key of each (or None)."""

@@ -27,7 +27,6 @@ ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
     "ranker",
 )
 TOPK_FILE = "topk.npz"  # every known user's top-K, ranked at publish (optional)
-_BATCH = 512
 
 
 class RecommenderModel:
@@ -43,6 +42,10 @@ class RecommenderModel:
         manifest: dict[str, Any],
         topk: PrecomputedTopK | None = None,
     ):
+        if topk is not None and topk.source_names != ranker.names:
+            raise BundleError(
+                f"top-k sources {topk.source_names} differ from the ranker's {ranker.names}"
+            )
         self.ranker = ranker
         self.topk = topk
         self.items = items
@@ -150,7 +153,7 @@ class RecommenderModel:
         if plain and self.topk is not None and user_id is not None and k <= self.topk.k:
             user_idx = self.users.get_idx(user_id)
             if user_idx >= 0:
-                return self._response(self.topk.result(user_idx, k, self.ranker.names), False, [])
+                return self._response(self.topk.result(user_idx, k), False, [])
         query, unknown = self.query_for(user_id, item_ids, profile_text)
         excluded = np.concatenate([query.history, self.item_map.to_indices(exclude)]).astype(
             np.int64
@@ -249,23 +252,14 @@ class PrecomputedTopK:
 
     @classmethod
     def compute(cls, ranker: BlendedRanker, histories: list[np.ndarray], k: int):
-        n = len(histories)
-        item_idx = np.full((n, k), -1, dtype=np.int64)
-        score = np.full((n, k), -np.inf, dtype=np.float32)
-        sources = np.full((len(ranker.names), n, k), np.nan, dtype=np.float32)
-        paths: list[str] = []
-        for start in range(0, n, _BATCH):
-            part = [h.astype(np.int64) for h in histories[start : start + _BATCH]]
-            queries = [Query(start + i, h, None) for i, h in enumerate(part)]
-            result = ranker.recommend_detailed(queries, k, part)
-            rows = slice(start, start + len(part))
-            item_idx[rows], score[rows] = result.item_idx, result.score
-            for s, name in enumerate(ranker.names):
-                sources[s, rows] = result.source_scores[name]
-            paths.extend(result.path)
-        names = sorted(set(paths))
-        codes = np.array([names.index(p) for p in paths], dtype=np.int16)
-        return cls(item_idx, score, sources, codes, ranker.names, names)
+        """Rank every user (their stored history as the query and excluded) in one call; the
+        ranker bounds its own batches."""
+        queries = [Query(u, h.astype(np.int64), None) for u, h in enumerate(histories)]
+        result = ranker.recommend_detailed(queries, k, [q.history for q in queries])
+        sources = np.stack([result.source_scores[name] for name in ranker.names])  # (S, n, k)
+        names = sorted(set(result.path))
+        codes = np.array([names.index(p) for p in result.path], dtype=np.int16)
+        return cls(result.item_idx, result.score, sources, codes, ranker.names, names)
 
     def save(self, path: Path) -> None:
         np.savez(
@@ -287,10 +281,8 @@ class PrecomputedTopK:
             arrays["paths"], arrays["source_names"].tolist(), arrays["path_names"].tolist(),
         )  # fmt: skip
 
-    def result(self, user_idx: int, k: int, names: Sequence[str]) -> BlendResult:
+    def result(self, user_idx: int, k: int) -> BlendResult:
         """The stored answer for one user, cut to k, as the ranker's own result type."""
-        if list(names) != self.source_names:
-            raise BundleError(f"top-k sources {self.source_names} differ from the ranker's {names}")
         row = slice(user_idx, user_idx + 1)
         return BlendResult(
             self.item_idx[row, :k], self.score[row, :k],
