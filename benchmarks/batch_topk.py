@@ -10,14 +10,12 @@ Prints the command, the machine, users/s of each path and the ratio. Timings exc
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+import common
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -31,20 +29,8 @@ TIE_TOLERANCE = 1e-4  # float32 dot products in two orders differ by ~1e-6; ties
 
 
 def machine() -> str:
-    import torch  # only to report its thread count, as every benchmark here does
-
-    cpu = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]  # fmt: skip
-        cpu = names[0] if names else cpu
     blas = ", ".join(f"{p['internal_api']} {p['num_threads']} threads" for p in threadpool_info())
-    load = os.getloadavg()[0]
-    return (
-        f"{cpu}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; BLAS: {blas}; "
-        f"numpy {np.__version__}; python {platform.python_version()}; load average {load:.2f}"
-    )
+    return common.machine(f"BLAS: {blas}; numpy {np.__version__}")
 
 
 def predict_loop(rec: CollabRecommender, seen: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,8 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
-def machine() -> str:
+def machine(extra: str = "") -> str:
+    """CPU model, cores, torch threads, python and load; `extra` (a script's own figures) after."""
     model = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -25,7 +26,7 @@ def machine() -> str:
         f"{model}; {os.cpu_count()} cores; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); python {platform.python_version()}; "
         f"load average {load:.1f}"
-    )
+    ) + (f"; {extra}" if extra else "")
 
 
 def header(title: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -26,6 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import machine  # noqa: E402
 
 from recsys.config import DataConfig, TextConfig  # noqa: E402
 from recsys.data.loaders import load_dataset  # noqa: E402
@@ -51,21 +51,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=256, help="sentence-transformers' own")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
-    return parser.parse_args(argv)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, load average {load}"
+    parser.add_argument(
+        "--main-only", action="store_true", help="only sentence-transformers and ours"
     )
+    return parser.parse_args(argv)
 
 
 def item_texts(data: str, n: int) -> list[str]:
@@ -159,6 +148,8 @@ def variants(args: argparse.Namespace, texts: list[str]) -> dict[str, Callable[[
         f"ours, batch {4 * b}": ours(model, 4 * b),
         "ours, dynamic int8 (not fp32)": ours(quantized),
     }
+    if args.main_only:
+        calls = {name: calls[name] for name in list(calls)[:2]}
     if args.compile:
         compiled = copy.deepcopy(model)
         compiled.forward = torch.compile(compiled.forward, dynamic=True)

@@ -12,14 +12,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+import common
 import numpy as np
 import polars as pl
 
@@ -32,21 +30,7 @@ METRICS = ("ndcg", "recall", "mrr", "map", "hit_rate")
 
 
 def machine() -> str:
-    import torch  # only to report its thread count, like every benchmark here
-
-    cpu = platform.processor() or "unknown CPU"
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in info.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    return (
-        f"{cpu}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; "
-        f"numpy {np.__version__}; load average {os.getloadavg()[0]:.2f}"
-    )
+    return common.machine(f"numpy {np.__version__}")
 
 
 def best_of(fn, repeats: int) -> float:

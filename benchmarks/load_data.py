@@ -10,8 +10,6 @@ their ratio, and the dataset's stats as a sanity check of the loader.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -19,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import common
 import polars as pl
 
 from recsys.config import DataConfig
@@ -45,19 +44,7 @@ def bare_read(directory: Path) -> tuple[str, Callable[[], pl.DataFrame]]:
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                 if ln.startswith("model name")]  # fmt: skip
-        model = names[0] if names else model
-    import torch  # only to report its thread count, as every benchmark here does
-
-    return (
-        f"{model}; {os.cpu_count()} cores; torch threads {torch.get_num_threads()}; "
-        f"polars threads {pl.thread_pool_size()}; polars {pl.__version__}; "
-        f"python {platform.python_version()}"
-    )
+    return common.machine(f"polars threads {pl.thread_pool_size()}; polars {pl.__version__}")
 
 
 def timed(fn: Callable[[], object]) -> float:

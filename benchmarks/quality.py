@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from common import machine
 
 DATA_ROOT = Path("/work/shared/datasets")
 K = 10
@@ -290,17 +290,20 @@ def compare_with_best_peer(results: dict[str, dict[str, np.ndarray]]) -> None:
         )
 
 
-def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
-    """10% of the items (seeded) lose every interaction; rank each user's cold items among the
-    cold items only. Every model is refitted without them (the towers on warm train, early
-    stopped on warm valid); users are represented by their warm train + valid history."""
-    from recsys.config import BlendConfig
+@dataclass
+class ColdSplit:
+    """10 % of the items (seeded) with every interaction removed from training."""
+
+    items: np.ndarray  # (n_cold,) item_idx, sorted
+    allowed: np.ndarray  # (n_items,) bool: the cold items
+    warm_train: pl.DataFrame
+    warm_valid: pl.DataFrame
+    round: Round  # fitted on warm train + valid; targets = every cold interaction
+
+
+def cold_split(ds, split) -> ColdSplit:
+    """The cold-item round: users keep only their warm history; those with none are dropped."""
     from recsys.data.split import ORDER
-    from recsys.ranking.blend import BlendedRanker
-    from recsys.ranking.collab import CollabRecommender
-    from recsys.ranking.content import ContentRecommender
-    from recsys.ranking.popularity import PopularityRecommender
-    from recsys.ranking.user_vectors import HistoryMeanEncoder
     from recsys.schema import ITEM_IDX
 
     rng = np.random.default_rng(0)
@@ -319,8 +322,43 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
         rnd.held.user_idx[keep], *([getattr(rnd.held, f)[i] for i in keep]
                                    for f in ("queries", "relevant", "exclude"))
     )  # fmt: skip
-    towers, _, _ = train_towers(ds, warm_train, warm_valid, args)
-    text = text_source(towers, features, ds, warm)
+    return ColdSplit(cold, allowed, warm_train, warm_valid, rnd)
+
+
+def cold_bounds(cs: ColdSplit, n_items: int) -> dict[str, float]:
+    """Model-free Recall@K references on the cold round: a random order (expected), and the
+    cold items ordered by their held-out counts (an oracle: no model has them)."""
+    from scipy import sparse as sp
+
+    from recsys.ranking.popularity import PopularityRecommender
+
+    held = cs.round.held
+    n_rel = np.array([np.unique(r).size for r in held.relevant], dtype=np.float64)
+    size = cs.items.size
+    random_recall = float(np.mean(min(K, size) * n_rel / size / np.minimum(n_rel, K)))
+    rows = np.repeat(np.arange(len(held.relevant)), [len(r) for r in held.relevant])
+    counts = sp.csr_matrix(
+        (np.ones(rows.size), (rows, np.concatenate(held.relevant))), (len(held.relevant), n_items)
+    )
+    oracle = evaluate(PopularityRecommender.fit(counts), cs.round, cs.allowed)["recall"].mean()
+    return {"random order": random_recall, "oracle (held-out counts)": float(oracle)}
+
+
+def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
+    """10% of the items (seeded) lose every interaction; rank each user's cold items among the
+    cold items only. Every model is refitted without them (the towers on warm train, early
+    stopped on warm valid); users are represented by their warm train + valid history."""
+    from recsys.config import BlendConfig
+    from recsys.ranking.blend import BlendedRanker
+    from recsys.ranking.collab import CollabRecommender
+    from recsys.ranking.content import ContentRecommender
+    from recsys.ranking.popularity import PopularityRecommender
+    from recsys.ranking.user_vectors import HistoryMeanEncoder
+
+    cs = cold_split(ds, split)
+    rnd, allowed, cold, keep = cs.round, cs.allowed, cs.items, cs.round.held.user_idx
+    towers, _, _ = train_towers(ds, cs.warm_train, cs.warm_valid, args)
+    text = text_source(towers, features, ds, rnd.train)  # warm train + valid
     popularity = PopularityRecommender.fit(rnd.matrix)
     collab = CollabRecommender.fit(rnd.matrix, collab_cfg)
     methods = {
@@ -336,31 +374,18 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
     results = {m: evaluate(rec, rnd, allowed) for m, rec in methods.items()}
     title = f"cold items ({cold.size} items held out, ranked among themselves)"
     print_table(title, list(results.items()), len(keep), cold.size)
-    n_rel = np.array([np.unique(r).size for r in rnd.held.relevant], dtype=np.float64)
-    random_recall = np.mean(min(K, cold.size) * n_rel / cold.size / np.minimum(n_rel, K))
+    bounds = cold_bounds(cs, ds.n_items)
+    random_recall = bounds["random order"]
     print(f"  a random order of the cold items: expected Recall@{K} {random_recall:.4f}")
     pop = results["popularity"]["recall"].mean()
     for m in ("MiniLM zero-shot", "text towers", "blend"):
         r = results[m]["recall"].mean()
         print(f"  {m}: Recall@{K} {r / pop:.2f}x popularity, {r / random_recall:.2f}x random order")
     print("  (popularity ranks cold items, all at count 0, by item_idx: the catalog's id order)")
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{cpu}; {os.cpu_count()} cores; torch {torch.__version__} threads "
-        f"{torch.get_num_threads()}; load average at start {load:.2f}"
+    oracle = bounds["oracle (held-out counts)"]
+    print(
+        f"  oracle bound, cold items ordered by their held-out counts (no model has them): "
+        f"Recall@{K} {oracle:.4f} = {oracle / pop:.2f}x popularity"
     )
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import random
 import shlex
 import subprocess
@@ -28,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 
 # "live": the same request with an exclusion (of an id no bundle has), which bypasses the top-k
@@ -143,16 +142,7 @@ def known_users(data: Path, limit: int = 5000) -> list[str]:
 
 
 def machine(native_threads: int) -> str:
-    names = [
-        ln.split(":", 1)[1].strip()
-        for ln in Path("/proc/cpuinfo").read_text().splitlines()
-        if ln.startswith("model name")
-    ]
-    model = names[0] if names else platform.processor()
-    return (
-        f"{model}; {os.cpu_count()} cores; torch/FAISS/OpenMP threads per worker "
-        f"{native_threads}; python {platform.python_version()}"
-    )
+    return common.machine(f"torch/FAISS/OpenMP threads per worker {native_threads}")
 
 
 def serve_and_measure(args: argparse.Namespace) -> list[dict]:
