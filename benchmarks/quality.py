@@ -13,7 +13,10 @@ Cold items: 10% of the items (seeded) lose all their interactions; models are fi
 and each user's interactions with the cold items are ranked among the cold items only.
 
     python benchmarks/quality.py [--datasets ml-latest-small ml-100k] [--encoder-minutes 8]
-                                 [--no-cold] [--quick] [--cache DIR]
+                                 [--no-cold] [--quick] [--cache DIR] [--encoder-set KEY=VALUE]
+
+The towers train with the product's EncoderConfig defaults (what `recsys nightly` trains) unless
+--encoder-set overrides a field, early-stopped on validation NDCG@10.
     python benchmarks/quality.py --datasets ml-latest-small --bundles BUNDLE_A BUNDLE_B
 
 With --bundles, published bundles (e.g. from `recsys nightly` on the same data) are scored on the
@@ -48,9 +51,6 @@ LIGHTFM_GRID = [
     for e in (10, 30)
     for lr in (0.05,)
 ] + [{"factors": 64, "epochs": 30, "learning_rate": 0.025}]
-# The towers run with the product's EncoderConfig defaults (what `recsys nightly` trains),
-# early-stopped on validation NDCG@10 and capped by --encoder-minutes.
-ENCODER_SETTINGS: dict = {}
 ALS_GRID = [
     {"factors": f, "regularization": r, "alpha": a}
     for f in (32, 64, 128)
@@ -125,7 +125,10 @@ def train_towers(dataset, train: pl.DataFrame, valid: pl.DataFrame, args):
     from recsys.encoder.train import train_encoder
 
     config = EncoderConfig(
-        path="frozen", device="cpu", max_minutes=args.encoder_minutes, **ENCODER_SETTINGS
+        path="frozen",
+        device="cpu",
+        max_minutes=args.encoder_minutes,
+        **dict(args.encoder_set),
     )
     split = Split(train=train, valid=valid, test=valid.clear())
     start = time.perf_counter()
@@ -396,6 +399,13 @@ def print_table(title: str, rows: Sequence[tuple[str, dict]], n_users: int, n_it
         print(f"  {name:<26}{metrics['recall'].mean():>10.4f}{metrics['ndcg'].mean():>10.4f}")
 
 
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, found {text!r}")
+    return key, value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-latest-small", "ml-100k"])
@@ -410,6 +420,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--encoder-minutes", type=float, default=8.0, help="cap per tower run")
     parser.add_argument("--quick", action="store_true", help="one grid point per model")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-item evaluation")
+    parser.add_argument(
+        "--encoder-set",
+        metavar="KEY=VALUE",
+        action="append",
+        type=key_value,
+        default=[],
+        help="override an EncoderConfig field for the towers (repeatable), e.g. history_len=200",
+    )
     parser.add_argument(
         "--bundles", type=Path, nargs=2, default=None, help="score two bundles A B instead"
     )
