@@ -59,7 +59,7 @@ class EncoderConfig(_Section):
     dim: int = Field(128, ge=8)  # output dimension of both towers (and of the user transformer)
     max_length: int = Field(64, ge=8)  # tokens per item document
     user_max_length: int = Field(128, ge=8)  # tokens per user document (bert user tower)
-    history_len: int = Field(50, ge=1)  # items fed to the sequence user tower
+    history_len: int = Field(20, ge=1)  # newest items fed to the sequence user tower (50: worse)
     seq_layers: int = Field(2, ge=1)
     seq_heads: int = Field(4, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
