@@ -14,10 +14,10 @@ and each user's interactions with the cold items are ranked among the cold items
 
     python benchmarks/quality.py [--datasets ml-latest-small ml-100k] [--encoder-minutes 8]
                                  [--no-cold] [--quick] [--cache DIR] [--encoder-set KEY=VALUE]
+    python benchmarks/quality.py --datasets ml-latest-small --bundles BUNDLE_A BUNDLE_B
 
 The towers train with the product's EncoderConfig defaults (what `recsys nightly` trains) unless
 --encoder-set overrides a field, early-stopped on validation NDCG@10.
-    python benchmarks/quality.py --datasets ml-latest-small --bundles BUNDLE_A BUNDLE_B
 
 With --bundles, published bundles (e.g. from `recsys nightly` on the same data) are scored on the
 same test round instead, through their ranker directly (by item_idx, not the serving path), with
@@ -329,9 +329,11 @@ def cold_split(ds, split) -> ColdSplit:
 
 
 def cold_bounds(cs: ColdSplit, n_items: int) -> dict[str, float]:
-    """Model-free Recall@K references on the cold round: a random order (expected), and the
-    cold items ordered by their held-out counts (an oracle: no model has them)."""
+    """Model-free Recall@K references on the cold round: a random order (expected), the cold
+    items ordered by their held-out counts (an oracle: no model has them), and the Spearman
+    correlation of a lower item_idx with more held-out interactions (what id order knows)."""
     from scipy import sparse as sp
+    from scipy import stats
 
     from recsys.ranking.popularity import PopularityRecommender
 
@@ -340,11 +342,17 @@ def cold_bounds(cs: ColdSplit, n_items: int) -> dict[str, float]:
     size = cs.items.size
     random_recall = float(np.mean(min(K, size) * n_rel / size / np.minimum(n_rel, K)))
     rows = np.repeat(np.arange(len(held.relevant)), [len(r) for r in held.relevant])
-    counts = sp.csr_matrix(
+    matrix = sp.csr_matrix(
         (np.ones(rows.size), (rows, np.concatenate(held.relevant))), (len(held.relevant), n_items)
     )
-    oracle = evaluate(PopularityRecommender.fit(counts), cs.round, cs.allowed)["recall"].mean()
-    return {"random order": random_recall, "oracle (held-out counts)": float(oracle)}
+    oracle = PopularityRecommender.fit(matrix)
+    recall = evaluate(oracle, cs.round, cs.allowed)["recall"].mean()
+    rho = stats.spearmanr(-cs.items, oracle.popularity[cs.items]).statistic
+    return {
+        "random order": random_recall,
+        "oracle (held-out counts)": float(recall),
+        "spearman(-id, held-out count)": float(rho),
+    }
 
 
 def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
@@ -359,7 +367,7 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
     from recsys.ranking.user_vectors import HistoryMeanEncoder
 
     cs = cold_split(ds, split)
-    rnd, allowed, cold, keep = cs.round, cs.allowed, cs.items, cs.round.held.user_idx
+    rnd, allowed, cold = cs.round, cs.allowed, cs.items
     towers, _, _ = train_towers(ds, cs.warm_train, cs.warm_valid, args)
     text = text_source(towers, features, ds, rnd.train)  # warm train + valid
     popularity = PopularityRecommender.fit(rnd.matrix)
@@ -376,7 +384,7 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
     }  # fmt: skip
     results = {m: evaluate(rec, rnd, allowed) for m, rec in methods.items()}
     title = f"cold items ({cold.size} items held out, ranked among themselves)"
-    print_table(title, list(results.items()), len(keep), cold.size)
+    print_table(title, list(results.items()), len(rnd.held.relevant), cold.size)
     bounds = cold_bounds(cs, ds.n_items)
     random_recall = bounds["random order"]
     print(f"  a random order of the cold items: expected Recall@{K} {random_recall:.4f}")
