@@ -204,7 +204,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def pooled_embeddings(
     tokenizer: Any,
-    model: torch.nn.Module,
+    model: Any,
     texts: list[str],
     max_length: int,
     batch_size: int,
@@ -219,8 +219,13 @@ def pooled_embeddings(
     and cut into batches that carry at most max_padding padding (length_batches; inf: plain
     sorted batches of batch_size); results go back to the input order.
     On CUDA the model runs under bf16 autocast unless bf16=False (CPU: always float32).
+    `model` is a torch encoder or an OnnxBackbone of one (recsys.encoder.onnx; CPU, fp32).
     """
     from tqdm.auto import tqdm
+
+    from recsys.encoder.onnx import OnnxBackbone
+
+    onnx = isinstance(model, OnnxBackbone)
 
     hidden_size = int(model.config.hidden_size)
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -238,8 +243,11 @@ def pooled_embeddings(
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
         for rows in length_batches([len(row) for row in ids], batch_size, max_padding):
             input_ids, mask = _pad_batch([ids[i] for i in rows], pad_id)
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            if onnx:
+                hidden = torch.from_numpy(model.last_hidden_state(input_ids.numpy(), mask.numpy()))
+            else:
+                input_ids, mask = input_ids.to(device), mask.to(device)
+                hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             out[rows] = mean_pool(hidden, mask).cpu().numpy()  # (batch, hidden)
             bar.update(len(rows))
     bar.close()

@@ -18,6 +18,7 @@ import torch
 
 from recsys.encoder import backbone as bb
 from recsys.encoder.checkpoint import atomic_write_bytes
+from recsys.encoder.onnx import for_runtime
 
 Backbone = tuple[Any, torch.nn.Module]
 
@@ -51,11 +52,20 @@ def pooled_features(
     cache_dir: Path | None,
     load: Callable[[], Backbone] | None = None,
     progress: bool = False,
+    runtime: str = "torch",
 ) -> np.ndarray:
     """(n, hidden) float32 mean-pooled features of texts under the base model, cached on disk.
 
-    `load` returns (tokenizer, model) and is called only when something must be embedded."""
-    load = load or (lambda: bb.load_backbone(model_name, device))
+    `load` returns (tokenizer, model) and is called only when something must be embedded.
+    `runtime`: "torch", "onnxruntime" or "auto" (recsys.encoder.onnx; the exported graph is
+    cached in cache_dir beside the features)."""
+    base_load = load or (lambda: bb.load_backbone(model_name, device))
+
+    def load_for_runtime() -> tuple[Any, Any]:
+        tokenizer, model = base_load()
+        return tokenizer, for_runtime(model, runtime, device, cache_dir)
+
+    load = load_for_runtime
     hashes = text_hashes(texts)
     if cache_dir is None:
         tokenizer, model = load()

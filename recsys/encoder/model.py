@@ -117,6 +117,7 @@ class TwoTowerEncoder:
             pooled = pooled_features(
                 list(texts), self.backbone_name, self.config.max_length,
                 self.config.embed_batch_size, self.device, feature_cache, load=self.backbone,
+                runtime=self.config.runtime,
             )  # fmt: skip
             return self.item_vectors_from_features(pooled)
         return self.item_vectors_from_features(self.pooled(texts, self.config.max_length))

@@ -169,7 +169,7 @@ def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, devic
     def features(texts: list[str], max_length: int) -> np.ndarray:
         return pooled_features(
             texts, config.model_name_or_path, max_length, config.embed_batch_size, device,
-            data.cache_dir, load, data.progress,
+            data.cache_dir, load, data.progress, config.runtime,
         )  # fmt: skip
 
     items = features(data.item_texts, config.max_length)
