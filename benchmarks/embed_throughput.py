@@ -47,7 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="MovieLens-style data directory")
     parser.add_argument("--n", type=int, default=512, help="texts to embed (0: the whole catalog)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="sentence-transformers' default; ours on CPU"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads, same for all")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=256, help="sentence-transformers' own")

@@ -111,7 +111,7 @@ def item_features(dataset, args) -> np.ndarray:
     docs = item_documents(dataset, TextConfig())
     args.cache.mkdir(parents=True, exist_ok=True)
     return pooled_features(
-        docs, enc.model_name_or_path, enc.max_length, enc.embed_batch_size, "cpu", args.cache
+        docs, enc.model_name_or_path, enc.max_length, enc.embed_batch("cpu"), "cpu", args.cache
     )
 
 

@@ -75,7 +75,7 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
     texts = item_documents(dataset, TextConfig())
     start = time.perf_counter()
     features = pooled_features(
-        texts, config.model_name_or_path, config.max_length, config.embed_batch_size, "cpu",
+        texts, config.model_name_or_path, config.max_length, config.embed_batch("cpu"), "cpu",
         work / "cache",
     )  # fmt: skip
     feature_seconds = time.perf_counter() - start

@@ -78,9 +78,16 @@ class EncoderConfig(_Section):
     max_minutes: float = Field(30.0, gt=0.0)  # training cap (2-core CPU: 25 min still improved)
     seed: int = 42
     bf16: bool = True  # autocast on CUDA
-    embed_batch_size: int = Field(128, ge=1)
+    embed_batch_size: int = Field(0, ge=0)  # texts per batch; 0: 32 on CPU, 128 on GPU
     runtime: Literal["auto", "onnxruntime", "torch"] = "auto"  # CPU batch embedding of the backbone
     retrain_every_days: int = Field(7, ge=0)  # nightly: 0 = every run
+
+    def embed_batch(self, device: str) -> int:
+        """Texts per embedding batch on `device`: embed_batch_size, or by device when 0 (2,000
+        ml-latest-small documents on one CPU core: 13.3 s at 32, 14.1 s at 64, 16.7 s at 128)."""
+        if self.embed_batch_size:
+            return self.embed_batch_size
+        return 32 if str(device) == "cpu" else 128
 
 
 class IndexConfig(_Section):

@@ -102,7 +102,7 @@ class TwoTowerEncoder:
     def pooled(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         """(n, hidden) mean-pooled backbone features of texts."""
         tokenizer, bert = self.backbone()
-        size = self.config.embed_batch_size
+        size = self.config.embed_batch(self.device)
         return bb.pooled_embeddings(tokenizer, bert, list(texts), max_length, size, self.device)
 
     def encode_items(self, texts: list[str], feature_cache: Path | None = None) -> np.ndarray:
@@ -116,8 +116,8 @@ class TwoTowerEncoder:
 
             pooled = pooled_features(
                 list(texts), self.backbone_name, self.config.max_length,
-                self.config.embed_batch_size, self.device, feature_cache, load=self.backbone,
-                runtime=self.config.runtime,
+                self.config.embed_batch(self.device), self.device, feature_cache,
+                load=self.backbone, runtime=self.config.runtime,
             )  # fmt: skip
             return self.item_vectors_from_features(pooled)
         return self.item_vectors_from_features(self.pooled(texts, self.config.max_length))

@@ -86,9 +86,11 @@ class PairTrainer:
         was_training = self.modules.training
         self.modules.eval()
         with self._autocast():
-            self._item_cache = pooled_all(self.items, self.config.embed_batch_size)
+            self._item_cache = pooled_all(self.items, self.config.embed_batch(self.device))
             if self.profiles is not None and not self.is_bert_user:
-                self._profile_cache = pooled_all(self.profiles, self.config.embed_batch_size)
+                self._profile_cache = pooled_all(
+                    self.profiles, self.config.embed_batch(self.device)
+                )
         self.modules.train(was_training)
         self._fresh = True
 
@@ -190,8 +192,9 @@ class PairTrainer:
         self.modules.eval()
         histories = [np.asarray(h)[-self.config.history_len :] for h in histories]
         out = []
-        for s in range(0, len(users), self.config.embed_batch_size):
-            chunk = users[s : s + self.config.embed_batch_size]
+        size = self.config.embed_batch(self.device)
+        for s in range(0, len(users), size):
+            chunk = users[s : s + size]
             with self._autocast():
                 out.append(self._user_vectors(chunk, histories[s : s + len(chunk)]).float())
         vectors = torch.cat(out).cpu().numpy() if out else np.zeros((0, self.config.dim))

@@ -168,7 +168,7 @@ def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, devic
 
     def features(texts: list[str], max_length: int) -> np.ndarray:
         return pooled_features(
-            texts, config.model_name_or_path, max_length, config.embed_batch_size, device,
+            texts, config.model_name_or_path, max_length, config.embed_batch(device), device,
             data.cache_dir, load, data.progress, config.runtime,
         )  # fmt: skip
 
@@ -211,7 +211,7 @@ def _state_sources(tokenizer, bert, data: TrainingData, config: EncoderConfig, d
 
     def states(texts: list[str], max_length: int) -> StateSource:
         cached = top_layer_inputs(
-            texts, config.model_name_or_path, k, max_length, config.embed_batch_size, device,
+            texts, config.model_name_or_path, k, max_length, config.embed_batch(device), device,
             data.cache_dir, lambda: (tokenizer, bert.eval()),
         )  # fmt: skip
         return StateSource(top, *cached)
