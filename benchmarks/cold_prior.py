@@ -84,7 +84,8 @@ def run(name: str, args: argparse.Namespace) -> None:
     vectors = {"MiniLM features": unit, "tower item vectors": text.item_vectors}
     for label, x in vectors.items():
         prior = ridge_log_counts(x.astype(np.float64), counts)[cs.items]  # (n_cold,)
-        rows.append((f"prior alone ({label})", recall_among_cold(prior[None, :], cs, ds.n_items)))
+        alone = recall_among_cold(np.broadcast_to(prior, cosine.shape), cs, ds.n_items)
+        rows.append((f"prior alone ({label})", alone))
         for beta in BETAS:
             mark = " (fixed in advance)" if beta == 1.0 else ""
             scores = cosine / temperature + beta * prior[None, :]
