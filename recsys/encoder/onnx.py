@@ -13,7 +13,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +21,6 @@ import torch
 from recsys.encoder.checkpoint import atomic_write_bytes
 
 OPSET = 17
-Runtime = Literal["auto", "onnxruntime", "torch"]
 
 
 class OnnxRuntimeError(RuntimeError):
