@@ -1,14 +1,15 @@
-"""Benchmark (issue 4, a candidate not yet in the product): a text-predicted popularity prior
-for items nobody has interacted with.
+"""Benchmark (issue 4): the text-predicted popularity prior for items nobody has interacted with
+(recsys.ranking.prior; the nightly applies it with weight [blend] cold_prior = 1), its weight
+and its input features.
 
 On quality.py's cold-item round (10 % of the items, seeded, lose every interaction; each user's
 cold interactions ranked among the cold items only) the towers are trained on the warm data as
-in quality.py. A ridge regression (lambda 1) from an item's text vector to log(1 + its warm
-interaction count) is fitted on the warm items and predicts a prior for the cold ones; the cold
-items are then ranked by  cosine / temperature + beta * predicted log count  (the towers' logit
-plus a log prior). beta = 1 is fixed in advance (a logit plus a log prior); 0.5 and 2 are shown
-to say how sensitive it is, and are not a choice made on the test users. Text vectors: the frozen
-MiniLM features and the towers' own item vectors.
+in quality.py. The product's centred ridge regression (lambda 1) from an item's text vector to
+log(1 + its warm interaction count) is fitted on the warm items and predicts a prior for the
+cold ones; the cold items are then ranked by  cosine / temperature + beta * predicted log count
+(the towers' logit plus a log prior). beta = 1 is fixed in advance (a logit plus a log prior);
+0.5 and 2 are shown to say how sensitive it is, and are not a choice made on the test users.
+Text vectors: the frozen MiniLM features (what the product uses) and the towers' own item vectors.
 
     python benchmarks/cold_prior.py [--datasets ml-100k ml-latest-small] [--encoder-minutes 15]
 """
@@ -32,15 +33,6 @@ from common import machine  # noqa: E402
 BETAS = (0.5, 1.0, 2.0)
 
 
-def ridge_log_counts(vectors: np.ndarray, counts: np.ndarray, lam: float = 1.0) -> np.ndarray:
-    """Predicted log(1 + count) of every item from its vector, fitted on items with count > 0."""
-    warm = np.flatnonzero(counts > 0)
-    target = np.log1p(counts[warm])
-    a = vectors[warm]  # (n_warm, d)
-    coef = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (target - target.mean()))
-    return vectors @ coef + target.mean()  # (n_items,)
-
-
 def recall_among_cold(scores: np.ndarray, cs, n_items: int) -> float:
     """Recall@K of (n_users, n_cold) scores over the cold round's held-out users."""
     from recsys.evaluation.metrics import per_user_metrics
@@ -57,13 +49,14 @@ def run(name: str, args: argparse.Namespace) -> None:
     from recsys.data import load_dataset
     from recsys.data.split import split_interactions
     from recsys.ranking.popularity import PopularityRecommender
+    from recsys.ranking.prior import fit_text_prior
 
     ds = load_dataset(args.data_root / name)
     split = split_interactions(ds.interactions, SplitConfig(n_test=1, n_valid=1))
     features = quality.item_features(ds, args)
     cs = quality.cold_split(ds, split)
     towers, best_epoch, seconds = quality.train_towers(ds, cs.warm_train, cs.warm_valid, args)
-    text = quality.text_source(towers, features, ds, cs.round.train)
+    text = quality.text_source(towers, features, ds, cs.round.train, prior=0.0)  # plain cosine
     cosine = np.asarray(text.score(cs.round.held.queries))[:, cs.items]  # (n_users, n_cold)
     counts = np.asarray(cs.round.matrix.sum(axis=0)).ravel()  # warm counts; cold ones are 0
     popularity = PopularityRecommender.fit(cs.round.matrix)
@@ -83,7 +76,7 @@ def run(name: str, args: argparse.Namespace) -> None:
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     vectors = {"MiniLM features": unit, "tower item vectors": text.item_vectors}
     for label, x in vectors.items():
-        prior = ridge_log_counts(x.astype(np.float64), counts)[cs.items]  # (n_cold,)
+        prior = fit_text_prior(x, counts).predict(x[cs.items])  # (n_cold,) centred
         alone = recall_among_cold(np.broadcast_to(prior, cosine.shape), cs, ds.n_items)
         rows.append((f"prior alone ({label})", alone))
         for beta in BETAS:

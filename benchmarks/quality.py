@@ -139,18 +139,28 @@ def train_towers(dataset, train: pl.DataFrame, valid: pl.DataFrame, args):
     return trained.encoder, trained.best_epoch, time.perf_counter() - start
 
 
-def text_source(encoder, features: np.ndarray, dataset, history: pl.DataFrame):
+def text_source(
+    encoder, features: np.ndarray, dataset, history: pl.DataFrame, prior: float | None = None
+):
     """ContentRecommender over the trained towers: item tower on the cached features, every
-    user encoded once from `history` (+ profile text) as the known-user vectors."""
+    user encoded once from `history` (+ profile text) as the known-user vectors, and — as the
+    nightly does — the text popularity prior on items `history` never mentions (weight `prior`,
+    default BlendConfig's cold_prior; 0 = off)."""
+    from recsys.config import BlendConfig
     from recsys.encoder.setup import profile_texts
     from recsys.pipeline.fit import histories
     from recsys.ranking.content import ContentRecommender
+    from recsys.ranking.prior import cold_item_bias
     from recsys.ranking.user_vectors import TowerUserEncoder
+    from recsys.schema import ITEM_IDX
 
     items = encoder.item_vectors_from_features(features)  # (n_items, dim)
     per_user = histories(history, dataset.n_users)
     users = encoder.encode_users(per_user, items, profile_texts(dataset))  # (n_users, dim)
-    return ContentRecommender(items, TowerUserEncoder(encoder), None, users)
+    counts = np.bincount(history[ITEM_IDX].to_numpy(), minlength=dataset.n_items)
+    weight = BlendConfig().cold_prior if prior is None else prior
+    bias = cold_item_bias(features, counts, encoder.config.temperature * weight)
+    return ContentRecommender(items, TowerUserEncoder(encoder), None, users, item_bias=bias)
 
 
 @dataclass
@@ -370,12 +380,14 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
     rnd, allowed, cold = cs.round, cs.allowed, cs.items
     towers, _, _ = train_towers(ds, cs.warm_train, cs.warm_valid, args)
     text = text_source(towers, features, ds, rnd.train)  # warm train + valid
+    no_prior = text_source(towers, features, ds, rnd.train, prior=0.0)
     popularity = PopularityRecommender.fit(rnd.matrix)
     collab = CollabRecommender.fit(rnd.matrix, collab_cfg)
     methods = {
         "popularity": popularity,
         f"{collab_cfg.model} (collab)": collab,
         "MiniLM zero-shot": ContentRecommender(features, HistoryMeanEncoder(20)),
+        "text towers, no popularity prior": no_prior,
         "text towers": text,
         "blend": BlendedRanker(
             {"text": text, "collab": collab, "popularity": popularity},
@@ -389,7 +401,7 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
     random_recall = bounds["random order"]
     print(f"  a random order of the cold items: expected Recall@{K} {random_recall:.4f}")
     pop = results["popularity"]["recall"].mean()
-    for m in ("MiniLM zero-shot", "text towers", "blend"):
+    for m in ("MiniLM zero-shot", "text towers, no popularity prior", "text towers", "blend"):
         r = results[m]["recall"].mean()
         print(f"  {m}: Recall@{K} {r / pop:.2f}x popularity, {r / random_recall:.2f}x random order")
     print("  (popularity ranks cold items, all at count 0, by item_idx: the catalog's id order)")

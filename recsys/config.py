@@ -129,6 +129,7 @@ class BlendConfig(_Section):
     weight_grid: int = Field(6, ge=2)  # grid points per weight when learning
     normalize: Literal["zscore", "minmax", "rank"] = "zscore"
     fixed_weights: dict[str, float] | None = None  # skip learning, use these everywhere
+    cold_prior: float = Field(1.0, ge=0.0)  # text popularity prior, never-interacted items; 0 off
 
 
 class EvalConfig(_Section):

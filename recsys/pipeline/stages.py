@@ -21,6 +21,7 @@ from recsys.config import PipelineConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder.embed import EmbeddingCache, embed_texts
+from recsys.encoder.features import pooled_features
 from recsys.encoder.setup import profile_texts
 from recsys.index.faiss_index import VectorIndex
 from recsys.pipeline import fit
@@ -29,6 +30,7 @@ from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.content import ContentRecommender
 from recsys.ranking.model import RecommenderModel, write_model_files
 from recsys.ranking.popularity import PopularityRecommender
+from recsys.ranking.prior import cold_item_bias
 from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_ID, ITEM_IDX
 from recsys.text.documents import item_documents
@@ -177,13 +179,33 @@ def sources(ctx: Context, model_dir: Path) -> dict[str, Any]:
         index = VectorIndex.load(ctx.step_dir("index") / "index.faiss", ctx.config.index)
         user_encoder = TowerUserEncoder(encoder, model_dir / ENCODER_DIR)
         out["text"] = ContentRecommender(
-            vectors, user_encoder, index, exact_max_items=ctx.config.index.exact_max_items
-        )
+            vectors, user_encoder, index, exact_max_items=ctx.config.index.exact_max_items,
+            item_bias=_cold_item_bias(ctx, encoder),
+        )  # fmt: skip
     if "collab" in names:
         out["collab"] = CollabRecommender.load(ctx.step_dir("collab") / "collab")
     if "popularity" in names:
         out["popularity"] = PopularityRecommender.load(ctx.step_dir("collab") / "popularity")
     return out
+
+
+def _cold_item_bias(ctx: Context, encoder: Any) -> np.ndarray | None:
+    """The text-predicted popularity prior of the items without training interactions
+    (recsys.ranking.prior), from the base model's pooled features of every item document (read
+    back from the feature cache the frozen training path filled; computed once otherwise)."""
+    weight = ctx.config.blend.cold_prior
+    counts = np.bincount(ctx.split.train[ITEM_IDX].to_numpy(), minlength=ctx.dataset.n_items)
+    cold = int((counts == 0).sum())
+    ctx.tracker.log_metrics({"cold_prior_items": float(cold if weight > 0 else 0)})
+    if weight == 0 or cold == 0 or cold == counts.size:
+        return None
+    enc = encoder.config
+    features = pooled_features(
+        item_documents(ctx.dataset, ctx.config.text), ctx.config.encoder.model_name_or_path,
+        enc.max_length, enc.embed_batch(encoder.device), encoder.device,
+        ctx.workdir / "encoders" / FEATURE_CACHE, runtime=enc.runtime,
+    )  # fmt: skip
+    return cold_item_bias(features, counts, enc.temperature * weight)
 
 
 def blend_step(ctx: Context, out: Path) -> dict[str, Any]:

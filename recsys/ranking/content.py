@@ -1,8 +1,8 @@
 """Ranking stage: the content recommender — item-tower vectors + a user encoder (+ FAISS) -> top-k.
 
-Reads item vectors (n_items, dim), optional precomputed user vectors and an optional VectorIndex;
-writes item_vectors.npy, user_vectors.npy (+ user_keys.npy), content.json (and items.faiss when
-there is an index).
+Reads item vectors (n_items, dim), optional precomputed user vectors, an optional per-item bias
+(recsys.ranking.prior) and an optional VectorIndex; writes item_vectors.npy, user_vectors.npy
+(+ user_keys.npy), item_bias.npy, content.json (and items.faiss when there is an index).
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from recsys.ranking.user_vectors import encoder_from_spec, history_key, normaliz
 UserEncoderFn = Callable[[Sequence[Query], np.ndarray], np.ndarray]
 _META = "content.json"
 _INDEX = "items.faiss"
+_BIAS = "item_bias.npy"
 
 
 class ContentRecommender(Recommender):
-    """Scores = user vector . item vectors. Cold items are reachable: only their text is needed.
+    """Scores = user vector . item vectors (+ item_bias). Cold items are reachable: only their
+    text is needed. `item_bias` (n_items,), in cosine units, is added to every user's score of
+    an item (the text-predicted popularity prior of never-interacted items; 0 elsewhere);
+    similar_items() is plain cosine.
 
     Known users (0 <= user_idx < len(known_user_vectors), non-zero vector) use their precomputed
     vector; everyone else is encoded from history/profile by `user_encoder(queries, item_vectors)`.
@@ -44,6 +48,7 @@ class ContentRecommender(Recommender):
         known_user_vectors: np.ndarray | None = None,
         exact_max_items: int = 100_000,
         known_user_keys: np.ndarray | None = None,
+        item_bias: np.ndarray | None = None,
     ):
         item_vectors = np.asarray(item_vectors, dtype=np.float32)
         if item_vectors.ndim != 2:
@@ -55,6 +60,21 @@ class ContentRecommender(Recommender):
         self.known_user_vectors: np.ndarray | None = None
         self.known_user_keys: np.ndarray | None = None
         self.set_known_users(known_user_vectors, known_user_keys)
+        self.item_bias: np.ndarray | None = None
+        self.set_item_bias(item_bias)
+
+    def set_item_bias(self, bias: np.ndarray | None) -> None:
+        """Per-item additive score (n_items,) float32, or None (all zero)."""
+        if bias is None or not np.any(bias):
+            self.item_bias = None
+            return
+        bias = np.asarray(bias, dtype=np.float32)
+        if bias.shape != (self.n_items,) or not np.isfinite(bias).all():
+            raise ValueError(
+                f"item_bias: expected ({self.n_items},) finite values, one per item, "
+                f"found shape {bias.shape}"
+            )
+        self.item_bias = bias
 
     def set_known_users(self, vectors: np.ndarray | None, keys: np.ndarray | None) -> None:
         """Precomputed user vectors (n_users, dim), with the history_key of each (or None)."""
@@ -120,6 +140,8 @@ class ContentRecommender(Recommender):
     def score(self, queries: Sequence[Query]) -> np.ndarray:
         users = self.user_vectors(queries)  # (n, dim)
         scores = users @ self.item_vectors.T  # (n, n_items) cosine
+        if self.item_bias is not None:
+            scores += self.item_bias[None, :]
         scores[~users.any(axis=1)] = -np.inf  # nothing to encode: this source cannot score
         return scores.astype(np.float32, copy=False)
 
@@ -133,12 +155,33 @@ class ContentRecommender(Recommender):
         if self.index is None or self.n_items <= self.exact_max_items:
             return super().recommend(queries, k, exclude, allowed)
         users = self.user_vectors(queries)  # (n, dim)
-        ids, scores = self.index.search(users, k, exclude=exclude, allowed=allowed)
+        if self.item_bias is None:
+            ids, scores = self.index.search(users, k, exclude=exclude, allowed=allowed)
+        else:  # the index ranks the unbiased items; the few biased ones are scored exactly
+            plain = self.item_bias == 0
+            mask = plain if allowed is None else plain & np.asarray(allowed, dtype=bool)
+            ids, scores = self.index.search(users, k, exclude=exclude, allowed=mask)
+            ids, scores = self._merge_biased(users, ids, scores, k, exclude, allowed)
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float32)
         empty = ~users.any(axis=1)
         ids[empty], scores[empty] = -1, -np.inf
         return ids, scores
+
+    def _merge_biased(self, users, ids, scores, k, exclude, allowed):
+        """Top-k of the index's results (items without a bias) merged with every biased item
+        scored exactly (cosine + bias), exclusions and the allow-mask applied to both."""
+        biased = np.flatnonzero(self.item_bias)  # (m,)
+        exact = users @ self.item_vectors[biased].T + self.item_bias[biased]  # (n, m)
+        if allowed is not None:
+            exact[:, ~np.asarray(allowed, dtype=bool)[biased]] = -np.inf
+        for row, items in enumerate(() if exclude is None else exclude):
+            exact[row, np.isin(biased, items)] = -np.inf
+        cand_ids = np.concatenate([ids, np.broadcast_to(biased, exact.shape)], axis=1)
+        cand = np.concatenate([np.where(ids >= 0, scores, -np.inf), exact], axis=1)
+        best, values = top_k(cand.astype(np.float32), k)  # columns of cand
+        chosen = np.take_along_axis(cand_ids, np.maximum(best, 0), axis=1)
+        return np.where(best >= 0, chosen, -1), values
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= item_idx < self.n_items:
@@ -150,14 +193,21 @@ class ContentRecommender(Recommender):
         ids, vals = top_k(scores, k)
         return ids[0], vals[0]
 
-    def add_items(self, vectors: np.ndarray) -> np.ndarray:
-        """Append new items (text-only, embedded by the item tower); returns their item_idx (m,)."""
+    def add_items(self, vectors: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        """Append new items (text-only, embedded by the item tower), with an optional bias (m,)
+        each (default 0: ranked as an item of average predicted popularity); returns their
+        item_idx (m,)."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"add_items: expected (m, {self.dim}), found shape {vectors.shape}")
+        added = np.zeros(len(vectors), np.float32) if bias is None else np.asarray(bias, np.float32)
+        if added.shape != (len(vectors),):
+            raise ValueError(f"add_items: expected bias ({len(vectors)},), found {added.shape}")
         start = self.n_items
         new = normalize_rows(vectors)
+        old_bias = np.zeros(start, np.float32) if self.item_bias is None else self.item_bias
         self.item_vectors = np.concatenate([self.item_vectors, new], axis=0)
+        self.set_item_bias(np.concatenate([old_bias, added]))
         if self.index is not None:
             self.index.add(new)
         return np.arange(start, self.n_items, dtype=np.int64)
@@ -170,6 +220,8 @@ class ContentRecommender(Recommender):
             np.save(directory / "user_vectors.npy", self.known_user_vectors)
         if self.known_user_keys is not None:
             np.save(directory / "user_keys.npy", self.known_user_keys)
+        if self.item_bias is not None:
+            np.save(directory / _BIAS, self.item_bias)
         if self.index is not None:
             self.index.save(directory / _INDEX)
         meta = {
@@ -199,6 +251,8 @@ class ContentRecommender(Recommender):
         known = np.load(users_path, allow_pickle=False) if users_path.is_file() else None
         keys_path = directory / "user_keys.npy"
         keys = np.load(keys_path, allow_pickle=False) if keys_path.is_file() else None
+        bias_path = directory / _BIAS
+        bias = np.load(bias_path, allow_pickle=False) if bias_path.is_file() else None
         if user_encoder is None:
             if meta.get("user_encoder") is None:
                 raise ValueError(
@@ -212,7 +266,10 @@ class ContentRecommender(Recommender):
 
             index = VectorIndex.load(directory / _INDEX)
         exact_max = meta.get("exact_max_items", 100_000)
-        return cls(item_vectors, user_encoder, index, known, exact_max, known_user_keys=keys)
+        return cls(
+            item_vectors, user_encoder, index, known, exact_max, known_user_keys=keys,
+            item_bias=bias,
+        )  # fmt: skip
 
 
 def _portable_spec(user_encoder: Any, directory: Path) -> dict[str, Any] | None:

@@ -73,6 +73,44 @@ def test_publish_then_nothing_new_then_incremental(world, tmp_path):
     assert (embed["computed"], embed["reused"]) == (3, 297)
 
 
+def test_new_items_get_a_text_popularity_prior(world, tmp_path):
+    """Items in the catalog with no interactions get the text prior in the bundle's content
+    source; items with training interactions never do; cold_prior = 0 switches it off."""
+    import numpy as np
+
+    from recsys.data.loaders import load_dataset
+    from recsys.data.split import split_interactions
+    from recsys.ranking.model import RecommenderModel
+
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    items = pl.read_csv(data / "items.csv", infer_schema=False)
+    new = items.head(4).with_columns(
+        (pl.lit("new-") + pl.col("item_id")).alias("item_id"),
+        (pl.col("title") + " (sequel)").alias("title"),
+    )
+    pl.concat([items, new]).write_csv(data / "items.csv")
+    config = fast_config(world["bert"])
+    assert _run(data, config, tmp_path / "on").published
+    model = RecommenderModel.load(bundle.current_bundle(tmp_path / "on"))
+    bias = model.ranker.sources["text"].item_bias  # (n_items,)
+    new_idx = [model.item_map.to_idx(i) for i in new["item_id"]]
+    assert bias is not None and (bias[new_idx] != 0).all()
+    dataset = load_dataset(data, config.data)
+    train = split_interactions(dataset.interactions, config.split).train
+    trained = np.unique(train["item_idx"].to_numpy())
+    assert (bias[trained] == 0).all()
+    ids, _ = model.ranker.sources["text"].recommend(
+        [model.query_for(None, [], "a sequel")[0]], k=len(model.item_map)
+    )
+    assert set(new_idx) <= set(ids[0].tolist())  # still reachable through the text side
+
+    off = fast_config(world["bert"], blend={"cold_prior": 0.0})
+    assert _run(data, off, tmp_path / "off").published
+    model = RecommenderModel.load(bundle.current_bundle(tmp_path / "off"))
+    assert model.ranker.sources["text"].item_bias is None
+
+
 def test_gate_holds_a_degraded_candidate(world, tmp_path):
     collab = {"factors": 32, "epochs": 25}  # a champion clearly better than popularity alone
     good = fast_config(world["bert"], collab=collab)

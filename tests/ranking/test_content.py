@@ -204,3 +204,75 @@ def test_two_tower_encoder_is_reattached_from_a_relocated_bundle(tmp_path):
     queries = [Query(history=np.array([1, 4, 7])), Query(history=np.array([2]))]
     np.testing.assert_allclose(loaded.score(queries), rec.score(queries), rtol=1e-5, atol=1e-6)
     assert np.isneginf(loaded.score([Query()])).all()  # nothing to encode
+
+
+def _bias(n: int) -> np.ndarray:
+    """A bias on every third item (the never-interacted ones), zero elsewhere."""
+    bias = np.zeros(n, dtype=np.float32)
+    bias[::3] = np.random.default_rng(7).normal(scale=0.3, size=bias[::3].shape)
+    return bias
+
+
+class TestContentWithBiasAndIndexContract(RecommenderContract):
+    def make_recommender(self, tmp_path):
+        rec = contract_content(with_index=True)
+        rec.set_item_bias(_bias(rec.n_items))
+        return rec
+
+
+def test_item_bias_is_added_to_every_score_but_not_to_similarity(item_vectors, user_vectors):
+    bias = _bias(N_ITEMS)
+    rec = ContentRecommender(item_vectors, HistoryMeanEncoder(), None, user_vectors, item_bias=bias)
+    scores = rec.score([Query(user_idx=3), Query()])
+    np.testing.assert_allclose(scores[0], item_vectors @ user_vectors[3] + bias, atol=1e-6)
+    assert np.isneginf(scores[1]).all()  # nothing to encode stays unscorable
+    ids, sims = rec.similar_items(4, k=5)
+    assert ids.tolist() == _brute_top(item_vectors[4], item_vectors, 5, banned=[4])
+
+
+def test_biased_faiss_path_agrees_with_dense_path(item_vectors, user_vectors):
+    """The index ranks the unbiased items, the biased ones are scored exactly and merged: the
+    same top-k as dense scoring, under exclusions and an allow-mask."""
+    bias = _bias(N_ITEMS) * 5  # large enough to move biased items past unbiased ones
+    index = VectorIndex.build(item_vectors)
+    dense = ContentRecommender(
+        item_vectors, HistoryMeanEncoder(), None, user_vectors, 1000, None, bias
+    )
+    via_index = ContentRecommender(
+        item_vectors, HistoryMeanEncoder(), index, user_vectors, 10, None, bias
+    )
+    queries = [Query(user_idx=u) for u in range(N_USERS)] + [Query(history=np.array([5])), Query()]
+    exclude = [np.array([u, u + 3]) for u in range(len(queries))]
+    allowed = np.ones(N_ITEMS, dtype=bool)
+    allowed[1::7] = False
+    for mask in (None, allowed):
+        ids_dense, vals_dense = dense.recommend(queries, k=9, exclude=exclude, allowed=mask)
+        ids_index, vals_index = via_index.recommend(queries, k=9, exclude=exclude, allowed=mask)
+        np.testing.assert_array_equal(ids_index, ids_dense)
+        np.testing.assert_allclose(vals_index, vals_dense, rtol=1e-5, atol=1e-6)
+    assert np.isin(ids_dense[:-1], np.flatnonzero(bias)).any()  # the bias did move items in
+    assert (ids_index[-1] == -1).all()
+
+
+@pytest.mark.parametrize("with_index", [False, True])
+def test_bias_survives_save_load_and_new_items(tmp_path, item_vectors, user_vectors, with_index):
+    index = VectorIndex.build(item_vectors) if with_index else None
+    bias = _bias(N_ITEMS)
+    rec = ContentRecommender(
+        item_vectors, HistoryMeanEncoder(), index, user_vectors, 10, None, bias
+    )
+    rec.save(tmp_path / "content")
+    loaded = ContentRecommender.load(tmp_path / "content")
+    np.testing.assert_array_equal(loaded.item_bias, bias)
+    new = loaded.add_items(item_vectors[:2], bias=np.array([0.5, 0.0]))
+    np.testing.assert_array_equal(loaded.item_bias, np.concatenate([bias, [0.5, 0.0]]))
+    loaded.add_items(item_vectors[:1])  # no bias given: 0, an item of average popularity
+    assert loaded.item_bias.shape == (N_ITEMS + 3,) and loaded.item_bias[-1] == 0
+    scores = loaded.score([Query(user_idx=0)])[0]
+    assert scores[new[0]] == pytest.approx(scores[0] - bias[0] + 0.5, abs=1e-5)
+    with pytest.raises(ValueError, match=r"expected bias \(1,\)"):
+        loaded.add_items(item_vectors[:1], bias=np.zeros(2))
+    with pytest.raises(ValueError, match=r"item_bias: expected \(80,\) finite values"):
+        ContentRecommender(item_vectors, HistoryMeanEncoder(), item_bias=np.ones(3))
+    with pytest.raises(ValueError, match="finite"):
+        ContentRecommender(item_vectors, HistoryMeanEncoder(), item_bias=np.full(N_ITEMS, np.nan))
