@@ -221,13 +221,12 @@ def test_methods(ds, test: Round, train_valid, features: np.ndarray, sel: Select
         "MiniLM zero-shot": ContentRecommender(features, HistoryMeanEncoder(20)),
         "text towers": text_source(sel.towers, features, ds, train_valid),
     }
+    no_prior = text_source(sel.towers, features, ds, train_valid, prior=0.0)
     collab = methods["LightFM (WARP)" if sel.collab.model == "lightfm" else "ALS"]
-    sources = {
-        "text": methods["text towers"],
-        "collab": collab,
-        "popularity": methods["popularity"],
-    }
-    methods["blend"] = BlendedRanker(sources, sel.weights, BlendConfig(), test.lengths)
+    for suffix, text in (("", methods["text towers"]), (NO_PRIOR, no_prior)):
+        sources = {"text": text, "collab": collab, "popularity": methods["popularity"]}
+        methods["blend" + suffix] = BlendedRanker(sources, sel.weights, BlendConfig(), test.lengths)
+    methods["text towers" + NO_PRIOR] = no_prior
     return methods
 
 
@@ -255,7 +254,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> None:
     print(f"  {name} wall time {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-OURS = ("text towers", "blend")
+NO_PRIOR = ", no popularity prior"  # cold_prior = 0: the text prior of never-interacted items off
+OURS = ("text towers", "blend", "text towers" + NO_PRIOR, "blend" + NO_PRIOR)
 
 
 def evaluate_bundles(paths: Sequence[Path], args: argparse.Namespace) -> None:
@@ -293,7 +293,12 @@ def compare_with_best_peer(results: dict[str, dict[str, np.ndarray]]) -> None:
 
     peers = {m: r for m, r in results.items() if m not in OURS}
     best = max(peers, key=lambda m: peers[m]["ndcg"].mean())
-    for label, name in (("best peer", best), ("our text towers alone", "text towers")):
+    pairs = (
+        ("best peer", best),
+        ("our text towers alone", "text towers"),
+        ("itself without the prior", "blend" + NO_PRIOR),
+    )
+    for label, name in pairs:
         a, b = results[name]["ndcg"], results["blend"]["ndcg"]
         tests = paired_tests(a, b)
         print(
@@ -380,14 +385,14 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
     rnd, allowed, cold = cs.round, cs.allowed, cs.items
     towers, _, _ = train_towers(ds, cs.warm_train, cs.warm_valid, args)
     text = text_source(towers, features, ds, rnd.train)  # warm train + valid
-    no_prior = text_source(towers, features, ds, rnd.train, prior=0.0)
+    no_prior = text_source(towers, features, ds, rnd.train, prior=0.0)  # cold_prior = 0
     popularity = PopularityRecommender.fit(rnd.matrix)
     collab = CollabRecommender.fit(rnd.matrix, collab_cfg)
     methods = {
         "popularity": popularity,
         f"{collab_cfg.model} (collab)": collab,
         "MiniLM zero-shot": ContentRecommender(features, HistoryMeanEncoder(20)),
-        "text towers, no popularity prior": no_prior,
+        "text towers" + NO_PRIOR: no_prior,
         "text towers": text,
         "blend": BlendedRanker(
             {"text": text, "collab": collab, "popularity": popularity},
@@ -401,7 +406,7 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
     random_recall = bounds["random order"]
     print(f"  a random order of the cold items: expected Recall@{K} {random_recall:.4f}")
     pop = results["popularity"]["recall"].mean()
-    for m in ("MiniLM zero-shot", "text towers, no popularity prior", "text towers", "blend"):
+    for m in ("MiniLM zero-shot", "text towers" + NO_PRIOR, "text towers", "blend"):
         r = results[m]["recall"].mean()
         print(f"  {m}: Recall@{K} {r / pop:.2f}x popularity, {r / random_recall:.2f}x random order")
     print("  (popularity ranks cold items, all at count 0, by item_idx: the catalog's id order)")
@@ -414,9 +419,10 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
 
 def print_table(title: str, rows: Sequence[tuple[str, dict]], n_users: int, n_items: int) -> None:
     print(f"\n{title}: {n_users} users evaluated, {n_items} items")
-    print(f"  {'method':<26}{'Recall@10':>10}{'NDCG@10':>10}")
+    width = max(26, *(len(name) + 1 for name, _ in rows))
+    print(f"  {'method':<{width}}{'Recall@10':>10}{'NDCG@10':>10}")
     for name, metrics in rows:
-        print(f"  {name:<26}{metrics['recall'].mean():>10.4f}{metrics['ndcg'].mean():>10.4f}")
+        print(f"  {name:<{width}}{metrics['recall'].mean():>10.4f}{metrics['ndcg'].mean():>10.4f}")
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -459,8 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # numpy's OpenBLAS too: its idle workers spin on the cores
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
     print("machine:", machine())
     start = time.perf_counter()
