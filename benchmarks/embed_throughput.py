@@ -204,6 +204,86 @@ def report(samples: dict[str, list[tuple]], vectors: dict[str, np.ndarray], n: i
     print("(wall, CPU) seconds per repeat:", rounded)
 
 
+def model_flops(config, lengths: np.ndarray) -> float:
+    """FLOPs one BERT forward needs for these unpadded token lengths: every layer's Q, K, V, O
+    and feed-forward multiplies per real token, plus attention's QK^T and AV per text."""
+    h, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * layers * (4 * h * h + 2 * h * inner)
+    attention = 2 * layers * 2 * h * float(np.sum(lengths.astype(np.float64) ** 2))
+    return per_token * float(lengths.sum()) + attention
+
+
+def gemm_rate(config, rows: int, seconds: float = 1.0) -> dict[str, float]:
+    """This core's fp32 GEMM rate (GFLOP/s) on the model's own shapes, (rows x h) @ (h x inner)
+    and back, through torch (MKL) and through ONNX Runtime's MLAS: the ceiling of any fp32 path."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    h, inner = config.hidden_size, config.intermediate_size
+    rng = np.random.default_rng(0)
+    out = {}
+    for label in ("torch", "onnxruntime"):
+        flops = done = 0.0
+        for k, n in ((h, inner), (inner, h), (h, h)):
+            a = rng.normal(size=(rows, k)).astype(np.float32)
+            b = rng.normal(size=(k, n)).astype(np.float32)
+            if label == "torch":
+                ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+
+                def call(ta=ta, tb=tb):
+                    return torch.mm(ta, tb)
+            else:
+                graph = helper.make_graph(
+                    [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                    [helper.make_tensor_value_info("a", TensorProto.FLOAT, [rows, k])],
+                    [helper.make_tensor_value_info("c", TensorProto.FLOAT, [rows, n])],
+                    [onnx.numpy_helper.from_array(b, "b")],
+                )  # fmt: skip
+                model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                options = ort.SessionOptions()
+                options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+                session = ort.InferenceSession(model.SerializeToString(), options)
+
+                def call(session=session, a=a):
+                    return session.run(None, {"a": a})
+
+            call()
+            start = time.perf_counter()
+            calls = 0
+            while time.perf_counter() - start < seconds:
+                call()
+                calls += 1
+            done += time.perf_counter() - start
+            flops += 2.0 * rows * k * n * calls
+        out[label] = flops / done / 1e9
+    return out
+
+
+def roofline(tokenizer, texts, samples, batch: int, max_length: int) -> None:
+    """How far any fp32 implementation could go: the model's FLOPs on these texts at the best
+    GEMM rate this core reaches on the model's shapes, measured now."""
+    _, model = load_backbone(MODEL)
+    lengths = np.array([len(ids) for ids in tokenize_lengths(tokenizer, texts, max_length)])
+    flops = model_flops(model.config, lengths)
+    rates = gemm_rate(model.config, rows=int(batch * lengths.mean()))
+    best = max(rates.values())
+    floor = flops / (best * 1e9)  # seconds
+    st = statistics.median(t[0] for t in samples["sentence-transformers"])
+    print(
+        f"roofline: {flops / 1e12:.2f} TFLOP for these texts unpadded; fp32 GEMM on the model's "
+        f"shapes ({int(batch * lengths.mean())} rows), 1 thread: "
+        + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in rates.items())
+    )
+    for name, times in samples.items():
+        wall = statistics.median(t[0] for t in times)
+        print(f"  {name:34s} {flops / wall / 1e9:6.1f} GFLOP/s of useful work ({floor / wall:.0%})")
+    print(
+        f"  fastest fp32 time at {best:.1f} GFLOP/s: {floor:.1f} s = at most {st / floor:.2f}x "
+        f"sentence-transformers' {st:.1f} s"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
@@ -217,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(padding_report(tokenizer, texts, args.batch_size, args.max_length))
     vectors = warm_up(calls)
-    report(run(calls, args.repeats), vectors, len(texts))
+    samples = run(calls, args.repeats)
+    report(samples, vectors, len(texts))
+    roofline(tokenizer, texts, samples, args.batch_size, args.max_length)
     print("machine at end:", machine())
     return 0
 

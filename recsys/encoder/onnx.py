@@ -2,7 +2,7 @@
 
 Reads a loaded Hugging Face encoder; writes <cache_dir>/<model hash>-opset<N>.onnx once per
 weights (atomically). Used for the frozen backbone's pooled features on the CPU path, where the
-same fp32 model runs ~1.3x faster than torch eager (fused kernels, no Python per op); training
+same fp32 model runs ~1.1x faster than torch eager (less time outside the GEMMs); training
 and the GPU path stay in torch. Figures: BENCHMARKS.md, text embedding throughput.
 """
 
