@@ -260,13 +260,12 @@ def gemm_rate(config, rows: int, seconds: float = 1.0) -> dict[str, float]:
     return out
 
 
-def roofline(tokenizer, texts, samples, batch: int, max_length: int) -> None:
+def roofline(tokenizer, config, texts, samples, batch: int, max_length: int) -> None:
     """How far any fp32 implementation could go: the model's FLOPs on these texts at the best
     GEMM rate this core reaches on the model's shapes, measured now."""
-    _, model = load_backbone(MODEL)
     lengths = np.array([len(ids) for ids in tokenize_lengths(tokenizer, texts, max_length)])
-    flops = model_flops(model.config, lengths)
-    rates = gemm_rate(model.config, rows=int(batch * lengths.mean()))
+    flops = model_flops(config, lengths)
+    rates = gemm_rate(config, rows=int(batch * lengths.mean()))
     best = max(rates.values())
     floor = flops / (best * 1e9)  # seconds
     st = statistics.median(t[0] for t in samples["sentence-transformers"])
@@ -291,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     print("machine:", machine())
     texts = item_texts(args.data, args.n)
     calls = variants(args, texts)
-    tokenizer, _ = load_backbone(MODEL)
+    tokenizer, backbone = load_backbone(MODEL)
     print(
         f"texts: {len(texts)} item documents, batch {args.batch_size}, max_length {args.max_length}"
     )
@@ -299,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     vectors = warm_up(calls)
     samples = run(calls, args.repeats)
     report(samples, vectors, len(texts))
-    roofline(tokenizer, texts, samples, args.batch_size, args.max_length)
+    roofline(tokenizer, backbone.config, texts, samples, args.batch_size, args.max_length)
     print("machine at end:", machine())
     return 0
 

@@ -85,12 +85,11 @@ class PairTrainer:
             return
         was_training = self.modules.training
         self.modules.eval()
+        size = self.config.embed_batch(self.device)
         with self._autocast():
-            self._item_cache = pooled_all(self.items, self.config.embed_batch(self.device))
+            self._item_cache = pooled_all(self.items, size)
             if self.profiles is not None and not self.is_bert_user:
-                self._profile_cache = pooled_all(
-                    self.profiles, self.config.embed_batch(self.device)
-                )
+                self._profile_cache = pooled_all(self.profiles, size)
         self.modules.train(was_training)
         self._fresh = True
 

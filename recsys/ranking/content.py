@@ -61,12 +61,13 @@ class ContentRecommender(Recommender):
         self.known_user_keys: np.ndarray | None = None
         self.set_known_users(known_user_vectors, known_user_keys)
         self.item_bias: np.ndarray | None = None
+        self._biased = np.zeros(0, dtype=np.int64)  # item_idx with a non-zero bias
         self.set_item_bias(item_bias)
 
     def set_item_bias(self, bias: np.ndarray | None) -> None:
         """Per-item additive score (n_items,) float32, or None (all zero)."""
         if bias is None or not np.any(bias):
-            self.item_bias = None
+            self.item_bias, self._biased = None, np.zeros(0, dtype=np.int64)
             return
         bias = np.asarray(bias, dtype=np.float32)
         if bias.shape != (self.n_items,) or not np.isfinite(bias).all():
@@ -74,7 +75,7 @@ class ContentRecommender(Recommender):
                 f"item_bias: expected ({self.n_items},) finite values, one per item, "
                 f"found shape {bias.shape}"
             )
-        self.item_bias = bias
+        self.item_bias, self._biased = bias, np.flatnonzero(bias)
 
     def set_known_users(self, vectors: np.ndarray | None, keys: np.ndarray | None) -> None:
         """Precomputed user vectors (n_users, dim), with the history_key of each (or None)."""
@@ -158,8 +159,12 @@ class ContentRecommender(Recommender):
         if self.item_bias is None:
             ids, scores = self.index.search(users, k, exclude=exclude, allowed=allowed)
         else:  # the index ranks the unbiased items; the few biased ones are scored exactly
-            plain = self.item_bias == 0
-            mask = plain if allowed is None else plain & np.asarray(allowed, dtype=bool)
+            mask = (
+                np.ones(self.n_items, dtype=bool)
+                if allowed is None
+                else np.array(allowed, dtype=bool)
+            )
+            mask[self._biased] = False
             ids, scores = self.index.search(users, k, exclude=exclude, allowed=mask)
             ids, scores = self._merge_biased(users, ids, scores, k, exclude, allowed)
         ids = np.asarray(ids, dtype=np.int64)
@@ -171,7 +176,7 @@ class ContentRecommender(Recommender):
     def _merge_biased(self, users, ids, scores, k, exclude, allowed):
         """Top-k of the index's results (items without a bias) merged with every biased item
         scored exactly (cosine + bias), exclusions and the allow-mask applied to both."""
-        biased = np.flatnonzero(self.item_bias)  # (m,)
+        biased = self._biased  # (m,)
         exact = users @ self.item_vectors[biased].T + self.item_bias[biased]  # (n, m)
         if allowed is not None:
             exact[:, ~np.asarray(allowed, dtype=bool)[biased]] = -np.inf
