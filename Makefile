@@ -7,21 +7,49 @@ PY := $(VENV)/bin/python
 # The CPU wheel of torch is taken when this exact version is asked for first (see README).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# Exact versions of everything else: requirements.lock (runtime + dev) and requirements-build.lock
+# (what sdists build with), made by `make lock` from pyproject.toml's ranges. See README.
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+LOCK := requirements.lock
+BUILD_LOCK := requirements-build.lock
+LOCK_EXTRAS := --extra dev
+# The platform the lock is resolved for: the one CI and `make test` run on.
+LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+# The CPU build of torch: this project's machines keep it in /opt/wheels; elsewhere PyTorch's index.
+TORCH_WHEELS ?= $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+# `make lock LOCK_UPGRADE=--upgrade` moves every pin to the newest release within the ranges.
+LOCK_UPGRADE ?=
 DATA ?= data/sample
 CONFIG ?= configs/sample.toml
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test lint sample clean-state install
+.PHONY: run test lint sample clean-state install lock
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# torch first and exactly (TORCH_SPEC picks the build); then the lock, then this project without
+# resolving anything; pip check fails the install if the lock and pyproject.toml disagree.
+$(STAMP): pyproject.toml $(LOCK) $(BUILD_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "pip==$(PIP_VERSION)"
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --build-constraint $(BUILD_LOCK) -r $(LOCK)
+	$(PY) -m pip install --quiet --build-constraint $(BUILD_LOCK) --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+# Refresh the lock files from pyproject.toml (keeps current pins unless LOCK_UPGRADE=--upgrade).
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+	echo "$(TORCH_SPEC)" > $(VENV)/torch-constraint.txt
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml $(LOCK_EXTRAS) $(LOCK_PLATFORM) $(LOCK_UPGRADE) \
+		$(TORCH_WHEELS) --constraint $(VENV)/torch-constraint.txt --no-emit-package torch \
+		--custom-compile-command "make lock" --output-file $(LOCK)
+	$(VENV)/bin/uv pip compile --quiet requirements-build.in $(LOCK_PLATFORM) $(LOCK_UPGRADE) \
+		--custom-compile-command "make lock" --output-file $(BUILD_LOCK)
 
 run: $(STAMP)
 	$(VENV)/bin/recsys nightly --data $(DATA) --config $(CONFIG)

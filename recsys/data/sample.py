@@ -6,7 +6,8 @@ have a sparse taste over the 48 subtopics that drifts over the year, a preferred
 hidden taste over item clusters that no text reveals, so the text model and the collaborative
 model both have something to learn. About 10% of the items are cold (text, no interactions) and
 about 10% are released during the year (no interactions before their release).
-The files follow the input contract (docs/internals.md). Same seed -> byte-identical files.
+The files follow the input contract (docs/internals.md). Same seed -> byte-identical files, whatever
+SIMD kernels numpy picks on the CPU (tests/data/test_sample.py checks both).
 This module draws the latent world and the interactions; sample_text.py writes the text.
 
     python -m recsys.data.sample --out data/sample --seed 0
@@ -221,7 +222,9 @@ def _draw_history(
         if size == 0:
             continue
         logits[s, taken | (items.release > times[bounds[s]])] = -np.inf
-        top = rng.permutation(np.argpartition(-logits[s], size)[:size])  # order is arbitrary
+        # argpartition's output order depends on the CPU's SIMD (AVX-512 vs AVX2 sort kernels):
+        # sorting the chosen indices first makes the same seed give the same files everywhere
+        top = rng.permutation(np.sort(np.argpartition(-logits[s], size)[:size]))
         taken[top] = True
         chosen.append(top)
         affinities.append(affinity[s, top])

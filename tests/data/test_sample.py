@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +268,23 @@ def test_committed_sample_is_small_and_loads():
 def test_committed_sample_is_what_the_command_writes(tmp_path):
     main(["--out", str(tmp_path), "--seed", "0"])
     assert _digests(tmp_path) == _digests(COMMITTED)
+
+
+def test_same_seed_gives_the_same_files_with_numpy_simd_kernels_disabled(small_dir, tmp_path):
+    """numpy picks sort and math kernels by CPU (AVX-512, AVX2, baseline); the sample once came out
+    different on an AVX-512 machine. Regenerate with every dispatched feature switched off."""
+    probe = "from numpy._core._multiarray_umath import __cpu_dispatch__ as d, __cpu_features__ as f"
+    found = subprocess.run(
+        [sys.executable, "-c", probe + "; print(' '.join(x for x in d if f.get(x)))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    if not found:
+        pytest.fail("this CPU has no dispatched SIMD feature above numpy's baseline to switch off")
+    code = (
+        "import sys; from pathlib import Path; from recsys.data.sample import generate_sample; "
+        f"generate_sample(Path(sys.argv[1]), seed=3, n_users={SMALL['n_users']}, "
+        f"n_items={SMALL['n_items']}, mean_interactions={SMALL['mean_interactions']})"
+    )
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(found)}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, check=True)
+    assert _digests(tmp_path) == _digests(small_dir)
