@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Section(BaseModel):
@@ -137,13 +137,26 @@ class EvalConfig(_Section):
 
     k: int = Field(10, ge=1)
     metrics: list[str] = ["ndcg", "recall", "mrr", "map", "hit_rate"]
-    primary_metric: str = "ndcg"
+    primary_metric: str = "ndcg"  # pre-registered: the one metric (all users) that decides
+    primary_family: list[str] = []  # more pre-registered metrics corrected with the primary one
     bootstrap: int = Field(1000, ge=100)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    correction: Literal["holm", "bonferroni", "none"] = "holm"  # within each family
     test: Literal["ttest", "wilcoxon"] = "ttest"  # paired test behind the verdict (both reported)
     min_lift: float = 0.0  # relative lift B/A a promotion needs
     seed: int = 0
+    examples: int = Field(5, ge=0)  # sampled users whose lists the offline report shows
+    live_primary_metric: Literal["hit_rate", "ctr"] = "hit_rate"  # decides the live A/B
+    srm_alpha: float = Field(0.001, gt=0.0, lt=1.0)  # sample-ratio-mismatch test: no verdict below
+
+    @model_validator(mode="after")
+    def _primary_among_metrics(self) -> EvalConfig:
+        unknown = [m for m in (self.primary_metric, *self.primary_family) if m not in self.metrics]
+        if unknown:
+            raise ValueError(
+                f"primary_metric / primary_family name {unknown}, not among metrics {self.metrics}"
+            )
+        return self
 
 
 class GateConfig(_Section):
@@ -173,7 +186,7 @@ class ServingConfig(_Section):
     poll_seconds: float = Field(5.0, ge=0.0)  # 0: no polling for a new current bundle
     variants: dict[str, float] = {}  # variant name (bundle version or alias) -> traffic share
     salt: str = "recsys"
-    exposure_log: str | None = None  # path of the JSON-lines exposure log
+    exposure_log: str | None = None  # JSON-lines log; each process writes NAME.<host>.<pid>.jsonl
 
 
 class PipelineConfig(_Section):

@@ -1,23 +1,35 @@
-"""Serving stage: the exposure log — one JSON line per recommendation list shown (writes
-ServingConfig.exposure_log; `recsys ab-report` reads it)."""
+"""Serving stage: the exposure log — one JSON line per recommendation list shown (writes one file
+per process beside ServingConfig.exposure_log; `recsys ab-report` reads them all)."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 
+def process_path(path: str | Path) -> Path:
+    """This process's file for a configured log path: exposure.jsonl -> exposure.<host>.<pid>.jsonl.
+
+    One file per process and host (a pod's hostname is its name), so replicas on a shared volume
+    never write the same file; `recsys ab-report --exposures exposure.jsonl` reads them all."""
+    path = Path(path)
+    host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()) or "host"
+    return path.with_name(f"{path.stem}.{host}.{os.getpid()}{path.suffix}")
+
+
 class ExposureLog:
     """Appends {"time", "user_id", "variant", "bundle", "item_ids", "scores", "positions"} lines.
 
-    Several gunicorn workers (processes) and their threads share one file: each line is written
+    Each process writes its own file (process_path); its threads share it: each line is written
     with a single os.write on an O_APPEND descriptor under an exclusive flock, so lines never
-    interleave. The file is opened lazily, and again after a fork.
+    interleave. The file is opened lazily, and again (a new file) after a fork.
     """
 
     def __init__(self, path: str | Path):
@@ -29,7 +41,9 @@ class ExposureLog:
     def _descriptor(self) -> int:
         if self._fd is None or self._pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = os.open(
+                process_path(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
             self._pid = os.getpid()
         return self._fd
 

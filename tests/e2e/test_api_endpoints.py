@@ -168,7 +168,8 @@ def test_admin_reload_without_changes_and_exposure_log(world):
     report = admin(world["url"], "reload")
     assert report.status_code == 200
     assert {v["status"] for v in report.json()["variants"].values()} == {"unchanged"}
-    lines = [json.loads(x) for x in world["exposure"].read_text().splitlines()]
+    files = sorted(world["exposure"].parent.glob("exposure.*.jsonl"))  # one per worker process
+    lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
     assert lines, "no exposure written"
     keys = {"time", "user_id", "variant", "bundle", "item_ids", "scores", "positions"}
     assert all(set(r) == keys for r in lines)
