@@ -27,22 +27,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
-from scipy import stats as sps
 
 from recsys.config import EvalConfig
 from recsys.data.timestamps import parse_timestamps
 from recsys.evaluation import live_checks as checks
 from recsys.evaluation.compare import ALL_USERS, Cell, Comparison, adjust, assign_families
-from recsys.evaluation.compare import relative_lift as _lift
 from recsys.evaluation.exposures import ExposureLogError, outcomes
+from recsys.evaluation.ratios import LIVE_METRICS, per_user_sums, ratio_cell
 from recsys.evaluation.report import ReportExtras
-from recsys.evaluation.stats import delta_ztest, ratio_delta
+from recsys.evaluation.stats import ratio_delta
 from recsys.evaluation.tables import Table
 from recsys.evaluation.verdict import Verdict, verdict, withheld
 from recsys.schema import ITEM_ID, TIMESTAMP
-
-# metric -> (numerator, denominator) of the per-user sums; the order of the report
-LIVE_METRICS = {"hit_rate": ("hits", "exposures"), "ctr": ("engaged", "slots")}
 
 
 @dataclass
@@ -84,7 +80,7 @@ def live_ab_report(
     if observed_until is None:
         observed_until = int(parse_timestamps(interactions[TIMESTAMP]).max() or 0)
     complete, dropped = _complete(frame, names, window_seconds, observed_until)
-    per_user = _per_user(complete)
+    per_user = per_user_sums(complete)
     comparison = _comparison(complete, per_user, names, config)
     spans = checks.bundle_spans(exposures.filter(pl.col("variant").is_in(names)))
     warnings = checks.mixed_bundle_warnings(spans)
@@ -125,69 +121,11 @@ def _comparison(
         unit="users",
     )
     a, b = (per_user.filter(pl.col("variant") == n) for n in names)
-    comparison.cells = [_ratio_cell(m, ALL_USERS, a, b, config.alpha) for m in LIVE_METRICS]
+    comparison.cells = [ratio_cell(m, ALL_USERS, a, b, config.alpha) for m in LIVE_METRICS]
     comparison.cells += _bundle_cells(complete, names, config.alpha)
     assign_families(comparison, [config.primary_metric])
     adjust(comparison)
     return comparison
-
-
-def _per_user(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per (user, variant): exposures, hits (exposures with any engagement), slots, engaged."""
-    return (
-        frame.group_by("user_id", "variant")
-        .agg(
-            pl.len().alias("exposures"),
-            (pl.col("engaged") > 0).sum().alias("hits"),
-            pl.col("slots").sum(),
-            pl.col("engaged").sum(),
-        )
-        .sort("variant", "user_id")
-    )
-
-
-def _ratio_cell(metric: str, segment: str, a: pl.DataFrame, b: pl.DataFrame, alpha: float) -> Cell:
-    """One ratio metric, A vs B, from per-user sums: delta-method CIs and z-test."""
-    num, den = LIVE_METRICS[metric]
-    rate_a, var_a = ratio_delta(a[num].to_numpy(), a[den].to_numpy())
-    rate_b, var_b = ratio_delta(b[num].to_numpy(), b[den].to_numpy())
-    z = float(sps.norm.ppf(1 - alpha / 2))
-    diff = rate_b - rate_a
-    p = delta_ztest(rate_a, var_a, rate_b, var_b)
-    return Cell(
-        metric=metric,
-        segment=segment,
-        n_users=int(a.height + b.height),
-        mean_a=rate_a,
-        ci_a=_interval(rate_a, var_a, z),
-        mean_b=rate_b,
-        ci_b=_interval(rate_b, var_b, z),
-        diff=diff,
-        diff_ci=_interval(diff, var_a + var_b, z),
-        lift=_lift(rate_a, rate_b),
-        lift_ci=_lift_interval(rate_a, var_a, rate_b, var_b, z),
-        p_values={"delta": p},
-        p_value=p,
-    )
-
-
-def _interval(value: float, var: float, z: float) -> tuple[float, float]:
-    if not (math.isfinite(value) and math.isfinite(var)):
-        return math.nan, math.nan
-    half = z * math.sqrt(var)
-    return value - half, value + half
-
-
-def _lift_interval(
-    rate_a: float, var_a: float, rate_b: float, var_b: float, z: float
-) -> tuple[float, float]:
-    """CI of B/A - 1 from the delta method on log(B/A): Var = Var_A/A^2 + Var_B/B^2."""
-    values = (rate_a, var_a, rate_b, var_b)
-    if not all(math.isfinite(x) for x in values) or rate_a <= 0 or rate_b <= 0:
-        return math.nan, math.nan
-    log_ratio = math.log(rate_b / rate_a)
-    half = z * math.sqrt(var_a / rate_a**2 + var_b / rate_b**2)
-    return math.exp(log_ratio - half) - 1.0, math.exp(log_ratio + half) - 1.0
 
 
 def _bundle_cells(complete: pl.DataFrame, names: tuple[str, str], alpha: float) -> list[Cell]:
@@ -205,11 +143,11 @@ def _bundle_cells(complete: pl.DataFrame, names: tuple[str, str], alpha: float) 
             continue
         other = complete.filter(pl.col("variant") == names[1 - side])
         for bundle, t0, t1 in bundles.sort("t0").iter_rows():
-            here = _per_user(mine.filter(pl.col("bundle") == bundle))
-            there = _per_user(other.filter(pl.col("time").is_between(t0, t1)))
+            here = per_user_sums(mine.filter(pl.col("bundle") == bundle))
+            there = per_user_sums(other.filter(pl.col("time").is_between(t0, t1)))
             a, b = (here, there) if side == 0 else (there, here)
             segment = f"while {variant} served {bundle}"
-            cells += [_ratio_cell(m, segment, a, b, alpha) for m in LIVE_METRICS]
+            cells += [ratio_cell(m, segment, a, b, alpha) for m in LIVE_METRICS]
     return cells
 
 
@@ -282,7 +220,9 @@ def _bundle_table(spans: pl.DataFrame, per_user: pl.DataFrame, complete: pl.Data
         mine = complete.filter(
             (pl.col("variant") == r["variant"]) & pl.col("bundle").eq_missing(r["bundle"])
         )
-        rate, _ = ratio_delta(*(_per_user(mine)[c].to_numpy() for c in LIVE_METRICS["hit_rate"]))
+        rate, _ = ratio_delta(
+            *(per_user_sums(mine)[c].to_numpy() for c in LIVE_METRICS["hit_rate"])
+        )
         rows.append(
             [
                 r["variant"],
