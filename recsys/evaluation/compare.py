@@ -58,7 +58,7 @@ class Comparison:
     alpha: float
     n_bootstrap: int
     seed: int
-    unit: str = "users"  # what n counts: users (offline) or exposures (live)
+    unit: str = "users"  # what n counts (users: the independent units of both reports)
     cells: list[Cell] = field(default_factory=list)
 
     def family(self, name: str) -> list[Cell]:
