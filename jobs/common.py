@@ -14,8 +14,16 @@ WORKDIR_ENV = "RECSYS_WORKDIR"
 log = logging.getLogger("recsys")
 
 
+CONFIG_ENV = "RECSYS_CONFIG"
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="pipeline config (TOML)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"pipeline config (TOML; default: ${CONFIG_ENV}, else the built-in defaults)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -33,8 +41,15 @@ def workdir(args: argparse.Namespace) -> Path:
     return path
 
 
+def config_file(args: argparse.Namespace) -> Path | None:
+    """--config, else $RECSYS_CONFIG, else None (the built-in defaults)."""
+    chosen = getattr(args, "config", None) or os.environ.get(CONFIG_ENV)
+    return Path(chosen) if chosen else None
+
+
 def config(args: argparse.Namespace) -> PipelineConfig:
-    return load_config(args.config)
+    """The config file's values, with RECSYS_<SECTION>__<KEY> variables on top."""
+    return load_config(config_file(args))
 
 
 def setup_logging(quiet: bool = False) -> None:
