@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from recsys.config import ConfigError, PipelineConfig, load_config
+from recsys.logs import configure
 
 WORKDIR_ENV = "RECSYS_WORKDIR"
 log = logging.getLogger("recsys")
@@ -53,11 +54,13 @@ def config(args: argparse.Namespace) -> PipelineConfig:
 
 
 def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """INFO (WARNING with --quiet) on stderr, timestamped; JSON lines if RECSYS_LOG_FORMAT=json."""
+    configure(logging.WARNING if quiet else logging.INFO)
+
+
+def progress(args: argparse.Namespace) -> bool:
+    """Progress bars: not with --quiet, and only on a terminal (cron logs stay clean)."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def fail(message: str, code: int = 2) -> int:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs.common import add_common_arguments, config, setup_logging, workdir
+from jobs.common import add_common_arguments, config, progress, setup_logging, workdir
 from recsys.pipeline.nightly import run_nightly
 
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, until: str | None = None) -> int:
         workdir(args),
         say=lambda message: print(message, flush=True),
         track=not args.no_tracking,
-        progress=not args.quiet,
+        progress=progress(args),
         until=until,
     )
     print(f"run {result.run_key}: {result.message}")
