@@ -1,6 +1,6 @@
-"""Serving stage: Prometheus metrics of the API (latency per route and variant, answers by cold-start
-path and precomputed/live, bundle info and age, swaps, load failures, build info), exposed at
-/metrics in the text format.
+"""Serving stage: Prometheus metrics of the API (latency per route and variant, answers by
+cold-start path and precomputed/live, bundle info and age, swaps, load failures, build info),
+exposed at /metrics in the text format.
 
 Several gunicorn workers: each worker is a process with its own counters. When the environment
 variable PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is first imported (the checked-in
