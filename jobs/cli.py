@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from recsys import __version__
+from recsys.logs import quiet_progress_bars_without_a_terminal
 
 # (command, module under jobs/, one-line help). A command is listed only once it works.
 COMMANDS: list[tuple[str, str, str]] = [
@@ -21,6 +22,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("ab-report", "jobs.ab_report", "live A/B report from the API's exposure log"),
     ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
     ("serve", "jobs.serve", "the REST API under gunicorn"),
+    ("config", "jobs.config", "show or validate the effective config, or print its JSON Schema"),
     ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
     ("embed", "jobs.stage", "run the pipeline up to embedding every item"),
     ("build-index", "jobs.stage", "run the pipeline up to building the FAISS index"),
@@ -57,6 +59,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_progress_bars_without_a_terminal()  # before any command imports tqdm users
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(selected).parse_args(argv)

@@ -162,6 +162,9 @@ def _recommendation_response(
     served: Served, user_id: str | None, k: int, result: dict[str, Any]
 ) -> Response:
     items = [_item(it) for it in result["items"] if math.isfinite(it["score"])]
+    state().metrics.answers.labels(
+        variant=g.variant, path=result["path"], ranked=result.get("ranked", "live")
+    ).inc()
     exposure = state().exposure
     if exposure is not None:
         exposure.write(

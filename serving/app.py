@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Flask, Response, g, jsonify, request
 
 from recsys.config import PipelineConfig, ServingConfig, load_config
-from serving import errors
+from serving import errors, logs
 from serving.admin import admin
 from serving.api import api
 from serving.exposure import ExposureLog
@@ -57,6 +57,7 @@ def create_app(
         admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
         bench_routes=os.environ.get(BENCH_ROUTES_ENV) == "1",
     )
+    logs.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
     if app.extensions["recsys"].bench_routes:

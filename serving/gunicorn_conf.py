@@ -13,6 +13,11 @@ import os
 import shutil
 import tempfile
 
+from recsys.logs import quiet_progress_bars
+from serving.logs import gunicorn_logconfig
+
+quiet_progress_bars()  # workers inherit it: the server's output is a log, not a terminal
+
 bind = os.environ.get("RECSYS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("RECSYS_WORKERS", "2"))
 worker_class = "gthread"  # threads share one model per worker: memory stays one copy per worker
@@ -26,9 +31,13 @@ keepalive = 5
 max_requests = 0  # no periodic recycling: a reload would cost a full bundle load
 limit_request_line = 8190  # the largest gunicorn allows; the API's query limits are sized to fit
 limit_request_field_size = 8190
-accesslog = os.environ.get("RECSYS_ACCESS_LOG") or None  # "-" for stdout
+accesslog = os.environ.get("RECSYS_ACCESS_LOG") or None  # "-" for stdout, or a file path
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 errorlog = "-"
 loglevel = os.environ.get("RECSYS_LOG_LEVEL", "info")
+# gunicorn's own lines and the app's loggers (bundle swaps, errors) in one format on stderr,
+# JSON lines when RECSYS_LOG_FORMAT=json; every line logged in a request carries its request_id.
+logconfig_dict = gunicorn_logconfig(accesslog)
 proc_name = "recsys-serve"
 control_socket_disable = True  # one fixed socket path per user: several servers would collide
 _created: list[str] = []

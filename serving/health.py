@@ -33,7 +33,9 @@ def readyz() -> Response:
 
 @health.get("/metrics")
 def metrics() -> Response:
-    body, content_type = state().metrics.exposition()
+    snapshot = state().holder.snapshot
+    served = {v: s.model for v, s in snapshot.served.items()} if snapshot is not None else {}
+    body, content_type = state().metrics.exposition(served)
     return Response(body, status=200, content_type=content_type)
 
 

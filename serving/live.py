@@ -19,24 +19,25 @@ from pathlib import Path
 import requests
 
 GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000  # gunicorn_conf.py's bind when RECSYS_BIND is unset
 
 
-def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[str]:
-    """gunicorn, the checked-in config, serving.wsgi:app: exactly what `recsys serve` runs."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        str(GUNICORN_CONF),
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "serving.wsgi:app",
-    ]
+def gunicorn_command(
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> list[str]:
+    """gunicorn, the checked-in config, serving.wsgi:app: exactly what `recsys serve` runs. What
+    is None is left to gunicorn_conf.py (RECSYS_BIND, RECSYS_WORKERS, RECSYS_THREADS, defaults)."""
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
+    if host is not None or port is not None:
+        command += ["--bind", f"{host or DEFAULT_HOST}:{port or DEFAULT_PORT}"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    return [*command, "serving.wsgi:app"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

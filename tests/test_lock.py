@@ -1,4 +1,4 @@
-"""Reproducible installs: the environment the tests run in is exactly requirements.lock, and the lock
+"""Reproducible installs: the tested environment is exactly requirements.lock, and the lock
 satisfies every range in pyproject.toml (so `make lock` output and the ranges never drift apart)."""
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ class RecommenderModel:
         if plain and self.topk is not None and user_id is not None and k <= self.topk.k:
             user_idx = self.users.get_idx(user_id)
             if user_idx >= 0:
-                return self._response(self.topk.result(user_idx, k), False, [])
+                return self._response(self.topk.result(user_idx, k), False, [], "precomputed")
         query, unknown = self.query_for(user_id, item_ids, profile_text)
         excluded = np.concatenate([query.history, self.item_map.to_indices(exclude)]).astype(
             np.int64
@@ -163,7 +163,9 @@ class RecommenderModel:
         )
         return self._response(result, explain, unknown)
 
-    def _response(self, result: BlendResult, explain: bool, unknown: list[str]) -> dict[str, Any]:
+    def _response(
+        self, result: BlendResult, explain: bool, unknown: list[str], ranked: str = "live"
+    ) -> dict[str, Any]:
         items = []
         for row in result.rows()[0]:
             entry = {
@@ -175,7 +177,12 @@ class RecommenderModel:
                 because = row.get("because")
                 entry["because"] = None if because is None else self.item_map.to_id(because)
             items.append(entry)
-        return {"path": result.path[0], "items": items, "unknown_item_ids": unknown}
+        return {
+            "path": result.path[0],
+            "items": items,
+            "unknown_item_ids": unknown,
+            "ranked": ranked,
+        }
 
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
         """Item-to-item; KeyError for an unknown item id."""

@@ -3,10 +3,13 @@ incremental re-embedding, the promotion gate, bad input, and MLflow lineage."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -272,3 +275,46 @@ def test_real_mlflow_server(world, tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _prom(path) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "workdir"))
+            out[(sample.name, labels)] = sample.value
+    return out
+
+
+def test_json_result_textfile_metrics_and_quiet_logs(world, tmp_path):
+    """--json prints the result on stdout; the job writes its Prometheus textfile metrics; a
+    failed run keeps the last success time; without a terminal no progress bar is drawn and
+    every step line is timestamped."""
+    config = write_config(tmp_path / "c.toml", fast_config(world["bert"]))
+    work, prom = tmp_path / "work", tmp_path / "textfile" / "recsys.prom"
+    args = ["nightly", "--config", str(config), "--workdir", str(work), "--no-tracking"]
+    args += ["--json", "--metrics-file", str(prom)]
+    proc = _cli([*args, "--data", str(world["data"])])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["published"] and result["promoted"] is True
+    assert [s["step"] for s in result["steps"]] == [*STEPS[:-1], "prune"]
+    assert "\r" not in proc.stderr and "Loading weights" not in proc.stderr
+    step_lines = [line for line in proc.stderr.splitlines() if "] validate" in line]
+    assert step_lines and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", x) for x in step_lines)
+    metrics = _prom(prom)
+    success = metrics[("recsys_nightly_last_success_timestamp_seconds", ())]
+    assert abs(success - time.time()) < 600
+    assert metrics[("recsys_nightly_last_run_success", ())] == 1
+    assert metrics[("recsys_nightly_gate_promoted", ())] == 1
+    assert metrics[("recsys_nightly_step_duration_seconds", (("step", "encoder"),))] > 0
+    broken = tmp_path / "broken"
+    shutil.copytree(world["data"], broken)
+    pl.read_csv(broken / "items.csv").drop("item_id").write_csv(broken / "items.csv")
+    failed = _cli([*args, "--data", str(broken)])
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    metrics = _prom(prom)
+    assert metrics[("recsys_nightly_last_run_success", ())] == 0
+    assert metrics[("recsys_nightly_last_success_timestamp_seconds", ())] == success
