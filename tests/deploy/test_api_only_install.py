@@ -95,6 +95,7 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float =
         assert process.poll() is None, (
             f"recsys serve exited {process.returncode}:\n{log.read_text()}"
         )
+        assert "refused bundle" not in log.read_text(), log.read_text()[-4000:]
         try:
             if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
