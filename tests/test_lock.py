@@ -9,6 +9,7 @@ import re
 import tomllib
 from importlib import metadata
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -81,21 +82,35 @@ def test_lock_satisfies_every_range_in_pyproject():
     _assert_pins_satisfy(pins, _requirements(extras), "requirements.lock")
 
 
-def test_serve_lock_is_the_same_pins_without_the_nightly():
-    """An API-only host installs requirements-serve.lock: the versions the tests ran with, minus the
-    training, tracking and plotting packages."""
-    serve = _pins(REPO / "requirements-serve.lock")
+NIGHTLY_ONLY = {
+    "mlflow",
+    "lightfm-next",
+    "implicit",
+    "onnx",
+    "onnxruntime",
+    "matplotlib",
+    "pyarrow",
+}
+DEV_ONLY = {"pytest", "hypothesis", "ruff", "ranx", "schemathesis", "kubernetes-validate"}
+
+
+@pytest.mark.parametrize(
+    "lock, variable, absent",
+    [
+        # Production hosts and images: the nightly and the API, no dev tools.
+        ("requirements-nightly.lock", "NIGHTLY_EXTRAS", DEV_ONLY),
+        # An API-only host: neither the training, tracking and plotting packages nor dev tools.
+        ("requirements-serve.lock", "SERVE_EXTRAS", DEV_ONLY | NIGHTLY_ONLY),
+    ],
+)
+def test_production_locks_are_the_same_pins_with_less(lock, variable, absent):
+    """A production host installs the very versions the tests ran with, minus what it never runs."""
+    pins = _pins(REPO / lock)
     full = _pins(REPO / "requirements.lock")
-    _assert_pins_satisfy(
-        serve | {"torch": _torch_spec()},
-        _requirements(_extras("SERVE_EXTRAS")),
-        "requirements-serve.lock",
-    )
-    differ = {n: (v, full.get(n)) for n, v in serve.items() if full.get(n) != v}
-    assert not differ, f"requirements-serve.lock pins differ from requirements.lock: {differ}"
-    heavy = {"mlflow", "lightfm-next", "implicit", "onnx", "onnxruntime", "matplotlib", "pyarrow"}
-    assert not heavy & set(serve), f"API-only lock has nightly packages: {heavy & set(serve)}"
-    assert heavy <= set(full)
+    _assert_pins_satisfy(pins | {"torch": _torch_spec()}, _requirements(_extras(variable)), lock)
+    differ = {n: (v, full.get(n)) for n, v in pins.items() if full.get(n) != v}
+    assert not differ, f"{lock} pins differ from requirements.lock: {differ}"
+    assert absent <= set(full) and not absent & set(pins), f"{lock} has {absent & set(pins)}"
 
 
 def test_faiss_extras_are_alternatives():
