@@ -269,10 +269,11 @@ def _library_versions() -> dict[str, str]:
 
     out = {}
     for name in (
-        "recsys",
+        "recsys-engine",
         "torch",
         "transformers",
         "faiss-cpu",
+        "faiss-gpu-cu12",
         "lightfm-next",
         "implicit",
         "polars",
