@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobs.common import add_common_arguments, config, setup_logging, workdir
+from recsys.bundle import read_pointer
 from recsys.pipeline.nightly import run_nightly
 
 
@@ -22,10 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, until: str | None = None) -> int:
     """The whole nightly job, or (stage commands) the pipeline up to step `until`."""
     setup_logging(args.quiet)
+    root = workdir(args)
+    read_pointer(root)  # an unreadable CURRENT fails here, not after an hour of training
     result = run_nightly(
         args.data,
         config(args),
-        workdir(args),
+        root,
         say=lambda message: print(message, flush=True),
         track=not args.no_tracking,
         progress=not args.quiet,

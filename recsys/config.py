@@ -151,7 +151,8 @@ class GateConfig(_Section):
 
     metric: str = "ndcg"
     tolerance: float = Field(0.02, ge=0.0)  # relative drop allowed vs the champion
-    floors: dict[str, float] = {}  # absolute minimums, e.g. {ndcg = 0.01}
+    floors: dict[str, float] = {"ndcg": 0.001}  # absolute minimums (default: refuse all-zero)
+    min_users: int = Field(20, ge=0)  # held-out users a candidate is judged on; fewer: held
 
 
 class NightlyConfig(_Section):
