@@ -171,7 +171,10 @@ class ServingConfig(_Section):
     # every known user's top-k ranked at publish (0: none); plain requests are answered from it
     precomputed_k: int = Field(100, ge=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
-    poll_seconds: float = Field(5.0, ge=0.0)  # 0: no polling for a new current bundle
+    # seconds between the workers' checks of the pointers (a stat; each request checks too);
+    # 0: only /admin/reload, and then only with one worker (refused with several)
+    poll_seconds: float = Field(1.0, ge=0.0)  # seconds between pointer checks; 0: one worker only
+    switch_timeout_seconds: float = Field(120.0, gt=0.0)  # admin waits this long for all workers
     variants: dict[str, float] = {}  # variant name (bundle version or alias) -> traffic share
     salt: str = "recsys"
     exposure_log: str | None = None  # path of the JSON-lines exposure log
