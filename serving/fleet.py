@@ -35,6 +35,7 @@ class Fleet:
 
     def __init__(self, directory: str | Path | None):
         self.directory = Path(directory) if directory else None
+        self._generation_path = os.fspath(self.directory / GENERATION) if directory else ""
         self._generation = 0  # alone: the generation lives here
         self._own: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -57,7 +58,7 @@ class Fleet:
         """(mtime_ns, inode) of the generation file: changes whenever it is raised."""
         if self.directory is None:
             return (self._generation, 0)
-        return file_signature(self.directory / GENERATION)
+        return file_signature(self._generation_path)
 
     def bump(self) -> int:
         """Raise the generation by one (call under admin_lock); returns the new value."""
@@ -85,8 +86,12 @@ class Fleet:
     # ---- worker reports ----
 
     def report(self, state: dict[str, Any]) -> None:
-        """Publish this worker's state (atomically: readers never see half a file)."""
-        state = {"pid": os.getpid(), "ppid": os.getppid(), "at": time.time(), **state}
+        """Publish this worker's state (atomically: readers never see half a file); unchanged
+        states are not rewritten (the watcher reports after every poll)."""
+        state = {"pid": os.getpid(), "ppid": os.getppid(), **state}
+        if state == {k: v for k, v in self._own.items() if k != "at"}:
+            return
+        state["at"] = time.time()
         self._own = state
         if self.directory is not None:
             path = self.directory / WORKERS / f"{os.getpid()}.json"
@@ -125,7 +130,7 @@ class Fleet:
             time.sleep(0.02)
 
 
-def file_signature(path: Path) -> tuple[int, int] | None:
+def file_signature(path: str) -> tuple[int, int] | None:
     """(mtime_ns, inode) of a file, None when absent: a pointer replaced by rename changes both."""
     try:
         st = os.stat(path)

@@ -13,8 +13,10 @@ served by control, which /readyz reports. A refused bundle is retried when its f
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ log = logging.getLogger("recsys.serving")
 
 Loader = Callable[[Path], Any]  # bundle directory -> ready model; raises on anything wrong
 Report = dict[str, dict[str, str | None]]  # variant -> {version, status, error}
+CHECK_SECONDS = 0.02  # requests look at the pointers at most this often per worker (2 stats)
 
 
 def load_verified(bundle_dir: Path) -> Any:
@@ -91,6 +94,10 @@ class BundleHolder:
         self._generation = -1  # the fleet generation this worker last acted on
         self._seen: tuple = ()  # signatures of the pointer and generation files at that time
         self._wake = threading.Event()
+        self._checked = -math.inf  # when a request last looked at the signatures
+        # plain strings: checked on every request, where pathlib's overhead would dominate a stat
+        pointers = [v for v in self.variants if v in bundles.POINTERS]
+        self._pointer_paths = [os.fspath(self.workdir / p) for p in pointers]
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._stop = threading.Event()
@@ -123,12 +130,17 @@ class BundleHolder:
     # ---- noticing changes ----
 
     def _signatures(self) -> tuple:
-        pointers = [v for v in self.variants if v in bundles.POINTERS]
-        return (self.fleet.signature(), *(file_signature(self.workdir / p) for p in pointers))
+        """(mtime_ns, inode) of the generation file and of each pointer a variant follows."""
+        return (self.fleet.signature(), *map(file_signature, self._pointer_paths))
 
     def check(self) -> None:
-        """Per request, a few stats: wake the watcher when a pointer or the generation moved."""
-        if self._thread is not None and self._signatures() != self._seen:
+        """Per request (at most every CHECK_SECONDS): a stat of the generation file and of the
+        pointers; wake the watcher when one moved, rather than wait for its next poll."""
+        now = time.monotonic()
+        if self._thread is None or now - self._checked < CHECK_SECONDS:
+            return
+        self._checked = now
+        if self._signatures() != self._seen:
             self._wake.set()
 
     def refresh(self, force: bool = False) -> Report:
@@ -164,7 +176,11 @@ class BundleHolder:
             report: Report = {}
             for variant in self.variants:
                 report[variant] = self._reload_variant(variant, old, new, by_version, force)
-            self.problems = {v: r for v, r in report.items() if r["error"] is not None}
+            problems = {v: r for v, r in report.items() if r["error"] is not None}
+            for variant, entry in problems.items():
+                if self.problems.get(variant) != entry:  # logged once, not at every poll
+                    log.warning("variant %s does not serve its target: %s", variant, entry)
+            self.problems = problems
             if self.control in new and new != old:
                 self._swap(old, new)
             return report
