@@ -169,3 +169,18 @@ def _wait_ready(url: str, condition, timeout: float = 60.0) -> dict:
             return body
         time.sleep(0.2)
     raise AssertionError(f"/readyz never met the condition: {body}")
+
+
+def test_recommend_with_an_absurd_k_is_a_one_line_error(world, tmp_path):
+    out = tmp_path / "out.csv"
+    cli = [sys.executable, "-m", "jobs.cli", "recommend", "--all", "--k", "1000000000000"]
+    bundle.set_pointer(world["workdir"], world["versions"]["A"], reason="test start")
+    proc = subprocess.run(
+        [*cli, "--out", str(out), "--workdir", str(world["workdir"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--k 1000000000000: expected at most the bundle's 400 items" in proc.stderr
+    assert not out.exists()
