@@ -253,8 +253,10 @@ class GateConfig(_Section):
     """Metric the candidate is compared on against the champion."""
     tolerance: float = Field(0.02, ge=0.0)
     """Relative drop vs the champion still promoted."""
-    floors: dict[str, float] = {}
-    """Absolute minimums per metric a candidate must reach, e.g. {ndcg = 0.01}."""
+    floors: dict[str, float] = {"ndcg": 0.001}
+    """Absolute minimums per metric a candidate must reach (default: refuse an all-zero one)."""
+    min_users: int = Field(20, ge=0)
+    """Held-out users a candidate must be judged on to be promoted; with fewer it is held."""
 
 
 class NightlyConfig(_Section):
@@ -279,8 +281,11 @@ class ServingConfig(_Section):
     """Every known user's top-k ranked at publish (0: none); plain requests are answered from it."""
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     """Larger request bodies are refused with 413."""
-    poll_seconds: float = Field(5.0, ge=0.0)
-    """How often workers check for a new CURRENT bundle; 0: only on /admin/reload."""
+    poll_seconds: float = Field(1.0, ge=0.0)
+    """Seconds between the workers' checks of the pointers (each request checks too); 0: only on
+    /admin/reload, and then only with one worker (refused with several)."""
+    switch_timeout_seconds: float = Field(120.0, gt=0.0)
+    """How long /admin/reload and /admin/rollback wait for every worker to confirm."""
     variants: dict[str, float] = {}
     """A/B variants: bundle version or CURRENT/CHALLENGER -> traffic share; empty: CURRENT only."""
     salt: str = "recsys"

@@ -125,11 +125,11 @@ def _parse_query(model: type[BaseModel]) -> Any:
 
 def _route(user_id: str | None) -> Served:
     """The request's variant and the model serving it, read once from the current snapshot."""
-    snapshot = state().holder.snapshot
-    if snapshot is None:
+    routed = state().holder.route(state().router.assign(user_id))  # control if not loaded
+    if routed is None:
         raise ApiError(503, "not_ready", "no verified bundle is loaded yet; see /readyz")
-    g.variant = state().router.assign(user_id)
-    return snapshot.served[g.variant]
+    g.variant, served = routed
+    return served
 
 
 def _timed(served: Served, call: Callable[[Any], Any]) -> Any:

@@ -134,21 +134,30 @@ class HealthResponse(_Strict):
     status: Literal["ok"]
 
 
+class VariantReport(_Strict):
+    version: str | None
+    status: Literal["loaded", "unchanged", "failed", "unavailable"]
+    error: str | None
+
+
 class ReadyResponse(_Strict):
     status: Literal["ready"]
     variants: dict[str, str] = Field(description="variant -> bundle version it serves")
-
-
-class VariantReport(_Strict):
-    version: str | None
-    status: Literal["loaded", "unchanged", "failed"]
-    error: str | None
+    problems: dict[str, VariantReport] = Field(
+        description="variants not serving their target: why (refused, unpublished, unset); "
+        "a variant absent from `variants` is served by the control variant"
+    )
+    workers: dict[str, dict[str, str]] = Field(
+        description="pid -> what each live worker of this server serves"
+    )
 
 
 class AdminResponse(_Strict):
     action: Literal["reload", "rollback"]
     variants: dict[str, VariantReport]
     rolled_back_to: str | None = None
+    workers: int = Field(description="workers that confirmed the change before this answer")
+    seconds: float = Field(description="from the call until every worker confirmed")
 
 
 class BareResponse(_Strict):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys import bundle, tracking
+from recsys import bundle, retention, tracking
 from recsys.config import PipelineConfig, config_hash
 from recsys.data.loaders import load_dataset
 from recsys.data.split import split_interactions
@@ -132,8 +132,7 @@ def _steps(job: _Job, key: str, data_hash: str, say: Callable[[str], None]) -> N
     result = step("publish", lambda c, out: publish_step(c, key, data_hash, evaluation, gate))
     if job.track:
         step("register", lambda c, out: register_step(c, parent, result, gate))
-    keep = config.nightly.keep_bundles
-    step("prune", lambda c, out: {"removed": bundle.prune(c.workdir, keep)})
+    step("prune", lambda c, out: retention.prune(c.workdir, c.config, key))
     verb = "promoted to champion" if gate["promote"] else "published as challenger (held)"
     message = f"bundle {result['version']} {verb}: " + "; ".join(gate["reasons"])
     say(message)
@@ -193,7 +192,9 @@ def evaluate_step(ctx: stages.Context, out: Path) -> dict[str, Any]:
 
 
 def gate_step(ctx: stages.Context, evaluation: dict[str, Any]) -> dict[str, Any]:
-    decision = decide(evaluation["candidate"], evaluation["champion"], ctx.config.gate)
+    decision = decide(
+        evaluation["candidate"], evaluation["champion"], ctx.config.gate, evaluation.get("users")
+    )
     ctx.tracker.log_metrics({"promoted": float(decision.promote)})
     return decision.to_dict()
 

@@ -74,6 +74,11 @@ def test_publish_then_nothing_new_then_incremental(world, tmp_path):
     assert _step(tmp_path, third.run_key, "encoder")["trained"] is False  # not due yet
     embed = _step(tmp_path, third.run_key, "embed")
     assert (embed["computed"], embed["reused"]) == (3, 297)
+    # runs/: the run in progress whole; the first run (its bundle kept) only as step manifests
+    assert {p.name for p in (tmp_path / "runs" / first.run_key).iterdir()} == {"steps"}
+    assert (tmp_path / "runs" / third.run_key / "blend" / "model").is_dir()
+    assert _step(tmp_path, third.run_key, "prune")["runs_trimmed"] == [first.run_key]
+    assert _run(world["data"], config, tmp_path).published is None  # still "nothing new"
 
 
 def test_new_items_get_a_text_popularity_prior(world, tmp_path):
