@@ -122,7 +122,7 @@ def train_towers(dataset, train: pl.DataFrame, valid: pl.DataFrame, args):
 
     from recsys.config import EncoderConfig, TextConfig
     from recsys.data.split import Split
-    from recsys.encoder.train import train_encoder
+    from recsys.training.train import train_encoder
 
     config = EncoderConfig(
         path="frozen",
@@ -147,12 +147,12 @@ def text_source(
     nightly does — the text popularity prior on items `history` never mentions (weight `prior`,
     default BlendConfig's cold_prior; 0 = off)."""
     from recsys.config import BlendConfig
-    from recsys.encoder.setup import profile_texts
     from recsys.pipeline.fit import histories
     from recsys.ranking.content import ContentRecommender
     from recsys.ranking.prior import cold_item_bias
     from recsys.ranking.user_vectors import TowerUserEncoder
     from recsys.schema import ITEM_IDX
+    from recsys.training.setup import profile_texts
 
     items = encoder.item_vectors_from_features(features)  # (n_items, dim)
     per_user = histories(history, dataset.n_users)
@@ -178,7 +178,7 @@ def select_on_valid(ds, split, valid: Round, features: np.ndarray, args) -> Sele
     """Grids for LightFM and ALS, tower early stopping and blend weights, all on validation."""
     from recsys.config import BlendConfig
     from recsys.ranking.popularity import PopularityRecommender
-    from recsys.ranking.weights import learn_weights
+    from recsys.training.blend_weights import learn_weights
 
     lightfm_grid = LIGHTFM_GRID[-1:] if args.quick else LIGHTFM_GRID
     als_grid = ALS_GRID[:1] if args.quick else ALS_GRID

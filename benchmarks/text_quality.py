@@ -61,13 +61,13 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
     from recsys.config import EncoderConfig, SplitConfig, TextConfig
     from recsys.data.loaders import load_dataset
     from recsys.data.split import split_interactions
-    from recsys.encoder.examples import user_sequences
     from recsys.encoder.features import pooled_features
-    from recsys.encoder.setup import profile_texts
-    from recsys.encoder.train import train_encoder
-    from recsys.encoder.validation import held_out, ranking_metrics
     from recsys.schema import ITEM_IDX
     from recsys.text.documents import item_documents
+    from recsys.training.examples import user_sequences
+    from recsys.training.setup import profile_texts
+    from recsys.training.train import train_encoder
+    from recsys.training.validation import held_out, ranking_metrics
 
     dataset = load_dataset(SHARED / name)
     split = split_interactions(dataset.interactions, SplitConfig(n_valid=1, n_test=1))

@@ -42,7 +42,7 @@ def _data(name: str):
 def _ours(dataset, split, args, work: Path):
     """Our PairTrainer (full path, BERT user tower) and a step function over (users, positions)."""
     from recsys.config import EncoderConfig, TextConfig
-    from recsys.encoder.setup import build_trainer, prepare_data, resolve_plan
+    from recsys.training.setup import build_trainer, prepare_data, resolve_plan
 
     config = EncoderConfig(
         model_name_or_path=MODEL, device="cpu", path="full", user_tower="bert",
@@ -78,7 +78,7 @@ def _st_fit(model, pairs: list[tuple[str, str]], batch: int) -> None:
 
 
 def compare_full_path(args) -> None:
-    from recsys.encoder.examples import user_document
+    from recsys.text.documents import user_document
 
     dataset, split = _data("ml-100k")
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
@@ -121,7 +121,7 @@ def compare_full_path(args) -> None:
 
 def frozen_path(args) -> None:
     from recsys.config import EncoderConfig, TextConfig
-    from recsys.encoder.train import train_encoder
+    from recsys.training.train import train_encoder
 
     dataset, split = _data("ml-100k")
     work = Path(tempfile.mkdtemp(prefix="frozen-"))

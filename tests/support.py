@@ -31,6 +31,17 @@ def build_tiny_bert(directory: Path) -> Path:
     return Path(directory)
 
 
+def one_torch_thread():
+    """Fixture body (autouse in the encoder and training tests): tiny models run fastest on one
+    thread, and the test machine is shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_sample(directory: Path, seed: int = 0, n_users: int = 300, n_items: int = 400) -> Path:
     """A small generated catalog in the input contract (same generator as data/sample)."""
     from recsys.data.sample import generate_sample

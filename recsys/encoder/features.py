@@ -1,8 +1,7 @@
 """Encoder stage: cached frozen BERT features of texts (CPU path), keyed by model hash + text hash.
 
 Reads texts and a backbone; writes <cache_dir>/<model hash>-L<max_length>-<set hash>.npz (pooled
-vectors) and ...-top<k>-....npz (hidden states entering the top k layers). Reruns are free; a
-changed catalog re-embeds only the texts no earlier cache file holds.
+vectors). Reruns are free; a changed catalog re-embeds only the texts no earlier cache file holds.
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys.atomic import atomic_write_bytes
 from recsys.encoder import backbone as bb
-from recsys.encoder.checkpoint import atomic_write_bytes
 from recsys.encoder.onnx import for_runtime
 
 Backbone = tuple[Any, torch.nn.Module]
@@ -116,48 +115,3 @@ def pad_token_ids(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
         input_ids[n, : len(row)] = torch.as_tensor(row, dtype=torch.long)
         mask[n, : len(row)] = 1
     return input_ids, mask
-
-
-@torch.inference_mode()
-def top_layer_inputs(
-    texts: Sequence[str],
-    model_name: str,
-    top_layers: int,
-    max_length: int,
-    batch_size: int,
-    device: str,
-    cache_dir: Path | None,
-    load: Callable[[], Backbone] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden states entering the top `top_layers` BERT layers, for training those layers over a
-    frozen bottom. Returns states (n, max_length, hidden) float16 zero-padded and lengths (n,)."""
-    load = load or (lambda: bb.load_backbone(model_name, device))
-    hashes = text_hashes(texts)
-    path = None
-    if cache_dir is not None:
-        key = f"{bb.model_hash(model_name)}-L{max_length}-top{top_layers}-{_set_hash(hashes)}"
-        path = Path(cache_dir) / f"{key}.npz"
-        if path.is_file():
-            cached = _load_npz(path)
-            return cached["states"], cached["lengths"]
-    tokenizer, model = load()
-    n_layers = int(model.config.num_hidden_layers)
-    if not 0 < top_layers <= n_layers:
-        raise ValueError(f"trainable_layers must be in 1..{n_layers}, found {top_layers}")
-    ids = bb.tokenize_lengths(tokenizer, list(texts), max_length)
-    lengths = np.array([len(row) for row in ids], dtype=np.int64)
-    states = np.zeros((len(ids), max_length, model.config.hidden_size), np.float16)
-    pad_id = tokenizer.pad_token_id or 0
-    for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
-        input_ids, mask = pad_token_ids(chunk, pad_id)
-        out = model(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            output_hidden_states=True,
-        )
-        entering = out.hidden_states[n_layers - top_layers]  # (batch, longest, hidden)
-        states[start : start + len(chunk), : entering.shape[1]] = entering.float().cpu().numpy()
-    if path is not None:
-        _save_npz(path, states=states, lengths=lengths)
-    return states, lengths

@@ -18,11 +18,17 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from recsys.atomic import atomic_write_bytes
 from recsys.config import EncoderConfig
 from recsys.encoder import backbone as bb
-from recsys.encoder.checkpoint import atomic_write_bytes
-from recsys.encoder.examples import pad_histories, user_document
-from recsys.encoder.towers import BertUserTower, ItemAdapter, SequenceUserTower, last_states
+from recsys.encoder.towers import (
+    BertUserTower,
+    ItemAdapter,
+    SequenceUserTower,
+    last_states,
+    pad_histories,
+)
+from recsys.text.documents import user_document
 
 FORMAT_VERSION = 1
 _BATCH = 512  # users / items per forward pass at inference

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys.encoder.checkpoint import atomic_write_bytes
+from recsys.atomic import atomic_write_bytes
 
 OPSET = 17
 

@@ -1,10 +1,14 @@
 """Encoder stage: the two towers as torch modules — item adapter / BERT item tower, user towers.
 
-Reads pooled BERT features or token ids; writes L2-normalised vectors in one shared space. No I/O.
+Reads pooled BERT features, token ids or padded item_idx histories (pad_histories); writes
+L2-normalised vectors in one shared space. No I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -168,8 +172,17 @@ def last_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return states[rows, lengths]
 
 
-def adamw(params, lr: float, device: str) -> torch.optim.AdamW:
-    """AdamW (weight decay 0.01) with torch's fused kernel on CPU and CUDA: the per-tensor
-    loop default spends ~28 % of a full fine-tuning step on MiniLM's 22M parameters (CPU)."""
-    fused = torch.device(device).type in ("cpu", "cuda")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=fused)
+def pad_histories(
+    histories: Sequence[np.ndarray], history_len: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Last history_len items of each history, right-padded. Returns item_idx (b, n) int64 with
+    0 in padding, mask (b, n) bool, lengths (b,) int64, n = longest kept history (>= 1)."""
+    kept = [np.asarray(h, dtype=np.int64)[-history_len:] for h in histories]
+    longest = max([len(h) for h in kept] + [1])
+    idx = np.zeros((len(kept), longest), dtype=np.int64)  # (b, n)
+    mask = np.zeros((len(kept), longest), dtype=bool)
+    for row, h in enumerate(kept):
+        idx[row, : len(h)] = h
+        mask[row, : len(h)] = True
+    lengths = mask.sum(axis=1).astype(np.int64)
+    return torch.from_numpy(idx), torch.from_numpy(mask), torch.from_numpy(lengths)

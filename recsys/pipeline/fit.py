@@ -20,8 +20,8 @@ from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.segments import SegmentWeights
-from recsys.ranking.weights import learn_weights
 from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
+from recsys.training.blend_weights import learn_weights
 
 
 def histories(frame: pl.DataFrame, n_users: int) -> list[np.ndarray]:

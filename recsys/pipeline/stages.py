@@ -22,7 +22,6 @@ from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder.embed import EmbeddingCache, embed_texts
 from recsys.encoder.features import pooled_features
-from recsys.encoder.setup import profile_texts
 from recsys.index.faiss_index import VectorIndex
 from recsys.pipeline import fit
 from recsys.ranking.base import Query
@@ -35,6 +34,7 @@ from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_ID, ITEM_IDX
 from recsys.text.documents import item_documents
 from recsys.tracking import NullTracker, Tracker
+from recsys.training.setup import profile_texts
 
 ENCODER_DIR = "encoder"
 
@@ -62,7 +62,7 @@ FEATURE_CACHE = "feature-cache"  # train_encoder's default cache_dir, beside the
 def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Train the two-tower encoder, or reuse the newest one when retraining is not yet due."""
     from recsys.encoder.model import TwoTowerEncoder
-    from recsys.encoder.train import train_encoder
+    from recsys.training.train import train_encoder
 
     enc_config = ctx.config.encoder
     key = config_hash(enc_config)

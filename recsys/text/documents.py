@@ -81,6 +81,12 @@ def compose_user_document(
     return _user_document(profile, list(dict.fromkeys(titles)), max_chars)
 
 
+def user_document(profile: str | None, titles_newest_first: Sequence[str], max_chars: int) -> str:
+    """The text the BERT user tower reads: the profile, then "Recent: A; B." with the newest
+    titles first (empty titles skipped)."""
+    return _user_document((profile or "").strip(), [t for t in titles_newest_first if t], max_chars)
+
+
 def _user_document(profile: str, titles: list[str], max_chars: int) -> str:
     if not titles:
         return truncate_at_word(profile, max_chars)

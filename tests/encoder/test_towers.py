@@ -1,5 +1,7 @@
-"""Towers: shapes, unit norm, causality, padding invariance, profile slot, BERT towers."""
+"""Towers: shapes, unit norm, causality, padding invariance, profile slot, BERT towers, the
+padded history input."""
 
+import numpy as np
 import torch
 
 from recsys.encoder.backbone import load_backbone
@@ -9,6 +11,7 @@ from recsys.encoder.towers import (
     ItemAdapter,
     SequenceUserTower,
     last_states,
+    pad_histories,
 )
 
 DIM, HIDDEN = 16, 32
@@ -91,3 +94,10 @@ def test_bert_towers_over_the_tiny_bert(tiny_bert_dir):
     torch.testing.assert_close(items.norm(dim=-1), torch.ones(2))
     torch.testing.assert_close(users.norm(dim=-1), torch.ones(2))
     assert user_tower.bert is item_tower.bert  # one shared BERT
+
+
+def test_pad_histories_keeps_the_newest_items():
+    idx, mask, lengths = pad_histories([np.array([1, 2, 3, 4]), np.array([], np.int64)], 3)
+    assert idx.tolist() == [[2, 3, 4], [0, 0, 0]]
+    assert mask.tolist() == [[True] * 3, [False] * 3]
+    assert lengths.tolist() == [3, 0]

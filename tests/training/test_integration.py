@@ -8,11 +8,11 @@ from support import small_sample
 from recsys.config import EncoderConfig, SplitConfig, TextConfig
 from recsys.data.loaders import load_dataset
 from recsys.data.split import split_interactions
-from recsys.encoder.examples import user_sequences
 from recsys.encoder.features import pooled_features
-from recsys.encoder.train import train_encoder
-from recsys.encoder.validation import held_out, ranking_metrics
 from recsys.text.documents import item_documents
+from recsys.training.examples import user_sequences
+from recsys.training.train import train_encoder
+from recsys.training.validation import held_out, ranking_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MINILM = "packaged:all-MiniLM-L6-v2"

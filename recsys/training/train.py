@@ -1,4 +1,4 @@
-"""Encoder stage: train the two-tower encoder — the epoch loop, validation, checkpoints, tracking.
+"""Training stage: train the two-tower encoder — the epoch loop, validation, checkpoints, tracking.
 
 Reads a Dataset + Split (train sequences, valid held-out items); writes the encoder directory
 (TwoTowerEncoder.save) under out_dir, atomic per-epoch checkpoints under out_dir/checkpoint/
@@ -23,11 +23,11 @@ from recsys.config import EncoderConfig, TextConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder import backbone as bb
-from recsys.encoder import checkpoint as ckpt
 from recsys.encoder.model import TwoTowerEncoder
-from recsys.encoder.setup import Plan, TrainingData, build_trainer, prepare_data, resolve_plan
-from recsys.encoder.validation import VALID_K, ranking_metrics
 from recsys.tracking import NullTracker, Tracker
+from recsys.training import checkpoint as ckpt
+from recsys.training.setup import Plan, TrainingData, build_trainer, prepare_data, resolve_plan
+from recsys.training.validation import VALID_K, ranking_metrics
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint/last.safetensors"

@@ -67,3 +67,11 @@ def contract_content(with_index: bool = False) -> ContentRecommender:
     users = normalize_rows(matrix @ items)  # (n_users, dim) history means
     index = VectorIndex.build(items) if with_index else None
     return ContentRecommender(items, HistoryMeanEncoder(), index, users, exact_max_items=8)
+
+
+def text_and_noise(world: World) -> dict[str, ContentRecommender]:
+    """Two content sources: "text" over the world's topic vectors, "collab" over pure noise."""
+    return {
+        "text": ContentRecommender(world.item_vectors, HistoryMeanEncoder()),
+        "collab": ContentRecommender(world.noise_vectors, HistoryMeanEncoder()),  # pure noise
+    }

@@ -10,14 +10,14 @@ from safetensors.torch import load_file
 
 from recsys.config import EncoderConfig, TextConfig
 from recsys.encoder.backbone import load_backbone, model_hash
-from recsys.encoder.checkpoint import CheckpointError
-from recsys.encoder.examples import user_sequences
 from recsys.encoder.model import TwoTowerEncoder
-from recsys.encoder.setup import profile_texts
-from recsys.encoder.train import CHECKPOINT, train_encoder
-from recsys.encoder.validation import held_out, ranking_metrics
 from recsys.text.documents import item_documents
 from recsys.tracking import NullTracker
+from recsys.training.checkpoint import CheckpointError
+from recsys.training.examples import user_sequences
+from recsys.training.setup import profile_texts
+from recsys.training.train import CHECKPOINT, train_encoder
+from recsys.training.validation import held_out, ranking_metrics
 
 
 @pytest.fixture(scope="module")

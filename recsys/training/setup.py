@@ -1,4 +1,4 @@
-"""Encoder stage: training set-up — resolve the plan, gather texts, sequences, features, trainer.
+"""Training stage: training set-up — resolve the plan, gather texts, sequences, features, trainer.
 
 Reads a Dataset + Split and the base backbone (cached frozen features under cache_dir); writes
 the in-memory TrainingData and the trainer (FrozenTrainer or PairTrainer) the loop runs.
@@ -17,13 +17,19 @@ from recsys.config import EncoderConfig, TextConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder import backbone as bb
-from recsys.encoder.examples import item_log_q, user_sequences
-from recsys.encoder.features import pooled_features, top_layer_inputs
-from recsys.encoder.frozen import FrozenTrainer
-from recsys.encoder.pair import HardNegatives, PairTrainer
-from recsys.encoder.sources import StateSource, TokenSource, bert_layers, top_layers_model
-from recsys.encoder.validation import HeldOut, held_out
+from recsys.encoder.features import pooled_features
 from recsys.schema import ITEM_IDX
+from recsys.training.examples import item_log_q, user_sequences
+from recsys.training.frozen import FrozenTrainer
+from recsys.training.pair import HardNegatives, PairTrainer
+from recsys.training.text_sources import (
+    StateSource,
+    TokenSource,
+    bert_layers,
+    top_layer_inputs,
+    top_layers_model,
+)
+from recsys.training.validation import HeldOut, held_out
 
 FULL_SOFTMAX_MAX_ITEMS = 20_000  # auto: above this, in-batch negatives on the frozen path too
 

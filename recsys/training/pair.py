@@ -1,4 +1,4 @@
-"""Encoder stage: the BERT-training trainer — (history -> next item) pairs, in-batch softmax.
+"""Training stage: the BERT-training trainer — (history -> next item) pairs, in-batch softmax.
 
 Reads a trainable text source for items (the whole BERT on the GPU "full" path, or its top k
 layers over cached states on the CPU path) and the training sequences; trains BERT, the item
@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from recsys.config import EncoderConfig
-from recsys.encoder.examples import pad_histories, pair_examples, user_document
-from recsys.encoder.losses import sampled_softmax_loss
 from recsys.encoder.model import TwoTowerEncoder, build_towers
-from recsys.encoder.sources import StateSource, TokenSource, pooled_all
-from recsys.encoder.towers import BertUserTower, adamw, last_states
+from recsys.encoder.towers import BertUserTower, last_states, pad_histories
+from recsys.text.documents import user_document
+from recsys.training.examples import pair_examples
+from recsys.training.losses import sampled_softmax_loss
+from recsys.training.optim import adamw
+from recsys.training.text_sources import StateSource, TokenSource, pooled_all
 
 HardNegatives = Callable[[np.ndarray], np.ndarray]  # user_idx (b,) -> item_idx (b, h) or (m,)
 
