@@ -104,15 +104,12 @@ def tune_collab(valid: Round, model: str, grid: list[dict], threads: int):
 def item_features(dataset, args) -> np.ndarray:
     """(n_items, hidden) frozen mean-pooled MiniLM features of the item documents, cached."""
     from recsys.config import EncoderConfig, TextConfig
-    from recsys.encoder.features import pooled_features
+    from recsys.encoder.features import Featurizer
     from recsys.text.documents import item_documents
 
-    enc = EncoderConfig()
     docs = item_documents(dataset, TextConfig())
     args.cache.mkdir(parents=True, exist_ok=True)
-    return pooled_features(
-        docs, enc.model_name_or_path, enc.max_length, enc.embed_batch("cpu"), "cpu", args.cache
-    )
+    return Featurizer.for_encoder(EncoderConfig(), "cpu", cache_dir=args.cache)(docs)
 
 
 def train_towers(dataset, train: pl.DataFrame, valid: pl.DataFrame, args):

@@ -61,7 +61,7 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
     from recsys.config import EncoderConfig, SplitConfig, TextConfig
     from recsys.data.loaders import load_dataset
     from recsys.data.split import split_interactions
-    from recsys.encoder.features import pooled_features
+    from recsys.encoder.features import Featurizer
     from recsys.schema import ITEM_IDX
     from recsys.text.documents import item_documents
     from recsys.training.examples import user_sequences
@@ -74,10 +74,7 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
     config = EncoderConfig(**{"device": "cpu", "path": "frozen", **overrides})
     texts = item_documents(dataset, TextConfig())
     start = time.perf_counter()
-    features = pooled_features(
-        texts, config.model_name_or_path, config.max_length, config.embed_batch("cpu"), "cpu",
-        work / "cache",
-    )  # fmt: skip
+    features = Featurizer.for_encoder(config, "cpu", cache_dir=work / "cache")(texts)
     feature_seconds = time.perf_counter() - start
     seen = pl.concat([split.train, split.valid])
     test = held_out(user_sequences(seen, dataset.n_users), split.test)

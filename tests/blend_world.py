@@ -13,7 +13,8 @@ from contract import contract_matrix
 from recsys.index.faiss_index import VectorIndex
 from recsys.ranking.base import Query
 from recsys.ranking.content import ContentRecommender
-from recsys.ranking.user_vectors import HistoryMeanEncoder, normalize_rows
+from recsys.ranking.user_vectors import HistoryMeanEncoder
+from recsys.vectors import normalize_rows
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from safetensors.torch import save as save_safetensors
 from recsys.atomic import atomic_write_bytes
 from recsys.config import EncoderConfig
 from recsys.encoder import backbone as bb
+from recsys.encoder.features import Featurizer
 from recsys.encoder.towers import (
     BertUserTower,
     ItemAdapter,
@@ -105,11 +106,19 @@ class TwoTowerEncoder:
             self._tokenizer, self._bert = bb.load_backbone(self.backbone_name, self.device)
         return self._tokenizer, self._bert
 
+    def featurizer(self, max_length: int, cache_dir: Path | None = None) -> Featurizer:
+        """This encoder's backbone as a Featurizer. With a cache directory, the configured runtime
+        (its ONNX export is cached there too); without one, torch."""
+        runtime = self.config.runtime if cache_dir is not None else "torch"
+        size = self.config.embed_batch(self.device)
+        return Featurizer(
+            self.backbone_name, max_length, size, self.device,
+            runtime=runtime, cache_dir=cache_dir, loader=self.backbone,
+        )  # fmt: skip
+
     def pooled(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         """(n, hidden) mean-pooled backbone features of texts."""
-        tokenizer, bert = self.backbone()
-        size = self.config.embed_batch(self.device)
-        return bb.pooled_embeddings(tokenizer, bert, list(texts), max_length, size, self.device)
+        return self.featurizer(max_length)(texts)
 
     def encode_items(self, texts: list[str], feature_cache: Path | None = None) -> np.ndarray:
         """(n, dim) L2-normalised float32 item vectors of item documents.
@@ -117,16 +126,9 @@ class TwoTowerEncoder:
         feature_cache: the frozen-feature cache directory training filled (train_encoder's
         cache_dir). An encoder trained on the frozen path keeps the base BERT unchanged, so
         its pooled features of texts already seen there are read back instead of recomputed."""
-        if feature_cache is not None and self.training_path == "frozen":
-            from recsys.encoder.features import pooled_features
-
-            pooled = pooled_features(
-                list(texts), self.backbone_name, self.config.max_length,
-                self.config.embed_batch(self.device), self.device, feature_cache,
-                load=self.backbone, runtime=self.config.runtime,
-            )  # fmt: skip
-            return self.item_vectors_from_features(pooled)
-        return self.item_vectors_from_features(self.pooled(texts, self.config.max_length))
+        cached = feature_cache if self.training_path == "frozen" else None
+        pooled = self.featurizer(self.config.max_length, cached)(texts)  # (n, hidden)
+        return self.item_vectors_from_features(pooled)
 
     @torch.inference_mode()
     def item_vectors_from_features(self, pooled: np.ndarray) -> np.ndarray:

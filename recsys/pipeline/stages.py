@@ -21,7 +21,7 @@ from recsys.config import PipelineConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder.embed import EmbeddingCache, embed_texts
-from recsys.encoder.features import pooled_features
+from recsys.encoder.features import Featurizer
 from recsys.index.faiss_index import VectorIndex
 from recsys.pipeline import fit
 from recsys.ranking.base import Query
@@ -200,11 +200,10 @@ def _cold_item_bias(ctx: Context, encoder: Any) -> np.ndarray | None:
     if weight == 0 or cold == 0 or cold == counts.size:
         return None
     enc = encoder.config
-    features = pooled_features(
-        item_documents(ctx.dataset, ctx.config.text), ctx.config.encoder.model_name_or_path,
-        enc.max_length, enc.embed_batch(encoder.device), encoder.device,
-        ctx.workdir / "encoders" / FEATURE_CACHE, runtime=enc.runtime,
-    )  # fmt: skip
+    featurizer = Featurizer.for_encoder(
+        enc, encoder.device, runtime=enc.runtime, cache_dir=ctx.workdir / "encoders" / FEATURE_CACHE
+    )
+    features = featurizer(item_documents(ctx.dataset, ctx.config.text))  # (n_items, hidden)
     return cold_item_bias(features, counts, enc.temperature * weight)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
-from recsys.ranking.user_vectors import encoder_from_spec, history_key, normalize_rows
+from recsys.ranking.user_vectors import encoder_from_spec, history_key
+from recsys.vectors import normalize_rows
 
 UserEncoderFn = Callable[[Sequence[Query], np.ndarray], np.ndarray]
 _META = "content.json"

@@ -15,21 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from recsys.ranking.base import Query
+from recsys.vectors import normalize_rows
 
 
 class UserEncoder(Protocol):
     def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray: ...
-
-
-def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows; all-zero rows stay zero (nothing to encode). (n, dim) float32.
-
-    Rows already of unit length are kept bit for bit, so saving and loading normalised vectors
-    reproduces them exactly."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # (n, 1)
-    unit = np.abs(norms - 1.0) < 1e-6
-    return np.divide(vectors, norms, out=vectors.copy(), where=(norms > 0) & ~unit)
 
 
 def history_key(history: np.ndarray) -> np.uint64:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from recsys.config import EncoderConfig, TextConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder import backbone as bb
-from recsys.encoder.features import pooled_features
+from recsys.encoder.features import Featurizer
 from recsys.schema import ITEM_IDX
 from recsys.training.examples import item_log_q, user_sequences
 from recsys.training.frozen import FrozenTrainer
@@ -165,25 +164,16 @@ def build_trainer(
 
 
 def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, device: str):
-    loaded: list[Any] = []
-
-    def load():  # the backbone loads only when some text is not cached yet
-        if not loaded:
-            loaded.append(bb.load_backbone(config.model_name_or_path, device))
-        return loaded[0]
-
-    def features(texts: list[str], max_length: int) -> np.ndarray:
-        return pooled_features(
-            texts, config.model_name_or_path, max_length, config.embed_batch(device), device,
-            data.cache_dir, load, data.progress, config.runtime,
-        )  # fmt: skip
-
-    items = features(data.item_texts, config.max_length)
+    # the backbone loads only when some text is not cached yet, and once for items and profiles
+    features = Featurizer.for_encoder(
+        config, device, runtime=config.runtime, cache_dir=data.cache_dir, progress=data.progress
+    )
+    items = features(data.item_texts)
     profiles = None
     if data.has_profile.any():
         profiles = np.zeros((len(data.profile_texts), items.shape[1]), dtype=np.float32)
         texts = [p for p in data.profile_texts if p is not None]
-        profiles[data.has_profile] = features(texts, config.user_max_length)
+        profiles[data.has_profile] = features.with_max_length(config.user_max_length)(texts)
     return FrozenTrainer(
         config, items, data.sequences, profiles, data.has_profile, device, plan.softmax, data.log_q
     )

@@ -20,8 +20,8 @@ from torch import nn
 
 from recsys.atomic import atomic_write_bytes
 from recsys.encoder import backbone as bb
-from recsys.encoder.backbone import mean_pool, tokenize_lengths
-from recsys.encoder.features import pad_token_ids, text_hashes
+from recsys.encoder.backbone import mean_pool, pad_token_ids, tokenize_lengths
+from recsys.text.documents import text_hash
 
 Backbone = tuple[Any, nn.Module]
 
@@ -136,7 +136,7 @@ def top_layer_inputs(
     """Hidden states entering the top `top_layers` BERT layers, for training those layers over a
     frozen bottom. Returns states (n, max_length, hidden) float16 zero-padded and lengths (n,)."""
     load = load or (lambda: bb.load_backbone(model_name, device))
-    hashes = text_hashes(texts)
+    hashes = np.array([text_hash(t) for t in texts], dtype="U16")  # no pickle in the npz
     path = None
     if cache_dir is not None:
         key = f"{bb.model_hash(model_name)}-L{max_length}-top{top_layers}-{_set_hash(hashes)}"

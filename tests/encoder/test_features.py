@@ -3,7 +3,7 @@
 import numpy as np
 
 from recsys.encoder.backbone import load_backbone, pooled_embeddings
-from recsys.encoder.features import pooled_features
+from recsys.encoder.features import Featurizer
 
 TEXTS = ["the red robot", "a love story about the prince", "ghost ship", "jazz city night"]
 
@@ -24,13 +24,13 @@ def _counting_loader(path):
 
 def test_cache_hit_needs_no_backbone(tiny_bert_dir, tmp_path):
     load, seen = _counting_loader(tiny_bert_dir)
-    first = pooled_features(TEXTS, tiny_bert_dir, 32, 2, "cpu", tmp_path, load)
+    first = Featurizer(tiny_bert_dir, 32, 2, cache_dir=tmp_path, loader=load)(TEXTS)
     assert seen["texts"] == len(TEXTS)
 
     def must_not_load():
         raise AssertionError("the cache should have answered")
 
-    again = pooled_features(TEXTS, tiny_bert_dir, 32, 2, "cpu", tmp_path, must_not_load)
+    again = Featurizer(tiny_bert_dir, 32, 2, cache_dir=tmp_path, loader=must_not_load)(TEXTS)
     np.testing.assert_array_equal(first, again)
     tokenizer, model = load()
     direct = pooled_embeddings(tokenizer, model, TEXTS, 32, 4, "cpu")
@@ -39,10 +39,10 @@ def test_cache_hit_needs_no_backbone(tiny_bert_dir, tmp_path):
 
 def test_a_changed_catalog_embeds_only_new_texts(tiny_bert_dir, tmp_path):
     load, seen = _counting_loader(tiny_bert_dir)
-    old = pooled_features(TEXTS, tiny_bert_dir, 32, 8, "cpu", tmp_path, load)
+    old = Featurizer(tiny_bert_dir, 32, 8, cache_dir=tmp_path, loader=load)(TEXTS)
     changed = [TEXTS[0], "a new horror movie", TEXTS[2], TEXTS[3]]
     seen["texts"] = 0
-    new = pooled_features(changed, tiny_bert_dir, 32, 8, "cpu", tmp_path, load)
+    new = Featurizer(tiny_bert_dir, 32, 8, cache_dir=tmp_path, loader=load)(changed)
     assert seen["texts"] == 1
     np.testing.assert_array_equal(new[[0, 2, 3]], old[[0, 2, 3]])
     assert not np.allclose(new[1], old[1])
@@ -50,6 +50,6 @@ def test_a_changed_catalog_embeds_only_new_texts(tiny_bert_dir, tmp_path):
 
 def test_max_length_is_part_of_the_key(tiny_bert_dir, tmp_path):
     load, seen = _counting_loader(tiny_bert_dir)
-    pooled_features(TEXTS, tiny_bert_dir, 32, 8, "cpu", tmp_path, load)
-    pooled_features(TEXTS, tiny_bert_dir, 3, 8, "cpu", tmp_path, load)
+    Featurizer(tiny_bert_dir, 32, 8, cache_dir=tmp_path, loader=load)(TEXTS)
+    Featurizer(tiny_bert_dir, 3, 8, cache_dir=tmp_path, loader=load)(TEXTS)
     assert seen["texts"] == 2 * len(TEXTS)

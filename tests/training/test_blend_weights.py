@@ -101,5 +101,3 @@ def test_fixed_weights_bypass_learning(world):
     bad = TWO.model_copy(update={"fixed_weights": {"popularity": 1.0}})
     with pytest.raises(ValueError, match="not in blend.sources"):
         learn_weights(text_and_noise(world), [], [], None, bad)
-
-
