@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     model = RecommenderModel.load(path)
     users = model.users.ids if args.all else read_user_ids(args.users)
     start = time.perf_counter()
-    frame = model.recommend_batch(users, args.k)
+    frame = model.rank_users(users, args.k)
     seconds = time.perf_counter() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

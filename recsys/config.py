@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from recsys.sources import SOURCES, SourceName
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -123,7 +125,7 @@ class CollabConfig(_Section):
 class BlendConfig(_Section):
     """Candidate generation and per-segment blending (recsys.ranking)."""
 
-    sources: list[Literal["text", "collab", "popularity"]] = ["text", "collab", "popularity"]
+    sources: list[SourceName] = list(SOURCES)  # recsys.sources.REGISTRY
     candidates_per_source: int = Field(200, ge=1)
     segment_bounds: list[int] = [0, 5, 50]  # segments: 0 | 1-5 | 6-50 | >50 history items
     weight_grid: int = Field(6, ge=2)  # grid points per weight when learning

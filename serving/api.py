@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
+from recsys.sources import SOURCES
 from serving.errors import ApiError, describe_validation
 from serving.holder import Served
 from serving.schemas import ID_PATTERN, split_filters
@@ -149,7 +150,7 @@ def _item(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "item_id": item["item_id"],
         "score": float(item["score"]),
-        "sources": {name: _finite(sources.get(name)) for name in ("text", "collab", "popularity")},
+        "sources": {name: _finite(sources.get(name)) for name in SOURCES},
         "because": item.get("because"),
     }
 

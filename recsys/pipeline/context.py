@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from recsys.config import PipelineConfig
 from recsys.data.dataset import Dataset
@@ -118,6 +117,3 @@ class Context:
 
     def model_dir(self) -> Path:
         return self.output(MODEL)
-
-    def all_interactions(self) -> pl.DataFrame:
-        return self.dataset.interactions

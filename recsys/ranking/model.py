@@ -19,6 +19,7 @@ from recsys.ids import IdMap
 from recsys.ranking.base import Query
 from recsys.ranking.blend import BlendedRanker, BlendResult
 from recsys.schema import ITEM_ID, ITEM_IDX
+from recsys.sources import SOURCES
 
 ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
     "items.parquet",
@@ -90,14 +91,11 @@ class RecommenderModel:
     def warm_up(self) -> None:
         """One request of each kind, so the first real request pays no lazy initialisation."""
         first_user = self.users.to_id(0) if len(self.users) else None
-        self.recommend(user_id=first_user, k=5, explain=True)
+        self.recommend(user_id=first_user, k=5, explain=self.ranker.explainable)
         self.recommend(k=5)
         self.recommend(profile_text="warm up", k=5)  # the text path (tokenizer, BERT) too
         if len(self.item_map):
             self.similar(self.item_map.to_id(0), k=5)
-
-    def has_user(self, user_id: str) -> bool:
-        return user_id in self.users
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self.item_map
@@ -169,7 +167,7 @@ class RecommenderModel:
             entry = {
                 "item_id": self.item_map.to_id(row["item_idx"]),
                 "score": row["score"],
-                "sources": {s: row["sources"].get(s) for s in ("text", "collab", "popularity")},
+                "sources": {s: row["sources"].get(s) for s in SOURCES},
             }
             if explain:
                 because = row.get("because")
@@ -186,19 +184,24 @@ class RecommenderModel:
             if i >= 0
         ]
 
-    def recommend_batch(self, user_ids: Sequence[str], k: int, batch: int = 1024) -> pl.DataFrame:
-        """Top-k for many users (`recsys recommend`): user_id, rank, item_id, score; each user's
-        stored history is the query and is excluded; unknown users get the cold-start path."""
+    def rank_users(
+        self,
+        user_ids: Sequence[str],
+        k: int,
+        histories: Sequence[Sequence[str]] | None = None,
+        batch: int = 1024,
+    ) -> pl.DataFrame:
+        """Top-k for many users at once (`recsys recommend`, offline evaluation): a frame of
+        user_id, rank (1 = best), item_id, score. Each user's history is the query and is
+        excluded: the bundle's stored history, or `histories` (item ids, oldest first; ids the
+        bundle does not know are dropped) when given. Unknown users take the cold-start path."""
         frames = []
         for start in range(0, len(user_ids), batch):
             part = list(user_ids[start : start + batch])
-            queries = []
-            for user_id in part:
-                user_idx = self.users.get_idx(user_id)
-                history = self.history(user_idx) if user_idx >= 0 else np.zeros(0, np.int64)
-                queries.append(Query(user_idx, history.astype(np.int64)))
+            given = [None] * len(part) if histories is None else histories[start : start + batch]
+            queries = [self._batch_query(u, h) for u, h in zip(part, given, strict=True)]
             item_idx, scores = self.ranker.recommend(queries, k, [q.history for q in queries])
-            valid = item_idx >= 0  # (b, k)
+            valid = item_idx >= 0  # (b, k): -1 pads only at the end of a row
             rows, ranks = np.nonzero(valid)
             frames.append(
                 pl.DataFrame(
@@ -213,19 +216,13 @@ class RecommenderModel:
         schema = {"user_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float32}
         return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
-    def rank_users(
-        self, user_ids: Sequence[str], histories: Sequence[Sequence[str]], k: int
-    ) -> list[list[str]]:
-        """Batch top-k (evaluation and `recsys recommend`): each user's own history (given as
-        item ids) is the query and is excluded. Users unknown to the bundle take the cold path."""
-        queries, exclude = [], []
-        for user_id, history in zip(user_ids, histories, strict=True):
+    def _batch_query(self, user_id: str, history: Sequence[str] | None) -> Query:
+        user_idx = self.users.get_idx(user_id)
+        if history is not None:
             idx = self.item_map.to_indices(history)
-            idx = idx[idx >= 0]
-            queries.append(Query(self.users.get_idx(user_id), idx, None))
-            exclude.append(idx)
-        item_idx, _ = self.ranker.recommend(queries, k, exclude)
-        return [[self.item_map.to_id(i) for i in row if i >= 0] for row in item_idx]
+            return Query(user_idx, idx[idx >= 0].astype(np.int64))
+        stored = self.history(user_idx) if user_idx >= 0 else np.zeros(0, np.int64)
+        return Query(user_idx, stored.astype(np.int64))
 
     def describe(self) -> dict[str, Any]:
         return {
