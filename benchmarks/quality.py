@@ -145,7 +145,7 @@ def text_source(
     `history` never mentions (weight `prior`, default BlendConfig's cold_prior; 0 = off)."""
     from recsys.config import BlendConfig
     from recsys.pipeline import fit
-    from recsys.training.setup import profile_texts
+    from recsys.text.documents import profile_texts
 
     items = encoder.item_vectors_from_features(features)  # (n_items, dim)
     weight = BlendConfig().cold_prior if prior is None else prior

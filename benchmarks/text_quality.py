@@ -63,9 +63,8 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
     from recsys.data.split import split_interactions
     from recsys.encoder.features import Featurizer
     from recsys.schema import ITEM_IDX
-    from recsys.text.documents import item_documents
+    from recsys.text.documents import item_documents, profile_texts
     from recsys.training.examples import user_sequences
-    from recsys.training.setup import profile_texts
     from recsys.training.train import train_encoder
     from recsys.training.validation import held_out, ranking_metrics
 

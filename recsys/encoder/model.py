@@ -29,7 +29,7 @@ from recsys.encoder.towers import (
     last_states,
     pad_histories,
 )
-from recsys.text.documents import user_document
+from recsys.text.documents import UserDocuments
 
 FORMAT_VERSION = 1
 _BATCH = 512  # users / items per forward pass at inference
@@ -197,21 +197,32 @@ class TwoTowerEncoder:
             out[s : s + len(idx)] = last_states(states, lengths.to(self.device)).cpu().numpy()
         return out
 
-    def _bert_users(self, hist, profiles, item_titles) -> np.ndarray:
+    def user_documents(
+        self,
+        histories: Sequence[np.ndarray],
+        profiles: Sequence[str | None],
+        item_titles: Sequence[str] | None = None,
+    ) -> list[str]:
+        """The documents the BERT user tower reads for item_idx histories (oldest first) and
+        profile texts: recsys.text's UserDocuments over the newest history_len items, exactly as
+        training wrote them. `item_titles` default to the titles saved at training."""
         titles = item_titles if item_titles is not None else self.item_titles
         if titles is None:
             raise ValueError("the BERT user tower needs item_titles to write user documents")
-        top = max((int(h.max()) for h in hist if len(h)), default=-1)
+        top = max((int(np.max(h)) for h in histories if len(h)), default=-1)
         if top >= len(titles):
             raise ValueError(
                 f"history item_idx {top} has no title: the encoder knows {len(titles)} item "
                 "titles (the catalog at training); pass item_titles= for the current catalog"
             )
-        n_titles, max_chars = self.user_doc
-        docs = [
-            user_document(p, [titles[i] for i in h[::-1][:n_titles]], max_chars)
-            for h, p in zip(hist, profiles, strict=True)
+        documents = UserDocuments(titles, *self.user_doc)
+        window = self.config.history_len
+        return [
+            documents(p, np.asarray(h)[-window:]) for h, p in zip(histories, profiles, strict=True)
         ]
+
+    def _bert_users(self, hist, profiles, item_titles) -> np.ndarray:
+        docs = self.user_documents(hist, profiles, item_titles)
         pooled = self.pooled(docs, self.config.user_max_length)  # (n, hidden)
         head = self.user_tower
         out = [

@@ -41,8 +41,7 @@ from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.model import RecommenderModel, write_model_files
 from recsys.ranking.segments import SegmentWeights
 from recsys.schema import ITEM_ID, ITEM_IDX
-from recsys.text.documents import item_documents
-from recsys.training.setup import profile_texts
+from recsys.text.documents import item_documents, profile_texts
 
 Frame = Callable[[Context], pl.DataFrame]  # which interactions a fitting step fits on
 ENCODER_DIR = "encoder"  # the encoder's copy inside the model directory

@@ -21,7 +21,7 @@ from torch import nn
 from recsys.config import EncoderConfig
 from recsys.encoder.model import TwoTowerEncoder, build_towers
 from recsys.encoder.towers import BertUserTower, last_states, pad_histories
-from recsys.text.documents import user_document
+from recsys.text.documents import UserDocuments
 from recsys.training.examples import pair_examples
 from recsys.training.losses import sampled_softmax_loss
 from recsys.training.optim import adamw
@@ -46,13 +46,14 @@ class PairTrainer:
         device: str,
         log_q: np.ndarray | None = None,
         hard_negatives: HardNegatives | None = None,
-        user_doc: tuple[int, int, list[str] | None, list[str | None]] | None = None,
+        documents: UserDocuments | None = None,
+        profile_texts: Sequence[str | None] | None = None,
     ):
         self.config, self.device, self.tokenizer = config, device, tokenizer
         self.items, self.profiles, self.sequences = items, profiles, sequences
         self.has_profile = has_profile
         self.hard_negatives = hard_negatives
-        self.user_doc = user_doc  # (titles per document, max chars, item titles, profile texts)
+        self.documents, self.profile_texts = documents, profile_texts  # BERT user tower only
         self.log_q = None if log_q is None else torch.as_tensor(log_q, device=device)
         hidden = int(bert.config.hidden_size)
         adapter, user = build_towers(config, hidden, user_tower, bert)
@@ -95,7 +96,8 @@ class PairTrainer:
         self.modules.train(was_training)
         self._fresh = True
 
-    def _histories(self, users: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+    def histories(self, users: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+        """The history window training reads before each (user, position): <= history_len items."""
         length = self.config.history_len
         return [
             self.sequences[u][max(0, p - length) : p] for u, p in zip(users, positions, strict=True)
@@ -104,14 +106,10 @@ class PairTrainer:
     def _user_vectors(self, users: np.ndarray, histories: list[np.ndarray]) -> torch.Tensor:
         """(b, dim) user vectors; grads reach BERT only through the BERT user tower."""
         if self.is_bert_user:
-            n_titles, max_chars, titles, profiles = self.user_doc
-            docs = [
-                user_document(profiles[u], [titles[i] for i in h[::-1][:n_titles]], max_chars)
-                for u, h in zip(users, histories, strict=True)
-            ]
             batch = self.tokenizer(
-                docs, truncation=True, max_length=self.config.user_max_length, padding=True,
-                return_tensors="pt", return_token_type_ids=False,
+                self.user_documents(users, histories), truncation=True, padding=True,
+                max_length=self.config.user_max_length, return_tensors="pt",
+                return_token_type_ids=False,
             )  # fmt: skip
             ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
             return self.modules["user"](ids, mask)
@@ -123,6 +121,13 @@ class PairTrainer:
             profile_mask = torch.from_numpy(self.has_profile[users]).to(self.device)
         states = self.modules["user"](inputs, mask, profile, profile_mask)  # (b, n + 1, dim)
         return last_states(states, lengths)
+
+    def user_documents(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> list[str]:
+        """The documents the BERT user tower reads for (user, history) pairs (recsys.text)."""
+        if self.documents is None or self.profile_texts is None:
+            raise ValueError("the BERT user tower needs UserDocuments and the profile texts")
+        pairs = zip(users.tolist(), histories, strict=True)
+        return [self.documents(self.profile_texts[u], h) for u, h in pairs]
 
     def _negatives(self, users: np.ndarray) -> np.ndarray:
         if self.hard_negatives is None or self.config.hard_negatives == 0:
@@ -148,7 +153,7 @@ class PairTrainer:
         with self._autocast():
             pooled = self.items.pooled(np.concatenate([unique, negatives]))  # (u + m, hidden)
             vectors = self.modules["adapter"](pooled.float())  # (u + m, dim)
-            histories = self._histories(users, positions)
+            histories = self.histories(users, positions)
             user_vectors = self._user_vectors(users, histories).float()
         target_t = torch.from_numpy(targets).to(self.device)
         log_q = None

@@ -18,6 +18,7 @@ from recsys.data.split import Split
 from recsys.encoder import backbone as bb
 from recsys.encoder.features import Featurizer
 from recsys.schema import ITEM_IDX
+from recsys.text.documents import UserDocuments, item_documents, profile_texts
 from recsys.training.examples import item_log_q, user_sequences
 from recsys.training.frozen import FrozenTrainer
 from recsys.training.pair import HardNegatives, PairTrainer
@@ -71,7 +72,7 @@ def resolve_plan(config: EncoderConfig, device: str, n_items: int = 0) -> Plan:
 @dataclass
 class TrainingData:
     item_texts: list[str]
-    item_titles: list[str]
+    documents: UserDocuments  # what the BERT user tower reads (recsys.text)
     profile_texts: list[str | None]  # per user_idx
     has_profile: np.ndarray  # (n_users,) bool
     sequences: list[np.ndarray]  # per user_idx, train item_idx oldest first
@@ -79,7 +80,6 @@ class TrainingData:
     log_q: np.ndarray  # (n_items,) log sampling probability of each item in a batch
     backbone_name: str
     backbone_hash: str
-    user_doc: tuple[int, int]  # titles in a user document, max chars
     cache_dir: Path | None
     progress: bool
 
@@ -94,8 +94,6 @@ def prepare_data(
     device: str,
     progress: bool,
 ) -> TrainingData:
-    from recsys.text.documents import item_documents  # the stage before ours
-
     texts = item_documents(dataset, text_config)
     if len(texts) != dataset.n_items:
         raise ValueError(f"item_documents returned {len(texts)} texts for {dataset.n_items} items")
@@ -106,7 +104,7 @@ def prepare_data(
         batch = config.seq_batch_size * config.history_len
     return TrainingData(
         item_texts=texts,
-        item_titles=item_titles(dataset, text_config, texts),
+        documents=UserDocuments.for_dataset(dataset, text_config),
         profile_texts=profiles,
         has_profile=np.array([p is not None for p in profiles], dtype=bool),
         sequences=sequences,
@@ -114,29 +112,9 @@ def prepare_data(
         log_q=item_log_q(split.train[ITEM_IDX].to_numpy(), dataset.n_items, batch),
         backbone_name=config.model_name_or_path,
         backbone_hash=bb.model_hash(config.model_name_or_path),
-        user_doc=(text_config.user_history_titles, text_config.max_user_chars),
         cache_dir=cache_dir,
         progress=progress,
     )
-
-
-def profile_texts(dataset: Dataset) -> list[str | None]:
-    """Each user's profile: the user text columns joined, None when all are empty."""
-    if not dataset.user_text_columns:
-        return [None] * dataset.n_users
-    rows = dataset.users.select(dataset.user_text_columns).rows()
-    joined = [
-        ". ".join(str(v).strip() for v in row if v is not None and str(v).strip()) for row in rows
-    ]
-    return [text or None for text in joined]
-
-
-def item_titles(dataset: Dataset, text_config: TextConfig, documents: list[str]) -> list[str]:
-    """Titles for user documents: the title column, else the item documents themselves."""
-    if text_config.title_column in dataset.items.columns:
-        titles = dataset.items[text_config.title_column].cast(str).fill_null("").to_list()
-        return [t or d for t, d in zip(titles, documents, strict=True)]
-    return list(documents)
 
 
 def build_trainer(
@@ -156,10 +134,9 @@ def build_trainer(
     else:
         items, profiles = _state_sources(tokenizer, bert, data, config, device)
     bert.train()
-    user_doc = (*data.user_doc, data.item_titles, data.profile_texts)
     return PairTrainer(
         config, bert, tokenizer, items, profiles, data.sequences, data.has_profile,
-        plan.user_tower, device, data.log_q, hard_negatives, user_doc,
+        plan.user_tower, device, data.log_q, hard_negatives, data.documents, data.profile_texts,
     )  # fmt: skip
 
 

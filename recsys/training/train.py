@@ -202,9 +202,10 @@ def _log_start(tracker: Tracker, config: EncoderConfig, plan: Plan, device: str,
 
 
 def _finish(trainer, data, plan, state: _Progress, device: str, out_dir: Path, tracker):
-    extra: dict[str, Any] = {"user_doc": data.user_doc}
+    documents = data.documents
+    extra: dict[str, Any] = {"user_doc": (documents.n_titles, documents.max_chars)}
     if plan.user_tower == "bert":
-        extra["item_titles"] = data.item_titles
+        extra["item_titles"] = list(documents.titles)
     encoder = trainer.encoder(data.backbone_name, data.backbone_hash, **extra)
     encoder.save(out_dir)
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)

@@ -148,7 +148,7 @@ def test_known_users_are_served_from_vectors_encoded_at_publish(built):
     from recsys.data.loaders import load_dataset
     from recsys.ranking.base import Query
     from recsys.ranking.model import RecommenderModel
-    from recsys.training.setup import profile_texts
+    from recsys.text.documents import profile_texts
 
     source, version = built
     model = RecommenderModel.load(source / "bundles" / version)
