@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recsys.errors import UserError
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1  # bump when the bundle layout changes incompatibly
 POINTERS = ("CURRENT", "CHALLENGER")
 
 
-class BundleError(Exception):
+class BundleError(UserError):
     """A bundle that cannot be used: the message says which file and what is wrong."""
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from recsys.errors import UserError
 from recsys.sources import SOURCES, SourceName
 
 
@@ -192,7 +193,7 @@ class PipelineConfig(_Section):
     serving: ServingConfig = ServingConfig()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
@@ -225,15 +226,6 @@ def toml_value(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(value)
-
-
-def dump_toml(config: PipelineConfig) -> str:
-    """A config as a TOML file that load_config reads back to an equal config."""
-    lines = []
-    for section, values in config.model_dump(mode="json").items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(v)}" for key, v in values.items() if v is not None]
-    return "\n".join(lines) + "\n"
 
 
 def _merge(base: dict, top: dict) -> dict:

@@ -1,12 +1,11 @@
 """Serving stage: what serving holds per A/B variant — the ServedModel protocol (reads nothing).
 
 recsys.ranking.model.RecommenderModel implements it; the API, the OpenAPI document and the holder
-use nothing else of a loaded model, so any object with this shape can be served (tests do).
+use nothing else of a loaded model, so any object of this shape can be served.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -16,19 +15,11 @@ class ServedModel(Protocol):
 
     def has_item(self, item_id: str) -> bool: ...
 
-    def recommend(
-        self,
-        *,
-        user_id: str | None = None,
-        item_ids: Sequence[str] = (),
-        profile_text: str | None = None,
-        k: int = 10,
-        exclude: Sequence[str] = (),
-        filters: Sequence[tuple[str, str]] = (),
-        explain: bool = False,
-    ) -> dict[str, Any]:
-        """{"path", "items": [{"item_id", "score", "sources", "because"?}], "unknown_item_ids"};
-        raises recsys.errors.RequestError for a request the model cannot answer as asked."""
+    def recommend(self, **request: Any) -> dict[str, Any]:
+        """Top-k for one request (keywords user_id, item_ids, profile_text, k, exclude, filters,
+        explain: RecommenderModel.recommend's): {"path", "items": [{"item_id", "score",
+        "sources", "because"?}], "unknown_item_ids"}. Raises recsys.errors.RequestError for a
+        request the model cannot answer as asked."""
         ...
 
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]: ...

@@ -25,33 +25,19 @@ from recsys.encoder.features import Featurizer
 from recsys.encoder.towers import (
     BertUserTower,
     ItemAdapter,
-    SequenceUserTower,
+    build_towers,
     last_states,
     pad_histories,
 )
+from recsys.errors import UserError
 from recsys.text.documents import UserDocuments
 
 FORMAT_VERSION = 1
 _BATCH = 512  # users / items per forward pass at inference
 
 
-class EncoderLoadError(ValueError):
+class EncoderLoadError(UserError, ValueError):
     """An encoder directory that cannot be loaded; the message names the file and the problem."""
-
-
-def build_towers(
-    config: EncoderConfig, hidden: int, user_tower: str, bert: torch.nn.Module | None = None
-) -> tuple[ItemAdapter, torch.nn.Module]:
-    """Fresh (adapter, user tower) for a backbone of width `hidden`."""
-    adapter = ItemAdapter(hidden, config.dim, config.dropout)
-    if user_tower == "bert":
-        if bert is None:
-            raise ValueError("the BERT user tower needs the BERT module it shares with the items")
-        return adapter, BertUserTower(bert, hidden, config.dim)
-    seq = SequenceUserTower(
-        config.dim, hidden, config.history_len, config.seq_layers, config.seq_heads, config.dropout
-    )
-    return adapter, seq
 
 
 class TwoTowerEncoder:
@@ -111,10 +97,8 @@ class TwoTowerEncoder:
         (its ONNX export is cached there too); without one, torch."""
         runtime = self.config.runtime if cache_dir is not None else "torch"
         size = self.config.embed_batch(self.device)
-        return Featurizer(
-            self.backbone_name, max_length, size, self.device,
-            runtime=runtime, cache_dir=cache_dir, loader=self.backbone,
-        )  # fmt: skip
+        options = {"runtime": runtime, "cache_dir": cache_dir, "loader": self.backbone}
+        return Featurizer(self.backbone_name, max_length, size, self.device, **options)
 
     def pooled(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         """(n, hidden) mean-pooled backbone features of texts."""
@@ -297,11 +281,10 @@ class TwoTowerEncoder:
         target.load_state_dict(_strip(tensors, "user."))
         titles_file = directory / "item_titles.json"
         titles = json.loads(titles_file.read_text("utf-8")) if titles_file.is_file() else None
-        encoder = cls(
-            config, adapter, user_tower, name, meta["backbone"]["hash"], meta["training_path"],
-            bert=bert, tokenizer=tokenizer, item_titles=titles,
-            user_doc=tuple(meta["user_doc"]), device=device,
-        )  # fmt: skip
+        user_doc = tuple(meta["user_doc"])
+        backbone = (name, meta["backbone"]["hash"], meta["training_path"])
+        extras = {"bert": bert, "tokenizer": tokenizer, "item_titles": titles, "device": device}
+        encoder = cls(config, adapter, user_tower, *backbone, **extras, user_doc=user_doc)
         encoder.encoder_hash = meta["encoder_hash"]
         return encoder
 

@@ -85,10 +85,15 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation + tracer notes
             try:
                 torch.onnx.export(
-                    wrapper, (example, example), str(scratch),
-                    input_names=["input_ids", "attention_mask"], output_names=["hidden"],
-                    dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-                )  # fmt: skip
+                    wrapper,
+                    (example, example),
+                    str(scratch),
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["hidden"],
+                    dynamic_axes=axes,
+                    opset_version=OPSET,
+                    dynamo=False,
+                )
             except Exception as exc:  # noqa: BLE001  (any exporter failure: say which model)
                 raise OnnxRuntimeError(
                     f"ONNX export of backbone {model_hash(model)} failed: {exc}; "

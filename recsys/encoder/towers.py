@@ -1,4 +1,4 @@
-"""Encoder stage: the two towers as torch modules — item adapter / BERT item tower, user towers.
+"""Encoder stage: the two towers as torch modules — the item adapter and the user towers.
 
 Reads pooled BERT features, token ids or padded item_idx histories (pad_histories); writes
 L2-normalised vectors in one shared space. No I/O.
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.config import EncoderConfig
 from recsys.encoder.backbone import mean_pool
 
 
@@ -37,22 +38,6 @@ class ItemAdapter(nn.Module):
         h = self.proj(self.norm(pooled.float()))  # (n, dim)
         h = h + self.residual(self.dropout(h))
         return F.normalize(h, dim=-1)
-
-
-class BertItemTower(nn.Module):
-    """Full path item tower: BERT over the item document, mean-pooled, then the ItemAdapter."""
-
-    def __init__(self, bert: nn.Module, adapter: ItemAdapter):
-        super().__init__()
-        self.bert = bert
-        self.adapter = adapter
-
-    def pooled(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        return mean_pool(hidden, mask)  # (n, hidden) float32
-
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.adapter(self.pooled(input_ids, mask))  # (n, dim)
 
 
 class CausalBlock(nn.Module):
@@ -163,6 +148,21 @@ class BertUserTower(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.project(self.pooled(input_ids, mask))
+
+
+def build_towers(
+    config: EncoderConfig, hidden: int, user_tower: str, bert: torch.nn.Module | None = None
+) -> tuple[ItemAdapter, torch.nn.Module]:
+    """Fresh (adapter, user tower) for a backbone of width `hidden`."""
+    adapter = ItemAdapter(hidden, config.dim, config.dropout)
+    if user_tower == "bert":
+        if bert is None:
+            raise ValueError("the BERT user tower needs the BERT module it shares with the items")
+        return adapter, BertUserTower(bert, hidden, config.dim)
+    seq = SequenceUserTower(
+        config.dim, hidden, config.history_len, config.seq_layers, config.seq_heads, config.dropout
+    )
+    return adapter, seq
 
 
 def last_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

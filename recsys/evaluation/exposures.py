@@ -22,6 +22,7 @@ import polars as pl
 
 from recsys.config import EvalConfig
 from recsys.data.timestamps import parse_timestamps
+from recsys.errors import UserError
 from recsys.evaluation.compare import ALL_USERS, Cell, Comparison, Verdict, adjust, verdict
 from recsys.evaluation.compare import relative_lift as _lift
 from recsys.evaluation.report import ReportExtras
@@ -34,7 +35,7 @@ _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class ExposureLogError(ValueError):
+class ExposureLogError(UserError, ValueError):
     """An exposure log that cannot be read; the message names the file and the lines."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from recsys.config import PipelineConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
+from recsys.pipeline import fit
 from recsys.steps import StepRunner
 from recsys.tracking import NullTracker, Tracker
 
@@ -117,3 +118,29 @@ class Context:
 
     def model_dir(self) -> Path:
         return self.output(MODEL)
+
+    def blend_sources(self, encoder_dir: Path | None = None) -> dict[str, Any]:
+        """The blend's sources from the files earlier steps wrote. With `encoder_dir`, the
+        encoder is saved there (inside the model, so a bundle is whole) and the text source
+        carries every known user's precomputed vector."""
+        names = self.config.blend.sources
+        out: dict[str, Any] = {}
+        if "text" in names:
+            encoder = self.encoder()
+            if encoder_dir is not None:
+                encoder.save(encoder_dir)
+            out["text"] = fit.text_source(
+                encoder,
+                self.item_vectors(),
+                bias=self.optional_array(ITEM_BIAS),
+                index=self.index(),
+                exact_max_items=self.config.index.exact_max_items,
+                encoder_dir=encoder_dir,
+            )
+            if encoder_dir is not None:
+                known = self.optional_array(USER_VECTORS), self.optional_array(USER_KEYS)
+                out["text"].set_known_users(*known)
+        for name, source in fit.FRAME_SOURCES.items():
+            if name in names:
+                out[name] = source.kind.load(self.output(name))
+        return out

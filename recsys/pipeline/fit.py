@@ -8,6 +8,7 @@ encoder's outputs; returns fitted recommenders and SegmentWeights (saved by the 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.config import EncoderConfig, PipelineConfig
+from recsys.config import EncoderConfig, PipelineConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.ranking.base import Query, Recommender
@@ -28,6 +29,7 @@ from recsys.ranking.prior import cold_item_bias
 from recsys.ranking.segments import SegmentWeights
 from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
+from recsys.text.documents import item_documents
 from recsys.training.blend_weights import learn_weights
 
 
@@ -115,6 +117,21 @@ FRAME_SOURCES: dict[str, FrameSource] = {
     "collab": FrameSource(fit_collab, CollabRecommender, ("collab",)),
     "popularity": FrameSource(fit_popularity, PopularityRecommender),
 }
+
+
+def frame_sources_key(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) -> str:
+    """Hash of what the FRAME_SOURCES fitted on `frame` depend on: the interactions, the ids and
+    their config sections (the key of the fitted-source cache)."""
+    sections = [s for source in FRAME_SOURCES.values() for s in source.config]
+    blob = "".join(config_hash(getattr(config, section)) for section in sections)
+    digest = hashlib.sha256(blob.encode())
+    rows = frame.select([USER_IDX, ITEM_IDX, TIMESTAMP])
+    digest.update(rows.hash_rows(seed=0).to_numpy().tobytes())
+    digest.update("\n".join(dataset.item_map.ids).encode())
+    digest.update("\n".join(dataset.user_map.ids).encode())
+    if config.collab.item_features:  # hybrid features come from item text
+        digest.update("\n".join(item_documents(dataset, config.text)).encode())
+    return digest.hexdigest()[:16]
 
 
 def fit_frame_sources(

@@ -21,19 +21,9 @@ from recsys import tracking
 from recsys.config import PipelineConfig, config_hash
 from recsys.data.loaders import load_dataset
 from recsys.data.split import split_interactions
+from recsys.pipeline import context as files  # what each step provides
 from recsys.pipeline import stages
-from recsys.pipeline.context import (
-    ENCODER,
-    INDEX,
-    ITEM_BIAS,
-    ITEM_VECTORS,
-    MODEL,
-    USER_KEYS,
-    USER_VECTORS,
-    WEIGHTS,
-    Context,
-    Step,
-)
+from recsys.pipeline.context import Context, Step
 from recsys.pipeline.fingerprint import data_fingerprint, run_key
 from recsys.pipeline.fit import FRAME_SOURCES
 from recsys.steps import StepRunner, WorkdirLock
@@ -63,14 +53,14 @@ TRAIN = stages.train_frame  # the split's train part: validation choices are mad
 STEPS: tuple[Step, ...] = (
     Step("validate", stages.validate_step),
     Step("split", stages.split_step),
-    Step("encoder", stages.encoder_step, _text, (ENCODER,), _encoder_tags),
-    Step("embed", stages.embed_step, _text, (ITEM_VECTORS,)),
-    Step("index", stages.index_step, _text, (INDEX,), _index_tags),
+    Step("encoder", stages.encoder_step, _text, (files.ENCODER,), _encoder_tags),
+    Step("embed", stages.embed_step, _text, (files.ITEM_VECTORS,)),
+    Step("index", stages.index_step, _text, (files.INDEX,), _index_tags),
     Step("collab", stages.fit_sources_step(TRAIN), provides=tuple(FRAME_SOURCES)),
-    Step("prior", stages.prior_step(TRAIN), _text, (ITEM_BIAS,)),
-    Step("weights", stages.weights_step, provides=(WEIGHTS,)),
-    Step("users", stages.users_step, _text, (USER_VECTORS, USER_KEYS)),
-    Step("model", stages.model_step, provides=(MODEL,)),
+    Step("prior", stages.prior_step(TRAIN), _text, (files.ITEM_BIAS,)),
+    Step("weights", stages.weights_step, provides=(files.WEIGHTS,)),
+    Step("users", stages.users_step, _text, (files.USER_VECTORS, files.USER_KEYS)),
+    Step("model", stages.model_step, provides=(files.MODEL,)),
     Step("evaluate", stages.evaluate_step),
     Step("gate", stages.gate_step),
     Step("publish", stages.publish_step),

@@ -8,7 +8,6 @@ step provides are the step list in recsys.pipeline.nightly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -138,7 +137,7 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
 
     def step(ctx: Context, out: Path) -> dict[str, Any]:
         interactions = frame(ctx)
-        key = _sources_key(ctx, interactions)
+        key = fit.frame_sources_key(ctx.dataset, interactions, ctx.config)
         cached = ctx.workdir / "cache" / "collab" / key
         reused = (cached / "done").is_file()
         if not reused:
@@ -158,20 +157,6 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
     return step
 
 
-def _sources_key(ctx: Context, interactions: pl.DataFrame) -> str:
-    """Hash of what the fitted sources depend on: interactions, ids, their config sections."""
-    sections = [s for source in fit.FRAME_SOURCES.values() for s in source.config]
-    blob = "".join(config_hash(getattr(ctx.config, section)) for section in sections)
-    digest = hashlib.sha256(blob.encode())
-    frame = interactions.select(["user_idx", "item_idx", "timestamp"])
-    digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
-    digest.update("\n".join(ctx.dataset.item_map.ids).encode())
-    digest.update("\n".join(ctx.dataset.user_map.ids).encode())
-    if ctx.config.collab.item_features:  # hybrid features come from item text
-        digest.update("\n".join(item_documents(ctx.dataset, ctx.config.text)).encode())
-    return digest.hexdigest()[:16]
-
-
 def prior_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
     """The step writing the text popularity prior of the items `frame(ctx)` never mentions, from
     the base model's features of every item document (read back from the feature cache frozen
@@ -187,9 +172,11 @@ def prior_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
         bias = None
         if cold and cold < counts.size:
             featurizer = Featurizer.for_encoder(
-                encoder.config, encoder.device, runtime=encoder.config.runtime,
+                encoder.config,
+                encoder.device,
+                runtime=encoder.config.runtime,
                 cache_dir=ctx.feature_cache(),
-            )  # fmt: skip
+            )
             features = featurizer(item_documents(ctx.dataset, ctx.config.text))  # (n, hidden)
             bias = fit.cold_prior(features, interactions, encoder.config, weight)
         if bias is not None:
@@ -199,32 +186,9 @@ def prior_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
     return step
 
 
-def blend_sources(ctx: Context, encoder_dir: Path | None = None) -> dict[str, Any]:
-    """The blend's sources from the files earlier steps wrote. With `encoder_dir`, the encoder is
-    saved there (inside the model, so a bundle is whole) and the text source carries every
-    known user's precomputed vector."""
-    names = ctx.config.blend.sources
-    out: dict[str, Any] = {}
-    if "text" in names:
-        encoder = ctx.encoder()
-        if encoder_dir is not None:
-            encoder.save(encoder_dir)
-        out["text"] = fit.text_source(
-            encoder, ctx.item_vectors(), bias=ctx.optional_array(ITEM_BIAS), index=ctx.index(),
-            exact_max_items=ctx.config.index.exact_max_items, encoder_dir=encoder_dir,
-        )  # fmt: skip
-        if encoder_dir is not None:
-            vectors, keys = ctx.optional_array(USER_VECTORS), ctx.optional_array(USER_KEYS)
-            out["text"].set_known_users(vectors, keys)
-    for name, source in fit.FRAME_SOURCES.items():
-        if name in names:
-            out[name] = source.kind.load(ctx.output(name))
-    return out
-
-
 def weights_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Learn the per-segment blend weights on the split (or take the fixed ones)."""
-    weights = fit.learn_blend_weights(blend_sources(ctx), ctx.dataset, ctx.split, ctx.config)
+    weights = fit.learn_blend_weights(ctx.blend_sources(), ctx.dataset, ctx.split, ctx.config)
     weights.log(ctx.tracker)
     weights.save(out / WEIGHTS)
     return {"weights": weights.to_dict()}
@@ -233,7 +197,7 @@ def weights_step(ctx: Context, out: Path) -> dict[str, Any]:
 def users_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Encode every user once from the history the bundle stores (+ profile text), so serving
     answers a known user without running the user tower."""
-    text = blend_sources(ctx)["text"]
+    text = ctx.blend_sources()["text"]
     per_user = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
     vectors, keys = fit.known_user_vectors(text, per_user, profile_texts(ctx.dataset))
     np.save(out / USER_VECTORS, vectors)
@@ -248,16 +212,20 @@ def model_step(ctx: Context, out: Path) -> dict[str, Any]:
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a half-written one from a crashed attempt
     model_dir.mkdir(parents=True)
-    sources = blend_sources(ctx, model_dir / ENCODER_DIR)
+    sources = ctx.blend_sources(model_dir / ENCODER_DIR)
     weights = SegmentWeights.load(ctx.output(WEIGHTS))
     lengths = fit.history_lengths(ctx.split.train, ctx.dataset.n_users)
     ranker = BlendedRanker(sources, weights, ctx.config.blend, lengths)
     items = ctx.dataset.items.select([ITEM_IDX, ITEM_ID, *ctx.dataset.item_text_columns])
     all_histories = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
     write_model_files(
-        model_dir, ranker, items, ctx.dataset.user_map, all_histories,
+        model_dir,
+        ranker,
+        items,
+        ctx.dataset.user_map,
+        all_histories,
         precompute_k=ctx.config.serving.precomputed_k,
-    )  # fmt: skip
+    )
     return {"sources": ranker.names}
 
 

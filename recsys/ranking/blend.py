@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from recsys.config import BlendConfig
+from recsys.errors import RequestError
 from recsys.ranking.base import Query, Recommender, top_k
 from recsys.ranking.candidates import CandidateScores, blend_scores, build_candidates
 from recsys.ranking.explain import explain_with_history
@@ -242,7 +243,7 @@ class BlendedRanker(Recommender):
     def _explain_vectors(self) -> np.ndarray:
         vectors = getattr(self.sources.get("text"), "item_vectors", None)
         if vectors is None:
-            raise ValueError(
+            raise RequestError(
                 "explain=True needs a 'text' source with item_vectors (a ContentRecommender); "
                 f"sources are {self.names}"
             )

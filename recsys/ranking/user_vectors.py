@@ -8,7 +8,7 @@ from JSON carry a `spec` dict; `ContentRecommender.save` records it so `load` re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +19,8 @@ from recsys.vectors import normalize_rows
 
 
 class UserEncoder(Protocol):
+    """(queries, item vectors (n_items, dim)) -> (n, dim) user vectors, unit rows or all zero."""
+
     def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray: ...
 
 
@@ -80,7 +82,7 @@ class TowerUserEncoder:
         return normalize_rows(np.asarray(vectors, dtype=np.float32))
 
 
-def encoder_from_spec(spec: dict[str, Any], base_dir: Path) -> Callable[..., np.ndarray]:
+def encoder_from_spec(spec: dict[str, Any], base_dir: Path) -> UserEncoder:
     """Rebuild a user encoder recorded by `spec`; relative encoder paths start at `base_dir`."""
     kind = spec.get("kind")
     if kind == "history_mean":

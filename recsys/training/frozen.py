@@ -139,10 +139,9 @@ class FrozenTrainer:
 
     def encoder(self, backbone_name: str, backbone_hash: str, **extra) -> TwoTowerEncoder:
         """The trained towers as a TwoTowerEncoder over the (unchanged) base backbone."""
-        return TwoTowerEncoder(
-            self.config, self.modules["adapter"], self.modules["user"], backbone_name,
-            backbone_hash, "frozen", device=self.device, **extra,
-        )  # fmt: skip
+        towers = (self.modules["adapter"], self.modules["user"])
+        backbone = (backbone_name, backbone_hash, "frozen")
+        return TwoTowerEncoder(self.config, *towers, *backbone, device=self.device, **extra)
 
 
 def _seen_before(inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -107,10 +107,13 @@ class PairTrainer:
         """(b, dim) user vectors; grads reach BERT only through the BERT user tower."""
         if self.is_bert_user:
             batch = self.tokenizer(
-                self.user_documents(users, histories), truncation=True, padding=True,
-                max_length=self.config.user_max_length, return_tensors="pt",
+                self.user_documents(users, histories),
+                truncation=True,
+                padding=True,
+                max_length=self.config.user_max_length,
+                return_tensors="pt",
                 return_token_type_ids=False,
-            )  # fmt: skip
+            )
             ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
             return self.modules["user"](ids, mask)
         idx, mask, lengths = (t.to(self.device) for t in pad_histories(histories, 10**9))
@@ -160,10 +163,15 @@ class PairTrainer:
         if self.log_q is not None and self.config.logq_correction:
             log_q = self.log_q[target_t]
         loss = sampled_softmax_loss(
-            user_vectors, vectors[torch.from_numpy(inverse).to(self.device)], target_t,
-            self.config.temperature, log_q, vectors[len(unique):],
-            torch.from_numpy(negatives).to(self.device), self._seen(histories),
-        )  # fmt: skip
+            user_vectors,
+            vectors[torch.from_numpy(inverse).to(self.device)],
+            target_t,
+            self.config.temperature,
+            log_q,
+            vectors[len(unique) :],
+            torch.from_numpy(negatives).to(self.device),
+            self._seen(histories),
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.modules.parameters(), 1.0)
@@ -210,8 +218,7 @@ class PairTrainer:
 
     def encoder(self, backbone_name: str, backbone_hash: str, **extra) -> TwoTowerEncoder:
         """Towers + the trained BERT (saved beside them by TwoTowerEncoder.save)."""
-        return TwoTowerEncoder(
-            self.config, self.modules["adapter"], self.modules["user"], backbone_name,
-            backbone_hash, "full", bert=self.modules["bert"], tokenizer=self.tokenizer,
-            device=self.device, **extra,
-        )  # fmt: skip
+        towers = (self.modules["adapter"], self.modules["user"])
+        backbone = (backbone_name, backbone_hash, "full")
+        bert = {"bert": self.modules["bert"], "tokenizer": self.tokenizer, "device": self.device}
+        return TwoTowerEncoder(self.config, *towers, *backbone, **bert, **extra)

@@ -135,9 +135,20 @@ def build_trainer(
         items, profiles = _state_sources(tokenizer, bert, data, config, device)
     bert.train()
     return PairTrainer(
-        config, bert, tokenizer, items, profiles, data.sequences, data.has_profile,
-        plan.user_tower, device, data.log_q, hard_negatives, data.documents, data.profile_texts,
-    )  # fmt: skip
+        config,
+        bert,
+        tokenizer,
+        items,
+        profiles,
+        data.sequences,
+        data.has_profile,
+        plan.user_tower,
+        device,
+        data.log_q,
+        hard_negatives,
+        data.documents,
+        data.profile_texts,
+    )
 
 
 def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, device: str):
@@ -183,10 +194,14 @@ def _state_sources(tokenizer, bert, data: TrainingData, config: EncoderConfig, d
         layer.requires_grad_(True)
 
     def states(texts: list[str], max_length: int) -> StateSource:
-        cached = top_layer_inputs(
-            texts, config.model_name_or_path, k, max_length, config.embed_batch(device), device,
-            data.cache_dir, lambda: (tokenizer, bert.eval()),
-        )  # fmt: skip
+        base = Featurizer.for_encoder(
+            config,
+            device,
+            max_length,
+            cache_dir=data.cache_dir,
+            loader=lambda: (tokenizer, bert.eval()),
+        )
+        cached = top_layer_inputs(base, texts, k)
         return StateSource(top, *cached)
 
     items = states(data.item_texts, config.max_length)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,8 @@ from torch import nn
 from recsys.atomic import atomic_write_bytes
 from recsys.encoder import backbone as bb
 from recsys.encoder.backbone import mean_pool, pad_token_ids, tokenize_lengths
+from recsys.encoder.features import Featurizer
 from recsys.text.documents import text_hash
-
-Backbone = tuple[Any, nn.Module]
 
 
 class TokenSource:
@@ -124,27 +123,21 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 @torch.inference_mode()
 def top_layer_inputs(
-    texts: Sequence[str],
-    model_name: str,
-    top_layers: int,
-    max_length: int,
-    batch_size: int,
-    device: str,
-    cache_dir: Path | None,
-    load: Callable[[], Backbone] | None = None,
+    base: Featurizer, texts: Sequence[str], top_layers: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden states entering the top `top_layers` BERT layers, for training those layers over a
+    """Hidden states entering the top `top_layers` layers of the base model (its torch loader,
+    max_length, batch size, device and cache directory), for training those layers over a
     frozen bottom. Returns states (n, max_length, hidden) float16 zero-padded and lengths (n,)."""
-    load = load or (lambda: bb.load_backbone(model_name, device))
+    max_length, batch_size, device = base.max_length, base.batch_size, base.device
     hashes = np.array([text_hash(t) for t in texts], dtype="U16")  # no pickle in the npz
     path = None
-    if cache_dir is not None:
-        key = f"{bb.model_hash(model_name)}-L{max_length}-top{top_layers}-{_set_hash(hashes)}"
-        path = Path(cache_dir) / f"{key}.npz"
+    if base.cache_dir is not None:
+        key = f"{base.cache_key()}-top{top_layers}-{_set_hash(hashes)}"
+        path = base.cache_dir / f"{key}.npz"
         if path.is_file():
             cached = _load_npz(path)
             return cached["states"], cached["lengths"]
-    tokenizer, model = load()
+    tokenizer, model = base.loader()
     n_layers = int(model.config.num_hidden_layers)
     if not 0 < top_layers <= n_layers:
         raise ValueError(f"trainable_layers must be in 1..{n_layers}, found {top_layers}")

@@ -86,7 +86,7 @@ def train_encoder(
     config: EncoderConfig,
     text_config: TextConfig,
     out_dir: Path,
-    tracker: Tracker = NullTracker(),
+    tracker: Tracker | None = None,
     resume: bool = False,
     progress: bool = True,
     *,
@@ -99,7 +99,9 @@ def train_encoder(
     cache_dir holds the frozen BERT features (default: <out_dir>/../feature-cache), so reruns
     skip BERT. resume=True continues from out_dir/checkpoint when one exists (the config must be
     the same). hard_negatives(user_idx (b,)) -> item_idx (b, h) feeds mined negatives to the
-    in-batch loss. on_epoch_end(epoch, record) runs after each epoch's checkpoint is written."""
+    in-batch loss. on_epoch_end(epoch, record) runs after each epoch's checkpoint is written.
+    tracker: where parameters and metrics go (None: a fresh NullTracker, nothing recorded)."""
+    tracker = NullTracker() if tracker is None else tracker
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir.parent / "feature-cache"
     device = bb.pick_device(config.device)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from recsys.encoder.backbone import load_backbone, pooled_embeddings
+from recsys.encoder.features import Featurizer
 from recsys.training.text_sources import (
     StateSource,
     TokenSource,
@@ -19,9 +20,8 @@ TEXTS = ["the red robot", "a love story about the prince", "ghost ship", "jazz c
 @pytest.mark.parametrize("top", [1, 2])
 def test_top_layers_over_cached_states_reproduce_the_full_bert(tiny_bert_dir, tmp_path, top):
     tokenizer, bert = load_backbone(tiny_bert_dir)
-    states, lengths = top_layer_inputs(
-        TEXTS, tiny_bert_dir, top, 16, 2, "cpu", tmp_path, lambda: (tokenizer, bert)
-    )
+    base = Featurizer(tiny_bert_dir, 16, 2, cache_dir=tmp_path, loader=lambda: (tokenizer, bert))
+    states, lengths = top_layer_inputs(base, TEXTS, top)
     assert states.shape == (len(TEXTS), 16, bert.config.hidden_size)
     source = StateSource(top_layers_model(bert, top).eval(), states, lengths)
     with torch.no_grad():
@@ -34,4 +34,4 @@ def test_top_layers_over_cached_states_reproduce_the_full_bert(tiny_bert_dir, tm
 
 def test_top_layers_out_of_range_is_an_error(tiny_bert_dir):
     with pytest.raises(ValueError, match="trainable_layers must be in 1..2"):
-        top_layer_inputs(TEXTS, tiny_bert_dir, 3, 16, 2, "cpu", None)
+        top_layer_inputs(Featurizer(tiny_bert_dir, 16, 2), TEXTS, 3)

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from blend_world import make_world
 
 from recsys.config import BlendConfig
+from recsys.errors import RequestError
 from recsys.ids import IdMap
 from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.content import ContentRecommender
@@ -78,3 +79,10 @@ def test_rank_users_from_given_histories(model):
     assert not {"i3", "i11"} & set(frame["item_id"].to_list()[:4])
     empty = model.rank_users([], 3)
     assert empty.height == 0 and empty.columns == ["user_id", "rank", "item_id", "score"]
+
+
+def test_a_filter_on_an_unknown_field_is_a_request_error(model):
+    with pytest.raises(RequestError, match="unknown filter field 'colour'"):
+        model.recommend(user_id="u0", k=3, filters=[("colour", "red")])
+    kept = model.recommend(user_id="u0", k=3, filters=[("genre", "topic 3")])["items"]
+    assert kept and all(int(it["item_id"][1:]) % 8 == 3 for it in kept)
