@@ -225,10 +225,6 @@ def register_bundle(
     return str(version.version)
 
 
-def set_alias(model_name: str, alias: str, registry_version: str) -> None:
-    client().set_registered_model_alias(model_name, alias, registry_version)
-
-
 def bundle_for_alias(model_name: str, alias: str) -> tuple[str, str] | None:
     """(bundle_version, bundle_path) behind a registered-model alias, or None when unset."""
     import mlflow.exceptions
