@@ -266,7 +266,7 @@ def evaluate_bundles(paths: Sequence[Path], args: argparse.Namespace) -> None:
     test = Round("test", train_valid, split.test, ds.n_users, ds.n_items)
     results = {}
     for path in paths:
-        model = RecommenderModel.load(path)
+        model = RecommenderModel.load(path, evaluated=True)  # the split-fitted ranker
         if model.item_map.ids != ds.item_map.ids or model.users.ids != ds.user_map.ids:
             raise SystemExit(f"{path}: its item/user ids differ from {name}'s; not comparable")
         results[f"{model.version} {'+'.join(model.ranker.names)}"] = evaluate(model.ranker, test)

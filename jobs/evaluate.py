@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     root = workdir(args)
     path_a = resolve_bundle(args.a, root, cfg.nightly.registered_model)
     path_b = resolve_bundle(args.b, root, cfg.nightly.registered_model)
-    model_a, model_b = RecommenderModel.load(path_a), RecommenderModel.load(path_b)
+    # never a ranker refitted on every interaction: it has seen the held-out ones
+    model_a = RecommenderModel.load(path_a, evaluated=True)
+    model_b = RecommenderModel.load(path_b, evaluated=True)
     dataset = load_dataset(args.data, cfg.data)
     split = split_interactions(dataset.interactions, cfg.split)
     names = (f"A {model_a.version}", f"B {model_b.version}")

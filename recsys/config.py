@@ -272,6 +272,10 @@ class NightlyConfig(_Section):
     """MLflow registered-model name of the published bundles."""
     experiment: str = "recsys-nightly"
     """MLflow experiment of the nightly runs."""
+    refit: bool = True
+    """Publish sources refitted on every interaction given (collaborative model, popularity, the
+    cold-item prior's counts) with the hyperparameters and blend weights chosen on the split; the
+    gate and A/B reports still judge the split-fitted candidate. false: publish that candidate."""
 
 
 class ServingConfig(_Section):

@@ -47,7 +47,20 @@ def _index_tags(result: dict[str, Any]) -> dict[str, Any]:
     return {"index_type": result["factory"], "ann_recall": result["recall_at_10"]}
 
 
+def _refit(ctx: Context) -> bool:
+    return ctx.config.nightly.refit
+
+
+def _refit_text(ctx: Context) -> bool:
+    return ctx.config.nightly.refit and ctx.uses_text
+
+
+def _refit_tags(result: dict[str, Any]) -> dict[str, Any]:
+    return {"refit": "true", "refit_sources_key": result["key"]}
+
+
 TRAIN = stages.train_frame  # the split's train part: validation choices are made on it
+ALL = stages.all_frame  # every interaction given: what is published is refitted on it
 # The job, in order: a step runs when its condition holds (or resumes from its manifest), and
 # later steps read what it provides. Adding a step is one line here.
 STEPS: tuple[Step, ...] = (
@@ -63,6 +76,10 @@ STEPS: tuple[Step, ...] = (
     Step("model", stages.model_step, provides=(files.MODEL,)),
     Step("evaluate", stages.evaluate_step),
     Step("gate", stages.gate_step),
+    # Refit for publishing: the same sources, hyperparameters and weights, on every interaction.
+    Step("refit", stages.fit_sources_step(ALL), _refit, tuple(FRAME_SOURCES), _refit_tags),
+    Step("refit_prior", stages.prior_step(ALL), _refit_text, (files.ITEM_BIAS,)),
+    Step("published", stages.published_step, _refit, (files.MODEL,)),
     Step("publish", stages.publish_step),
     Step("register", stages.register_step, _tracked),
     Step("prune", stages.prune_step),

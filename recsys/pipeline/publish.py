@@ -46,6 +46,7 @@ def manifest_fields(
         "user_count": ctx.dataset.n_users,
         "sources": list(ctx.config.blend.sources),
         "library_versions": library_versions(),
+        "fit": fit_record(ctx),
     }
     if ctx.uses_text:
         encoder = ctx.result(ctx.providers[ENCODER])
@@ -59,6 +60,19 @@ def manifest_fields(
             ann_recall_at_10=index["recall_at_10"],
         )
     return fields
+
+
+def fit_record(ctx: Context) -> dict[str, Any]:
+    """What the evaluated candidate and the published ranker were fitted on (MLflow gets the same
+    as tags): interactions and the fitted-source cache key of each."""
+    evaluated = {"interactions": ctx.split.train.height, "sources_key": ctx.result("collab")["key"]}
+    record: dict[str, Any] = {"refit": ctx.config.nightly.refit, "evaluated": evaluated}
+    if ctx.config.nightly.refit:
+        record["published"] = {
+            "interactions": ctx.dataset.interactions.height,
+            "sources_key": ctx.result("refit")["key"],
+        }
+    return record
 
 
 def library_versions() -> dict[str, str]:

@@ -37,7 +37,12 @@ from recsys.pipeline.context import (
 )
 from recsys.pipeline.gate import decide
 from recsys.ranking.blend import BlendedRanker
-from recsys.ranking.model import RecommenderModel, write_model_files
+from recsys.ranking.model import (
+    EVALUATED_RANKER_DIR,
+    RANKER_DIR,
+    RecommenderModel,
+    write_model_files,
+)
 from recsys.ranking.segments import SegmentWeights
 from recsys.schema import ITEM_ID, ITEM_IDX
 from recsys.text.documents import item_documents, profile_texts
@@ -49,6 +54,11 @@ ENCODER_DIR = "encoder"  # the encoder's copy inside the model directory
 def train_frame(ctx: Context) -> pl.DataFrame:
     """The split's training interactions: what validation choices (weights, gate) are made on."""
     return ctx.split.train
+
+
+def all_frame(ctx: Context) -> pl.DataFrame:
+    """Every interaction the nightly was given: what the published sources are refitted on."""
+    return ctx.dataset.interactions
 
 
 def validate_step(ctx: Context, out: Path) -> dict[str, Any]:
@@ -206,27 +216,43 @@ def users_step(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def model_step(ctx: Context, out: Path) -> dict[str, Any]:
-    """Write the complete serving model (the bundle's contents): the encoder copied in, every
-    source, the learned weights, ids, items, histories and the precomputed top-k."""
+    """Write the candidate the gate evaluates, its sources fitted on the split's training part:
+    the encoder copied in, every source, the learned weights, ids, items and histories — and,
+    when it is what gets published (nightly.refit off), the precomputed top-k."""
+    lengths = fit.history_lengths(ctx.split.train, ctx.dataset.n_users)
+    precompute = 0 if ctx.config.nightly.refit else ctx.config.serving.precomputed_k
+    ranker = _write_model(ctx, out / MODEL, lengths, precompute)
+    return {"sources": ranker.names}
+
+
+def published_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Write the model to publish: the sources refitted on every interaction (the refit steps)
+    with the weights chosen on the split; users' segments by their whole history; every user's
+    top-k. The evaluated candidate's ranker goes beside it (EVALUATED_RANKER_DIR), so offline
+    A/B reports and later gates judge what was fitted without the held-out interactions."""
+    lengths = fit.history_lengths(ctx.dataset.interactions, ctx.dataset.n_users)
     model_dir = out / MODEL
+    ranker = _write_model(ctx, model_dir, lengths, ctx.config.serving.precomputed_k)
+    evaluated = ctx.step_dir("model") / MODEL / RANKER_DIR
+    shutil.copytree(evaluated, model_dir / EVALUATED_RANKER_DIR)
+    for name in (USER_VECTORS, USER_KEYS):  # only the served ranker answers known users by key
+        (model_dir / EVALUATED_RANKER_DIR / "text" / name).unlink(missing_ok=True)
+    return {"sources": ranker.names, "refit": ctx.result("refit")["key"]}
+
+
+def _write_model(ctx: Context, model_dir: Path, lengths: np.ndarray, precompute: int) -> Any:
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a half-written one from a crashed attempt
     model_dir.mkdir(parents=True)
     sources = ctx.blend_sources(model_dir / ENCODER_DIR)
     weights = SegmentWeights.load(ctx.output(WEIGHTS))
-    lengths = fit.history_lengths(ctx.split.train, ctx.dataset.n_users)
     ranker = BlendedRanker(sources, weights, ctx.config.blend, lengths)
     items = ctx.dataset.items.select([ITEM_IDX, ITEM_ID, *ctx.dataset.item_text_columns])
     all_histories = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
     write_model_files(
-        model_dir,
-        ranker,
-        items,
-        ctx.dataset.user_map,
-        all_histories,
-        precompute_k=ctx.config.serving.precomputed_k,
+        model_dir, ranker, items, ctx.dataset.user_map, all_histories, precompute_k=precompute
     )
-    return {"sources": ranker.names}
+    return ranker
 
 
 def evaluate_step(ctx: Context, out: Path) -> dict[str, Any]:
@@ -240,7 +266,7 @@ def evaluate_step(ctx: Context, out: Path) -> dict[str, Any]:
         means = {name: float(v.mean()) for name, v in alone.metrics.items()}
         result["users"] = int(next(iter(alone.metrics.values())).size)
     else:
-        champion = RecommenderModel.load(champion_dir)
+        champion = RecommenderModel.load(champion_dir, evaluated=True)  # never a refitted one
         ab = abtest.compare_models(
             champion, candidate, ctx.dataset, ctx.split, ctx.config, ("champion", "candidate")
         )

@@ -29,6 +29,10 @@ ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
     "histories.npz",
     "ranker",
 )
+# A refitted bundle also holds the ranker the nightly evaluated (its sources fitted on the split's
+# training part only): offline evaluation and the gate judge that one, never the refitted ranker,
+# which has seen the held-out interactions. Same depth as RANKER_DIR: relative paths still hold.
+EVALUATED_RANKER_DIR = "ranker-evaluated"
 
 
 class RecommenderModel:
@@ -61,8 +65,14 @@ class RecommenderModel:
         self._lowered = {c: items[c].fill_null("").str.to_lowercase() for c in self.filter_fields}
 
     @classmethod
-    def load(cls, bundle_dir: Path, verify_files: bool = True) -> RecommenderModel:
-        """Verify every file's sha256 (unless told not to), then load. Raises BundleError."""
+    def load(
+        cls, bundle_dir: Path, verify_files: bool = True, evaluated: bool = False
+    ) -> RecommenderModel:
+        """Verify every file's sha256 (unless told not to), then load. Raises BundleError.
+
+        evaluated=True (offline evaluation, the gate): the ranker fitted on the split's training
+        part when the bundle was refitted on every interaction (EVALUATED_RANKER_DIR), else the
+        one ranker it has; no precomputed top-k (those are the served ranker's)."""
         bundle_dir = Path(bundle_dir)
         if verify_files:
             manifest = verify(bundle_dir)
@@ -75,9 +85,12 @@ class RecommenderModel:
             users = IdMap.load(bundle_dir / USERS_FILE)
             with np.load(bundle_dir / HISTORIES_FILE, allow_pickle=False) as npz:
                 indptr, history = npz["indptr"], npz["indices"]
-            ranker = BlendedRanker.load(bundle_dir / RANKER_DIR)
+            held_apart = evaluated and (bundle_dir / EVALUATED_RANKER_DIR).is_dir()
+            ranker = BlendedRanker.load(
+                bundle_dir / (EVALUATED_RANKER_DIR if held_apart else RANKER_DIR)
+            )
             topk = None
-            if (bundle_dir / TOPK_FILE).is_file():
+            if (bundle_dir / TOPK_FILE).is_file() and not held_apart:
                 topk = PrecomputedTopK.load(bundle_dir / TOPK_FILE, len(users))
         except BundleError:
             raise

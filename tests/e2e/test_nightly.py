@@ -76,7 +76,7 @@ def test_publish_then_nothing_new_then_incremental(world, tmp_path):
     assert (embed["computed"], embed["reused"]) == (3, 297)
     # runs/: the run in progress whole; the first run (its bundle kept) only as step manifests
     assert {p.name for p in (tmp_path / "runs" / first.run_key).iterdir()} == {"steps"}
-    assert (tmp_path / "runs" / third.run_key / "blend" / "model").is_dir()
+    assert (tmp_path / "runs" / third.run_key / "published" / "model").is_dir()
     assert _step(tmp_path, third.run_key, "prune")["runs_trimmed"] == [first.run_key]
     assert _run(world["data"], config, tmp_path).published is None  # still "nothing new"
 
@@ -106,8 +106,12 @@ def test_new_items_get_a_text_popularity_prior(world, tmp_path):
     assert bias is not None and (bias[new_idx] != 0).all()
     dataset = load_dataset(data, config.data)
     train = split_interactions(dataset.interactions, config.split).train
-    trained = np.unique(train["item_idx"].to_numpy())
+    trained = np.unique(dataset.interactions["item_idx"].to_numpy())  # refit: on every one
     assert (bias[trained] == 0).all()
+    evaluated = RecommenderModel.load(bundle.current_bundle(tmp_path / "on"), evaluated=True)
+    split_bias = evaluated.ranker.sources["text"].item_bias  # the candidate's: split.train counts
+    assert (split_bias[np.unique(train["item_idx"].to_numpy())] == 0).all()
+    assert (split_bias[new_idx] != 0).all()
     ids, _ = model.ranker.sources["text"].recommend(
         [model.query_for(None, [], "a sequel")[0]], k=len(model.item_map)
     )
@@ -206,6 +210,9 @@ STEPS = [
     "model",
     "evaluate",
     "gate",
+    "refit",
+    "refit_prior",
+    "published",
     "publish",
     "prune",
 ]
