@@ -58,6 +58,9 @@ def client(tmp_path):
         workdir = tmp_path / "var"
         workdir.mkdir(exist_ok=True)
         (workdir / "CURRENT").write_text("v1\n")
+        # the holder serves only published versions; the model itself comes from `loader`
+        (workdir / "bundles" / "v1").mkdir(parents=True, exist_ok=True)
+        (workdir / "bundles" / "v1" / "manifest.json").write_text('{"version": "v1"}')
         model = _model(user_encoder)
         app = create_app(ServingConfig(poll_seconds=0), workdir, loader=lambda path: model)
         start_holder(app, load_now=True, watch=False)
