@@ -67,7 +67,7 @@ def run_nightly(
             return NightlyResult(key, None, False, message)
         dataset = load_dataset(data_dir, config.data)  # raises DataValidationError: nothing runs
         split = split_interactions(dataset.interactions, config.split)
-        parent = _parent_run(stack, track, config, key, data_hash)
+        parent = _parent_run(stack, track, config, key, data_hash, workdir)
         ctx = stages.Context(dataset, split, config, workdir, run_dir, parent, progress)
         ctx.run_id = parent.run_id
         job = _Job(ctx, runner, parent, track, until)
@@ -131,7 +131,7 @@ def _steps(job: _Job, key: str, data_hash: str, say: Callable[[str], None]) -> N
     gate = step("gate", lambda c, out: gate_step(c, evaluation))
     result = step("publish", lambda c, out: publish_step(c, key, data_hash, evaluation, gate))
     if job.track:
-        step("register", lambda c, out: register_step(c, parent, result, gate))
+        step("register", lambda c, out: register_step(c, parent, result, gate, evaluation))
     step("prune", lambda c, out: retention.prune(c.workdir, c.config, key))
     verb = "promoted to champion" if gate["promote"] else "published as challenger (held)"
     message = f"bundle {result['version']} {verb}: " + "; ".join(gate["reasons"])
@@ -143,12 +143,15 @@ def _steps(job: _Job, key: str, data_hash: str, say: Callable[[str], None]) -> N
     return NightlyResult(key, result["version"], gate["promote"], message, steps)
 
 
-def _parent_run(stack: ExitStack, track: bool, config: PipelineConfig, key: str, data_hash: str):
+def _parent_run(
+    stack: ExitStack, track: bool, config: PipelineConfig, key: str, data_hash: str, workdir: Path
+):
     if not track:
         return tracking.NullTracker()
     tags = {"run_key": key, "data_hash": data_hash, "config_hash": config_hash(config)}
+    tags["workdir"] = str(workdir.resolve())  # runs of several work directories in one store
     parent = stack.enter_context(
-        tracking.start_run(config.nightly.experiment, "nightly", tags=tags)
+        tracking.start_run(config.nightly.experiment, "nightly", tags=tags, workdir=workdir)
     )
     parent.log_params(config.model_dump(mode="json"))
     return parent
@@ -230,18 +233,29 @@ def publish_step(
     return {"version": version, "pointer": pointer}
 
 
-def register_step(ctx: stages.Context, parent, result: dict, gate: dict) -> dict[str, Any]:
+def register_step(
+    ctx: stages.Context, parent, result: dict, gate: dict, evaluation: dict
+) -> dict[str, Any]:
+    """Headline metrics on the nightly's parent run, then the bundle logged there as a pyfunc
+    model, registered, and the champion (or challenger) alias pointed at it."""
     alias = "champion" if gate["promote"] else "challenger"
+    name = tracking.registered_model_name(ctx.workdir, ctx.config.nightly.registered_model)
+    parent.log_metrics(headline_metrics(evaluation, gate, ctx.config.eval.k))
     path = bundle.bundles_dir(ctx.workdir) / result["version"]
-    parent.log_artifact(path / bundle.MANIFEST, "bundle")
-    registry_version = tracking.register_bundle(
-        parent, ctx.config.nightly.registered_model, result["version"], path, alias
-    )
-    return {
-        "registered_model": ctx.config.nightly.registered_model,
-        "registry_version": registry_version,
-        "alias": alias,
-    }
+    reason = "nightly gate: " + "; ".join(gate["reasons"])
+    version = tracking.log_bundle_model(parent, name, result["version"], path, alias, reason)
+    return {"registered_model": name, "registry_version": version, "alias": alias}
+
+
+def headline_metrics(evaluation: dict, gate: dict, k: int) -> dict[str, float]:
+    """What compares nights in the MLflow UI: the candidate's (and the champion's) metrics at k
+    on the held-out users, how many users, and whether the gate promoted."""
+    out = {f"candidate_{name}_at_{k}": v for name, v in evaluation["candidate"].items()}
+    for name, value in (evaluation.get("champion") or {}).items():
+        out[f"champion_{name}_at_{k}"] = value
+    out["eval_users"] = float(evaluation.get("users") or 0)
+    out["promoted"] = float(gate["promote"])
+    return out
 
 
 def _describe(ctx: stages.Context) -> dict[str, Any]:
