@@ -260,14 +260,15 @@ def log_bundle_model(
 @contextmanager
 def _fluent_store(uri: str) -> Iterator[None]:
     """MLflow's fluent API (log_model, register_model) on `uri` for a moment, then the caller's
-    URIs exactly as they were: mlflow.set_tracking_uri also rewrites $MLFLOW_TRACKING_URI."""
+    URIs exactly as they were (mlflow.set_tracking_uri and set_registry_uri also rewrite
+    $MLFLOW_TRACKING_URI and $MLFLOW_REGISTRY_URI)."""
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     import mlflow
 
     saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     saved_env = {name: os.environ.get(name) for name in names}
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar in job logs
     mlflow.set_tracking_uri(uri)

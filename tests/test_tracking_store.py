@@ -25,6 +25,9 @@ def test_artifacts_of_a_user_sqlite_store_go_beside_it(tmp_path, monkeypatch):
         tracking.log_bundle_model(run, "recsys-test", "v1", bundle_dir, "champion", "test")
     assert list(elsewhere.iterdir()) == []  # no ./mlruns (nor anything else) where it started
     assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{store}"  # the user's, kept
+    assert "MLFLOW_REGISTRY_URI" not in os.environ and mlflow.get_tracking_uri() == str(
+        f"sqlite:///{store}"
+    )  # MLflow's fluent API was pointed at the store only while logging
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
     location = client.get_experiment_by_name("exp").artifact_location
     assert location == (store.parent / "artifacts").as_uri()
