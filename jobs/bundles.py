@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     root = workdir(args)
     if args.bundles_command == "rollback":
+        # The config first: a bad one stops the command before anything has moved.
+        name = tracking.registered_model_name(root, config(args).nightly.registered_model)
         try:
             previous = bundle.read_pointer(root)
         except bundle.BundleError:
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"CURRENT -> {version}")
         if not args.no_tracking:
             reason = f"rollback (recsys bundles rollback) from {previous or 'nothing'} to {version}"
-            _follow(root, args, version, reason + (f": {args.reason}" if args.reason else ""))
+            _follow(root, name, version, reason + (f": {args.reason}" if args.reason else ""))
         return 0
     if args.bundles_command == "verify":
         version = args.version or bundle.read_pointer(root)
@@ -59,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
     return _list(root, args.json)
 
 
-def _follow(root: Path, args: argparse.Namespace, version: str, reason: str) -> None:
+def _follow(root: Path, name: str, version: str, reason: str) -> None:
     """Point the champion alias at the rolled-back-to version; say what happened either way."""
-    name = tracking.registered_model_name(root, config(args).nightly.registered_model)
     off = tracking.registry_off(root)
     if off is not None:
         print(f"MLflow alias not moved: {off}", file=sys.stderr)
