@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise BundleError(f"--k {args.k}: expected at most the bundle's {n_items} items ({path})")
     users = model.users.ids if args.all else read_user_ids(args.users)
     start = time.perf_counter()
-    frame = model.recommend_batch(users, args.k)
+    frame = model.rank_users(users, args.k)
     seconds = time.perf_counter() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -9,10 +9,12 @@ import os
 import stat
 from pathlib import Path
 
+from recsys.errors import UserError
+
 MANIFEST = "manifest.json"
 
 
-class BundleError(Exception):
+class BundleError(UserError):
     """A bundle that cannot be used: the message says which file and what is wrong."""
 
 

@@ -16,6 +16,9 @@ from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from recsys.errors import UserError
+from recsys.sources import SOURCES, SourceName
+
 
 class _Section(BaseModel):
     # Each field's docstring is its description: `recsys config schema`, configs/default.toml.
@@ -190,8 +193,9 @@ class CollabConfig(_Section):
 class BlendConfig(_Section):
     """Candidate generation and per-segment blending (recsys.ranking)."""
 
-    sources: list[Literal["text", "collab", "popularity"]] = ["text", "collab", "popularity"]
-    """Recommender sources blended (text: the towers; collab: LightFM/ALS; popularity)."""
+    sources: list[SourceName] = list(SOURCES)
+    """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
+    popularity)."""
     candidates_per_source: int = Field(200, ge=1)
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]
@@ -310,7 +314,7 @@ class PipelineConfig(_Section):
     serving: ServingConfig = ServingConfig()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
@@ -420,15 +424,6 @@ def toml_value(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(value)
-
-
-def dump_toml(config: PipelineConfig) -> str:
-    """A config as a TOML file that load_config reads back to an equal config."""
-    lines = []
-    for section, values in config.model_dump(mode="json").items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(v)}" for key, v in values.items() if v is not None]
-    return "\n".join(lines) + "\n"
 
 
 def documented_toml(config: PipelineConfig, origins: Mapping[str, str] | None = None) -> str:

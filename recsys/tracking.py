@@ -1,10 +1,11 @@
-"""Tracking: the only module in recsys/ that imports mlflow (lazily, never at import time).
+"""Tracking: recsys/'s mlflow import (lazily, never at import time; besides the pyfunc file).
 
 Stages receive a `Tracker` and call log_params / log_metrics / log_artifact / set_tags on it; tests
 and library users who do not track pass `NullTracker()`. Also the model registry: a published
-bundle logged as a pyfunc model (recsys/mlflow_pyfunc.py, "Models from Code"), registered, and
-its aliases moved by the nightly and by rollbacks. Where runs go and the registered model's name
-derive from the work directory (see tracking_uri and registered_model_name).
+bundle logged as a pyfunc model (recsys/ranking/mlflow_pyfunc.py, "Models from Code"),
+registered, and its aliases moved by the nightly and by rollbacks. Where runs go and the
+registered model's name derive from the work directory (see tracking_uri and
+registered_model_name).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 DEFAULT_DIR_ENV = "RECSYS_MLFLOW_DIR"  # where the default sqlite store lives (default: see below)
-MODEL_CODE = Path(__file__).with_name("mlflow_pyfunc.py")  # the pyfunc model, logged by path
+# the pyfunc model, logged by path
+MODEL_CODE = Path(__file__).parent / "ranking" / "mlflow_pyfunc.py"
 MODEL_ARTIFACT = "bundle"  # the pyfunc model's artifact key: a copy of the bundle directory
 CHAMPION = "champion"
 
@@ -232,7 +234,7 @@ def log_bundle_model(
     reason: str,
 ) -> str:
     """Log a published bundle as a pyfunc model of the tracker's run (Models from Code: the
-    python_model is recsys/mlflow_pyfunc.py, the bundle directory its artifact "bundle"),
+    python_model is recsys/ranking/mlflow_pyfunc.py, the bundle directory its artifact "bundle"),
     register it as a new version of `model_name`, point `alias` at it and record `reason`.
 
     Tags on the version name the bundle version and its location. Returns the version number."""

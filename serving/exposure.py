@@ -22,8 +22,11 @@ def process_path(path: str | Path) -> Path:
     """This process's file for a configured log path: exposure.jsonl -> exposure.<host>.<pid>.jsonl.
 
     One file per process and host (a pod's hostname is its name), so replicas on a shared volume
-    never write the same file; `recsys ab-report --exposures exposure.jsonl` reads them all."""
+    never write the same file; `recsys ab-report --exposures exposure.jsonl` reads them all.
+    A special file (a character device or FIFO, e.g. /dev/stdout) is written as it is."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        return path
     host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()) or "host"
     return path.with_name(f"{path.stem}.{host}.{os.getpid()}{path.suffix}")
 

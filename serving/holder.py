@@ -25,6 +25,7 @@ from typing import Any
 from recsys import bundle as bundles
 from serving.fleet import Fleet, file_signature
 from serving.metrics import Metrics
+from serving.served import ServedModel
 
 log = logging.getLogger("recsys.serving")
 
@@ -46,7 +47,7 @@ def load_verified(bundle_dir: Path) -> Any:
 @dataclass(frozen=True)
 class Served:
     version: str
-    model: Any  # recsys.ranking.model.RecommenderModel
+    model: ServedModel  # recsys.ranking.model.RecommenderModel
 
 
 @dataclass(frozen=True)

@@ -164,9 +164,9 @@ def test_known_users_are_served_from_vectors_encoded_at_publish(built):
     import numpy as np
 
     from recsys.data.loaders import load_dataset
-    from recsys.encoder.setup import profile_texts
     from recsys.ranking.base import Query
     from recsys.ranking.model import RecommenderModel
+    from recsys.text.documents import profile_texts
 
     source, version = built
     model = RecommenderModel.load(source / "bundles" / version)

@@ -4,7 +4,7 @@ MLflow loads this file by path: recsys.tracking.log_bundle_model logs it as `pyt
 a copy of the bundle directory as the artifact "bundle". load_context loads that copy (every
 file's sha256 checked); predict takes a frame of user_id (and optional k) and returns top-k in
 the long format of `recsys recommend` (user_id, rank, item_id, score), from the same
-RecommenderModel.recommend_batch. No pickle; nothing of training is imported. The set_model call
+RecommenderModel.rank_users. No pickle; nothing of training is imported. The set_model call
 at the end is MLflow's Models-from-Code contract: nothing in recsys imports this module.
 """
 
@@ -42,7 +42,7 @@ class BundleModel(PythonModel):
         parts = []
         for k, group in requests.groupby("k", sort=True):
             users = list(dict.fromkeys(group["user_id"]))  # each (user, k) ranked once
-            frame = self.model.recommend_batch(users, int(k)).to_pandas()
+            frame = self.model.rank_users(users, int(k)).to_pandas()
             parts.append(frame.assign(k=int(k)))
         if not parts:
             return _empty()
