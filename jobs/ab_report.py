@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from jobs.common import add_common_arguments, config, setup_logging
+from jobs.common import add_common_arguments, config, setup_logging, workdir
 from recsys import tracking
 from recsys.config import ConfigError
 from recsys.data.loaders import read_tables
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     print(f"report: {report}")
     if not args.no_tracking:
-        with tracking.start_run("recsys-ab-report", "ab-report") as run_:
+        with tracking.start_run("recsys-ab-report", "ab-report", workdir=workdir(args)) as run_:
             run_.set_tags({"verdict": result.verdict.decision, "window": args.window})
             if math.isfinite(result.sample_ratio.p_value):
                 run_.log_metrics({"srm_p_value": result.sample_ratio.p_value})

@@ -2,7 +2,9 @@
 
 `rollback` walks back through the champions (A -> B -> C -> D: C, B, then A); one that would change
 nothing (CURRENT already names it, or no earlier champion is published) exits 1 and says why.
-`rollback VERSION` also repairs an unreadable CURRENT."""
+`rollback VERSION` also repairs an unreadable CURRENT. Then the MLflow `champion` alias follows
+CURRENT, with the reason recorded on the version; when it cannot (nothing registered, MLflow
+down), the rollback still stands: a warning, exit 0 (a retried rollback would go back further)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from jobs.common import add_common_arguments, setup_logging, workdir
-from recsys import bundle
+from jobs.common import add_common_arguments, config, setup_logging, workdir
+from recsys import bundle, tracking
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "rollback", help="point CURRENT at VERSION (default: the champion before the present one)"
     )
     back.add_argument("version", nargs="?", help="bundle version (default: previous champion)")
+    back.add_argument("--reason", default="", help="why, recorded with the MLflow alias")
+    back.add_argument(
+        "--no-tracking", action="store_true", help="leave the MLflow champion alias alone"
+    )
     check = sub.add_parser("verify", help="check every file's sha256 against the manifest")
     check.add_argument("version", nargs="?", help="bundle version (default: CURRENT)")
     for cmd in (listing, back, check):
@@ -33,8 +39,17 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     root = workdir(args)
     if args.bundles_command == "rollback":
+        # The config first: a bad one stops the command before anything has moved.
+        name = tracking.registered_model_name(root, config(args).nightly.registered_model)
+        try:
+            previous = bundle.read_pointer(root)
+        except bundle.BundleError:
+            previous = None  # an unreadable CURRENT: rollback VERSION repairs it
         version = bundle.rollback(root, args.version)
         print(f"CURRENT -> {version}")
+        if not args.no_tracking:
+            reason = f"rollback (recsys bundles rollback) from {previous or 'nothing'} to {version}"
+            _follow(root, name, version, reason + (f": {args.reason}" if args.reason else ""))
         return 0
     if args.bundles_command == "verify":
         version = args.version or bundle.read_pointer(root)
@@ -44,6 +59,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"ok: {version}: {len(manifest['files'])} files match the manifest")
         return 0
     return _list(root, args.json)
+
+
+def _follow(root: Path, name: str, version: str, reason: str) -> None:
+    """Point the champion alias at the rolled-back-to version; say what happened either way."""
+    off = tracking.registry_off(root)
+    if off is not None:
+        print(f"MLflow alias not moved: {off}", file=sys.stderr)
+        return
+    try:
+        registry_version = tracking.set_alias(name, tracking.CHAMPION, version, reason, root)
+    except Exception as exc:  # noqa: BLE001 - CURRENT has moved; the registry is bookkeeping
+        print(
+            f"warning: CURRENT names {version} but the MLflow alias {name}@champion was not "
+            f"moved: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return
+    print(f"{name}@champion -> version {registry_version}")
 
 
 def _list(root: Path, as_json: bool) -> int:

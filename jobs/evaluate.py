@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     cfg = config(args)
     root = workdir(args)
-    path_a = resolve_bundle(args.a, root, cfg.nightly.registered_model)
-    path_b = resolve_bundle(args.b, root, cfg.nightly.registered_model)
+    registered = tracking.registered_model_name(root, cfg.nightly.registered_model)
+    path_a = resolve_bundle(args.a, root, registered)
+    path_b = resolve_bundle(args.b, root, registered)
     # never a ranker refitted on every interaction: it has seen the held-out ones
     model_a = RecommenderModel.load(path_a, evaluated=True)
     model_b = RecommenderModel.load(path_b, evaluated=True)
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {metric}@{k}: A {summary_a[metric]:.4f}  B {summary_b[metric]:.4f}  ({kind})")
     print(f"report: {report}")
     if not args.no_tracking:
-        with tracking.start_run("recsys-evaluate", "evaluate") as run_:
+        with tracking.start_run("recsys-evaluate", "evaluate", workdir=root) as run_:
             run_.set_tags(
                 {"a": model_a.version, "b": model_b.version, "verdict": result.verdict.decision}
             )

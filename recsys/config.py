@@ -268,8 +268,9 @@ class NightlyConfig(_Section):
 
     keep_bundles: int = Field(5, ge=1)
     """Published bundles kept for rollback (CURRENT and CHALLENGER always are)."""
-    registered_model: str = "recsys"
-    """MLflow registered-model name of the published bundles."""
+    registered_model: str | None = Field(None, min_length=1)
+    """MLflow registered-model name of the published bundles; unset: recsys-<work directory
+    name>-<8 hex of its absolute path>, so two work directories never share one."""
     experiment: str = "recsys-nightly"
     """MLflow experiment of the nightly runs."""
     refit: bool = True

@@ -1,19 +1,30 @@
-"""Tracking: the only module in recsys/ that imports mlflow (lazily, never at import time).
+"""Tracking: recsys/'s mlflow import (lazily, never at import time; besides the pyfunc file).
 
 Stages receive a `Tracker` and call log_params / log_metrics / log_artifact / set_tags on it; tests
-and library users who do not track pass `NullTracker()`.
+and library users who do not track pass `NullTracker()`. Also the model registry: a published
+bundle logged as a pyfunc model (recsys/ranking/mlflow_pyfunc.py, "Models from Code"),
+registered, and its aliases moved by the nightly and by rollbacks. Where runs go and the
+registered model's name derive from the work directory (see tracking_uri and
+registered_model_name).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-DEFAULT_DIR_ENV = "RECSYS_MLFLOW_DIR"  # where the default sqlite store lives, default ./mlflow
+DEFAULT_DIR_ENV = "RECSYS_MLFLOW_DIR"  # where the default sqlite store lives (default: see below)
+# the pyfunc model, logged by path
+MODEL_CODE = Path(__file__).parent / "ranking" / "mlflow_pyfunc.py"
+MODEL_ARTIFACT = "bundle"  # the pyfunc model's artifact key: a copy of the bundle directory
+CHAMPION = "champion"
 
 
 class Tracker(Protocol):
@@ -50,16 +61,30 @@ class NullTracker:
         self.tags.update(tags)
 
 
-def default_store_dir() -> Path:
-    return Path(os.environ.get(DEFAULT_DIR_ENV, "mlflow")).resolve()
+def default_store_dir(workdir: Path | None = None) -> Path:
+    """$RECSYS_MLFLOW_DIR, else <workdir>/mlflow, else ./mlflow (library use without one)."""
+    chosen = os.environ.get(DEFAULT_DIR_ENV)
+    if chosen:
+        return Path(chosen).resolve()
+    return (Path(workdir) / "mlflow" if workdir is not None else Path("mlflow")).resolve()
 
 
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set, else a sqlite store under ./mlflow (or $RECSYS_MLFLOW_DIR)."""
+def tracking_uri(workdir: Path | None = None) -> str:
+    """MLFLOW_TRACKING_URI when set, else a sqlite store in default_store_dir(workdir)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    return f"sqlite:///{default_store_dir() / 'mlflow.db'}"
+    return f"sqlite:///{default_store_dir(workdir) / 'mlflow.db'}"
+
+
+def registered_model_name(workdir: Path, configured: str | None = None) -> str:
+    """`configured` ([nightly] registered_model) when set, else recsys-<dir name>-<8 hex of its
+    absolute path>: two work directories never share a name, even in one store or server."""
+    if configured:
+        return configured
+    path = Path(workdir).resolve()
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.name).strip("-.") or "root"
+    return f"recsys-{slug}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
 
 
 def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -142,11 +167,11 @@ def _first_use_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def client():
-    """An MlflowClient on tracking_uri(), its stores created (and migrated) under a lock."""
+def client(workdir: Path | None = None):
+    """An MlflowClient on tracking_uri(workdir), its stores created (and migrated) under a lock."""
     import mlflow
 
-    uri = tracking_uri()
+    uri = tracking_uri(workdir)
     with _first_use_lock(uri):
         mlflow_client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         mlflow_client.search_experiments(max_results=1)  # the tracking store: tables, migrations
@@ -162,7 +187,7 @@ def experiment_id(mlflow_client: Any, name: str) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = artifact_root(tracking_uri())
+    location = artifact_root(mlflow_client.tracking_uri)
     try:
         return mlflow_client.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:
@@ -178,9 +203,11 @@ def start_run(
     run_name: str,
     parent: MlflowTracker | None = None,
     tags: Mapping[str, Any] | None = None,
+    workdir: Path | None = None,
 ) -> Iterator[MlflowTracker]:
-    """Open a run (nested under `parent` when given); FINISHED on exit, FAILED on an exception."""
-    mlflow_client = parent._client if parent is not None else client()
+    """Open a run (nested under `parent` when given, else in the store of `workdir`, see
+    tracking_uri); FINISHED on exit, FAILED on an exception."""
+    mlflow_client = parent._client if parent is not None else client(workdir)
     run_tags = dict(tags or {})
     if parent is not None:
         run_tags["mlflow.parentRunId"] = parent.run_id
@@ -198,39 +225,174 @@ def start_run(
     mlflow_client.set_terminated(tracker.run_id, status="FINISHED")
 
 
-def register_bundle(
-    tracker: MlflowTracker, model_name: str, bundle_version: str, bundle_path: Path, alias: str
+def log_bundle_model(
+    tracker: MlflowTracker,
+    model_name: str,
+    bundle_version: str,
+    bundle_path: Path,
+    alias: str,
+    reason: str,
 ) -> str:
-    """Register a published bundle as a version of `model_name` and point `alias` at it.
+    """Log a published bundle as a pyfunc model of the tracker's run (Models from Code: the
+    python_model is recsys/ranking/mlflow_pyfunc.py, the bundle directory its artifact "bundle"),
+    register it as a new version of `model_name`, point `alias` at it and record `reason`.
 
-    The run must already hold the bundle's manifest under the artifact path "bundle"; the model
-    version's source is that run artifact, and tags name the bundle version and its location.
-    Returns the registry version number.
-    """
-    import mlflow.exceptions
+    Tags on the version name the bundle version and its location. Returns the version number."""
+    import mlflow
 
-    mlflow_client = tracker._client
-    try:
-        mlflow_client.create_registered_model(model_name)
-    except mlflow.exceptions.MlflowException as exc:
-        if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
-            raise
-    version = mlflow_client.create_model_version(
-        model_name,
-        source=f"runs:/{tracker.run_id}/bundle",
-        run_id=tracker.run_id,
-        tags={"bundle_version": bundle_version, "bundle_path": str(bundle_path)},
-    )
-    mlflow_client.set_registered_model_alias(model_name, alias, version.version)
+    with (
+        _fluent_store(tracker._client.tracking_uri),
+        mlflow.start_run(run_id=tracker.run_id, nested=mlflow.active_run() is not None),
+    ):  # MLflow marks the run FINISHED on leaving; start_run's exit sets its final status
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={MODEL_ARTIFACT: str(bundle_path)},
+            signature=_signature(),
+            input_example=_input_example(),  # MLflow runs it through the model: a smoke test
+            pip_requirements=_requirements(),
+            tags={"bundle_version": bundle_version},
+        )
+        tags = {"bundle_version": bundle_version, "bundle_path": str(bundle_path)}
+        version = mlflow.register_model(info.model_uri, model_name, tags=tags)
+    _point_alias(tracker._client, model_name, alias, str(version.version), reason)
     return str(version.version)
 
 
-def bundle_for_alias(model_name: str, alias: str) -> tuple[str, str] | None:
+@contextmanager
+def _fluent_store(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (log_model, register_model) on `uri` for a moment, then the caller's
+    URIs exactly as they were (mlflow.set_tracking_uri and set_registry_uri also rewrite
+    $MLFLOW_TRACKING_URI and $MLFLOW_REGISTRY_URI)."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    import mlflow
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    saved_env = {name: os.environ.get(name) for name in names}
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar in job logs
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _signature():
+    """Input: user_id (string), optional k (long, default the param k = 10); output: the long
+    format of `recsys recommend`."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec("string", "user_id"), ColSpec("long", "k", required=False)])
+    outputs = Schema(
+        [
+            ColSpec("string", "user_id"),
+            ColSpec("integer", "rank"),
+            ColSpec("string", "item_id"),
+            ColSpec("float", "score"),
+        ]
+    )
+    params = ParamSchema([ParamSpec("k", "long", 10)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def _input_example():
+    """A request as MLflow shows it (and checks it at logging): an id the bundle need not know
+    takes the cold-start path, so this works for any bundle."""
+    import pandas as pd
+
+    return pd.DataFrame({"user_id": ["example-user"], "k": [3]})
+
+
+def _requirements() -> list[str]:
+    """The installed versions of what loads and ranks a bundle (recsys-engine's base
+    dependencies, FAISS, MLflow, pandas): given, so MLflow need not load the model to infer
+    them. recsys-engine itself is not on PyPI: serve with --env-manager local."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    declared = [Requirement(r) for r in requires("recsys-engine") or []]
+    names = {r.name for r in declared if r.marker is None}
+    names |= {"recsys-engine", "mlflow", "pandas", "pyarrow", "faiss-cpu", "faiss-gpu-cu12"}
+    pinned = []
+    for name in sorted(names):
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    return pinned
+
+
+def _point_alias(mlflow_client: Any, name: str, alias: str, version: str, reason: str) -> None:
+    """Move `alias` and record why and when on the version it now names."""
+    mlflow_client.set_registered_model_alias(name, alias, version)
+    mlflow_client.set_model_version_tag(name, version, f"{alias}_reason", reason[:5000])
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    mlflow_client.set_model_version_tag(name, version, f"{alias}_since", since)
+
+
+def registry_version(mlflow_client: Any, name: str, bundle_version: str) -> str | None:
+    """The newest registry version of `name` registered from `bundle_version`, None if none."""
+    quote = '"' if "'" in name else "'"
+    found, token = [], None
+    while True:
+        page = mlflow_client.search_model_versions(
+            f"name = {quote}{name}{quote}", max_results=200, page_token=token
+        )
+        found += [int(v.version) for v in page if v.tags.get("bundle_version") == bundle_version]
+        token = page.token
+        if not token:
+            return str(max(found)) if found else None
+
+
+def registry_off(workdir: Path) -> str | None:
+    """Why a rollback leaves the registry alone, or None when it moves the alias: mlflow not
+    installed (an API-only host), or no store (MLFLOW_TRACKING_URI unset and no default sqlite
+    store: nothing was ever registered from this work directory)."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        return "mlflow is not installed here (an API-only install)"
+    database = sqlite_path(tracking_uri(workdir))
+    if database is not None and not database.is_file():
+        return f"no MLflow store at {database} (nothing registered from this work directory)"
+    return None
+
+
+def set_alias(
+    model_name: str, alias: str, bundle_version: str, reason: str, workdir: Path | None = None
+) -> str:
+    """Point `alias` at the registry version of a bundle (a rollback), recording why. Raises
+    LookupError when the bundle was never registered in `model_name`."""
+    mlflow_client = client(workdir)
+    version = registry_version(mlflow_client, model_name, bundle_version)
+    if version is None:
+        raise LookupError(
+            f"bundle {bundle_version} has no version in registered model {model_name!r} at "
+            f"{mlflow_client.tracking_uri} (it was published without tracking)"
+        )
+    _point_alias(mlflow_client, model_name, alias, version, reason)
+    return version
+
+
+def bundle_for_alias(
+    model_name: str, alias: str, workdir: Path | None = None
+) -> tuple[str, str] | None:
     """(bundle_version, bundle_path) behind a registered-model alias, or None when unset."""
     import mlflow.exceptions
 
     try:
-        version = client().get_model_version_by_alias(model_name, alias)
+        version = client(workdir).get_model_version_by_alias(model_name, alias)
     except mlflow.exceptions.MlflowException:
         return None
     return version.tags.get("bundle_version", ""), version.tags.get("bundle_path", "")

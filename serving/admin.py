@@ -1,6 +1,7 @@
 """Serving stage: the admin blueprint — reload and rollback behind a bearer token (reads
-$RECSYS_ADMIN_TOKEN at app creation; moves the CURRENT pointer on rollback; raises the server's
-generation and waits for every worker, see serving/fleet.py).
+$RECSYS_ADMIN_TOKEN at app creation; moves the CURRENT pointer on rollback, and the MLflow
+`champion` alias after it, see serving/registry.py; raises the server's generation and waits for
+every worker, see serving/fleet.py).
 
 Both answer only once every live worker of the server reports the new state: a request sent
 after a 200 is served by the new bundle whichever worker takes it. 409 when nothing was done
@@ -17,6 +18,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from recsys import bundle as bundles
 from serving.errors import ApiError
+from serving.registry import follow_rollback
 from serving.state import state
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
@@ -57,15 +59,19 @@ def _switch(action: str) -> Response:
     holder, fleet = st.holder, st.holder.fleet
     started = time.monotonic()
     with fleet.admin_lock():
-        target = None
+        target, registry = None, None
         if action == "rollback":
             try:
+                previous = bundles.read_pointer(holder.workdir)
                 target = bundles.rollback(holder.workdir)
             except bundles.BundleError as exc:
                 raise ApiError(409, "rollback_refused", str(exc)) from None
         generation = fleet.bump()
         report = holder.refresh(force=True)
         workers, behind = fleet.wait_for(generation, st.config.switch_timeout_seconds)
+    if target is not None:  # CURRENT has moved: the alias follows whatever the workers did
+        reason = f"rollback (POST /admin/rollback) from {previous} to {target}"
+        registry = follow_rollback(holder.workdir, st.registered_model, target, reason)
     if behind:
         raise ApiError(
             503,
@@ -80,6 +86,7 @@ def _switch(action: str) -> Response:
         action=action,
         variants=report,
         rolled_back_to=target,
+        registry=registry,
         workers=len(workers),
         seconds=round(time.monotonic() - started, 3),
     )

@@ -37,7 +37,9 @@ def create_app(
 ) -> Flask:
     """A fresh app over one work directory. Loads nothing: the holder starts on the first request
     (or from gunicorn's post_worker_init), in the worker process."""
+    registered_model = None  # the admin rollback moves this model's champion alias
     if isinstance(config, PipelineConfig):
+        registered_model = config.nightly.registered_model
         config = config.serving
     config = config or ServingConfig()
     workdir = Path(workdir or os.environ.get(WORKDIR_ENV) or "var")
@@ -67,6 +69,7 @@ def create_app(
         exposure=exposure,
         admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
         bench_routes=os.environ.get(BENCH_ROUTES_ENV) == "1",
+        registered_model=registered_model,
     )
     logs.init_app(app)
     errors.init_app(app)

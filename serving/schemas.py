@@ -156,10 +156,21 @@ class ReadyResponse(_Strict):
     )
 
 
+class RegistryReport(_Strict):
+    """What a rollback did to the MLflow registry: the champion alias follows CURRENT."""
+
+    registered_model: str
+    alias: str
+    moved: bool
+    version: str | None = Field(description="the registry version the alias names now, if moved")
+    detail: str = Field(description="what was done, or why the alias was left alone")
+
+
 class AdminResponse(_Strict):
     action: Literal["reload", "rollback"]
     variants: dict[str, VariantReport]
     rolled_back_to: str | None = None
+    registry: RegistryReport | None = Field(None, description="rollback only: the MLflow alias")
     workers: int = Field(description="workers that confirmed the change before this answer")
     seconds: float = Field(description="from the call until every worker confirmed")
 

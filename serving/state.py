@@ -26,6 +26,7 @@ class ServingState:
     exposure: ExposureLog | None
     admin_token: str | None
     bench_routes: bool
+    registered_model: str | None = None  # [nightly] registered_model; None: derived (tracking)
 
 
 def state() -> ServingState:

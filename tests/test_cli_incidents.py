@@ -88,3 +88,27 @@ def test_path_like_versions_are_refused(workdir, tmp_path_factory, version):
         line = _one_line_error(_cli(*command, "--workdir", str(workdir)))
         assert "expected a bundle version" in line
     assert bundle.read_pointer(workdir) == "B"
+
+
+@pytest.mark.slow
+def test_a_rollback_the_registry_cannot_follow_still_stands_and_says_why(workdir, monkeypatch):
+    """No MLflow store: a note. A store without the bundle (published untracked): a warning. The
+    rollback is done either way (exit 0): a retried one would go back one champion further."""
+    from recsys import tracking
+
+    monkeypatch.delenv("RECSYS_MLFLOW_DIR")  # the default store, <workdir>/mlflow: absent
+    wd = ["--workdir", str(workdir)]
+    done = _cli("bundles", "rollback", *wd)
+    assert (done.returncode, done.stdout.strip()) == (0, "CURRENT -> A")
+    assert done.stderr.strip() == (
+        f"MLflow alias not moved: no MLflow store at {workdir / 'mlflow' / 'mlflow.db'} "
+        "(nothing registered from this work directory)"
+    )
+    tracking.client(workdir)  # a store exists now, but the nightly never registered B or A
+    done = _cli("bundles", "rollback", "B", "--reason", "test", *wd)
+    assert (done.returncode, done.stdout.strip()) == (0, "CURRENT -> B")
+    name = tracking.registered_model_name(workdir)
+    assert done.stderr.startswith(f"warning: CURRENT names B but the MLflow alias {name}@champion")
+    assert "LookupError: bundle B has no version in registered model" in done.stderr
+    quiet = _cli("bundles", "rollback", "A", "--no-tracking", *wd)
+    assert (quiet.returncode, quiet.stdout.strip(), quiet.stderr) == (0, "CURRENT -> A", "")

@@ -18,12 +18,16 @@ def test_artifacts_of_a_user_sqlite_store_go_beside_it(tmp_path, monkeypatch):
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text('{"version": "v1"}')
+    bundle_dir = tmp_path / "v1"
+    bundle_dir.mkdir()
+    (bundle_dir / "manifest.json").write_text('{"version": "v1"}')
     with tracking.start_run("exp", "publish") as run:
-        run.log_artifact(manifest, "bundle")
-        tracking.register_bundle(run, "recsys-test", "v1", tmp_path / "v1", "champion")
+        tracking.log_bundle_model(run, "recsys-test", "v1", bundle_dir, "champion", "test")
     assert list(elsewhere.iterdir()) == []  # no ./mlruns (nor anything else) where it started
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{store}"  # the user's, kept
+    assert "MLFLOW_REGISTRY_URI" not in os.environ and mlflow.get_tracking_uri() == str(
+        f"sqlite:///{store}"
+    )  # MLflow's fluent API was pointed at the store only while logging
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}")
     location = client.get_experiment_by_name("exp").artifact_location
     assert location == (store.parent / "artifacts").as_uri()

@@ -135,7 +135,7 @@ def resolve_bundle(name: str, workdir: Path, registered_model: str) -> Path:
         version = bundle.read_pointer(workdir, name.upper())
         if version:
             return bundle.bundles_dir(workdir) / version
-    found = tracking.bundle_for_alias(registered_model, name)
+    found = tracking.bundle_for_alias(registered_model, name, workdir)
     if found is not None and (Path(found[1]) / bundle.MANIFEST).is_file():
         return Path(found[1])
     raise bundle.BundleError(

@@ -120,7 +120,7 @@ def run_nightly(
             return NightlyResult(key, None, False, message)
         dataset = load_dataset(data_dir, config.data)  # raises DataValidationError: nothing runs
         split = split_interactions(dataset.interactions, config.split)
-        parent = _parent_run(stack, track, config, key, data_hash)
+        parent = _parent_run(stack, track, config, key, data_hash, workdir)
         ctx = Context(dataset, split, config, workdir, runner, parent, parent, progress, track)
         ctx.run_key, ctx.data_hash = key, data_hash
         for step in STEPS:
@@ -166,12 +166,15 @@ def _finished(ctx: Context, say: Callable[[str], None]) -> NightlyResult:
     return NightlyResult(ctx.run_key, published["version"], gate["promote"], message, steps)
 
 
-def _parent_run(stack: ExitStack, track: bool, config: PipelineConfig, key: str, data_hash: str):
+def _parent_run(
+    stack: ExitStack, track: bool, config: PipelineConfig, key: str, data_hash: str, workdir: Path
+):
     if not track:
         return tracking.NullTracker()
     tags = {"run_key": key, "data_hash": data_hash, "config_hash": config_hash(config)}
+    tags["workdir"] = str(workdir.resolve())  # runs of several work directories in one store
     parent = stack.enter_context(
-        tracking.start_run(config.nightly.experiment, "nightly", tags=tags)
+        tracking.start_run(config.nightly.experiment, "nightly", tags=tags, workdir=workdir)
     )
     parent.log_params(config.model_dump(mode="json"))
     return parent

@@ -316,13 +316,28 @@ def publish_step(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def register_step(ctx: Context, out: Path) -> dict[str, Any]:
-    alias = "champion" if ctx.result("gate")["promote"] else "challenger"
+    """Headline metrics on the nightly's parent run, then the bundle logged there as a pyfunc
+    model, registered, and the champion (or challenger) alias pointed at it."""
+    gate, evaluation = ctx.result("gate"), ctx.result("evaluate")
+    alias = "champion" if gate["promote"] else "challenger"
     version = ctx.result("publish")["version"]
+    name = tracking.registered_model_name(ctx.workdir, ctx.config.nightly.registered_model)
+    ctx.parent.log_metrics(headline_metrics(evaluation, gate, ctx.config.eval.k))
     path = bundle.bundles_dir(ctx.workdir) / version
-    ctx.parent.log_artifact(path / bundle.MANIFEST, "bundle")
-    model_name = ctx.config.nightly.registered_model
-    registry_version = tracking.register_bundle(ctx.parent, model_name, version, path, alias)
-    return {"registered_model": model_name, "registry_version": registry_version, "alias": alias}
+    reason = "nightly gate: " + "; ".join(gate["reasons"])
+    registry_version = tracking.log_bundle_model(ctx.parent, name, version, path, alias, reason)
+    return {"registered_model": name, "registry_version": registry_version, "alias": alias}
+
+
+def headline_metrics(evaluation: dict, gate: dict, k: int) -> dict[str, float]:
+    """What compares nights in the MLflow UI: the candidate's (and the champion's) metrics at k
+    on the held-out users, how many users, and whether the gate promoted."""
+    out = {f"candidate_{name}_at_{k}": v for name, v in evaluation["candidate"].items()}
+    for name, value in (evaluation.get("champion") or {}).items():
+        out[f"champion_{name}_at_{k}"] = value
+    out["eval_users"] = float(evaluation.get("users") or 0)
+    out["promoted"] = float(gate["promote"])
+    return out
 
 
 def prune_step(ctx: Context, out: Path) -> dict[str, Any]:

@@ -89,6 +89,34 @@ def test_the_blocked_set_is_the_nightly_and_the_blocker_works(published):
     assert out == sorted(NIGHTLY_ONLY | ALSO_BLOCKED), out  # faiss imports; the others do not
 
 
+def test_admin_rollback_leaves_the_registry_alone_without_mlflow(published, tmp_path):
+    """What POST /admin/rollback runs after moving CURRENT, on an install without mlflow: no
+    import error, a report that says why the alias was not moved (and a logged warning)."""
+    probe = (
+        "import json, logging, sys\n"
+        "from pathlib import Path\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "import serving.app\n"
+        "from serving.registry import follow_rollback\n"
+        "print(json.dumps(follow_rollback(Path(sys.argv[1]), None, 'v2', 'rollback')))\n"
+    )
+    env = _env(published, blocked_modules())
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"  # configured, yet absent
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(published)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["moved"] is False and report["version"] is None
+    assert report["detail"] == "mlflow is not installed here (an API-only install)"
+    assert "MLflow alias" in done.stderr and "not moved" in done.stderr
+    assert "blocked: not part of an API-only install" not in done.stderr
+
+
 def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

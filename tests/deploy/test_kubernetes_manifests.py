@@ -149,6 +149,8 @@ def test_nightly_and_api_share_one_work_directory_and_config():
     assert "ReadWriteMany" in claim["spec"]["accessModes"]  # pods on several nodes mount it
     workdirs = {r["kind"]: env(r)["RECSYS_WORKDIR"]["value"] for r in (cronjob, deployment)}
     assert len(set(workdirs.values())) == 1, workdirs
+    stores = {env(r)["RECSYS_MLFLOW_DIR"]["value"] for r in (cronjob, deployment)}
+    assert len(stores) == 1, stores  # the admin rollback moves the nightly's champion alias
     configmap = load("configmap.yaml")
     for resource in (cronjob, deployment):
         _, work = volume_under(resource, workdirs["CronJob"])

@@ -128,6 +128,7 @@ def test_nightly_is_a_oneshot_started_by_the_timer_and_tolerates_a_held_lock():
 def test_units_share_one_work_directory_and_config():
     api, nightly = environment("recsys-api.service"), environment("recsys-nightly.service")
     assert api["RECSYS_WORKDIR"] == nightly["RECSYS_WORKDIR"]
+    assert api["RECSYS_MLFLOW_DIR"] == nightly["RECSYS_MLFLOW_DIR"]  # the admin rollback's alias
     state = "/var/lib/" + value("recsys-api.service", "Service", "StateDirectory")
     assert Path(api["RECSYS_WORKDIR"]).is_relative_to(state)  # writable under ProtectSystem
     configs = {

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import polars as pl
 import pytest
 from support import REPO, build_tiny_bert, fast_config, small_sample, write_config
@@ -137,9 +138,9 @@ def test_gate_holds_a_degraded_candidate(world, tmp_path):
     assert second.published and not second.promoted, second.message
     assert bundle.read_pointer(tmp_path) == champion == first.published
     assert bundle.read_pointer(tmp_path, "CHALLENGER") == second.published
-    name = good.nightly.registered_model
-    assert tracking.bundle_for_alias(name, "champion")[0] == first.published
-    assert tracking.bundle_for_alias(name, "challenger")[0] == second.published
+    name = tracking.registered_model_name(tmp_path)
+    assert tracking.bundle_for_alias(name, "champion", tmp_path)[0] == first.published
+    assert tracking.bundle_for_alias(name, "challenger", tmp_path)[0] == second.published
 
 
 def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
@@ -290,8 +291,12 @@ def test_real_mlflow_server(world, tmp_path):
         os.environ["MLFLOW_TRACKING_URI"] = uri
         try:
             result = _run(world["data"], fast_config(world["bert"]), tmp_path / "work", track=True)
+            name = tracking.registered_model_name(tmp_path / "work")
+            model = mlflow.pyfunc.load_model(f"models:/{name}@champion")  # through the server
+            top = model.predict(pd.DataFrame({"user_id": ["someone"], "k": [3]}))
         finally:
             del os.environ["MLFLOW_TRACKING_URI"]
+        assert top["rank"].tolist() == [1, 2, 3]
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         experiment = client.get_experiment_by_name("recsys-nightly")
         runs = client.search_runs([experiment.experiment_id])
@@ -300,7 +305,7 @@ def test_real_mlflow_server(world, tmp_path):
         parent = next(r for r in runs if r.info.run_name == "nightly")
         assert parent.info.status == "FINISHED"
         assert {"data_hash", "config_hash", "encoder_hash", "index_type"} <= set(parent.data.tags)
-        version = client.get_model_version_by_alias("recsys", "champion")
+        version = client.get_model_version_by_alias(name, "champion")
         assert version.tags["bundle_version"] == result.published
         assert version.run_id == parent.info.run_id
     finally:
