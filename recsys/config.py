@@ -141,13 +141,20 @@ class IndexConfig(_Section):
     """FAISS index over item vectors (recsys.index)."""
 
     factory: str = "auto"
-    """Any FAISS index factory string; auto: Flat below exact_max_items items, else HNSW32."""
+    """auto: Flat up to exact_max_items, HNSW32 up to hnsw_max_items, ivfpq above; ivfpq:
+    IVF-PQ with exact re-rank; ivf: IVF,Flat; or any FAISS index factory string."""
     exact_max_items: int = Field(100_000, ge=1)
     """Catalogs up to this size are searched exactly."""
+    hnsw_max_items: int = Field(1_000_000, ge=1)
+    """auto: larger catalogs get IVF-PQ + exact re-rank instead of HNSW32 (less memory per item,
+    all of it memory-mapped); set it to exact_max_items to skip HNSW altogether."""
     metric: Literal["ip"] = "ip"
     """Inner product (the towers' vectors are L2-normalised, so this is cosine)."""
     nprobe: int = Field(16, ge=1)
-    """IVF indexes: inverted lists visited per query."""
+    """IVF indexes (ivf, ivfpq): inverted lists visited per query."""
+    rerank_factor: int = Field(10, ge=1)
+    """ivfpq: rerank_factor * k candidates from the PQ codes are re-scored by exact inner product
+    with the float vectors the index stores; 1: no re-rank beyond the k found."""
     ef_search: int = Field(128, ge=1)
     """HNSW indexes: search breadth per query."""
     use_gpu: Literal["auto", "never"] = "auto"
