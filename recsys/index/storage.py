@@ -2,9 +2,10 @@
 
 Reads and writes one FAISS index file; also reads back the search parameters stored inside it.
 Memory-mapping (faiss.IO_FLAG_MMAP_IFC, faiss >= 1.12) makes FAISS's arrays views of the file, so
-the API workers of a host share one copy in the page cache. In faiss 1.15 that covers Flat codes,
-IVF inverted lists (IVF-Flat, IVF-PQ) and IndexRefineFlat's float vectors; an HNSW maps its
-vectors but copies its graph into each process. The legacy IO_FLAG_MMAP maps IVF lists only.
+the API workers of a host share one copy in the page cache. faiss 1.15 maps every array it holds
+as a MaybeOwnedVector: Flat codes, IVF inverted lists (IVF-Flat, IVF-PQ), IndexRefineFlat's float
+vectors, HNSW vectors and neighbour lists (its levels and offsets, ~12 B per item, are copied).
+The older IO_FLAG_MMAP maps IVF lists only (and not a refine index's vectors).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ def test_auto_tiers_by_catalog_size():
     assert resolve_factory(config, 1000, 16) == "Flat"
     assert resolve_factory(config, 1001, 16) == "HNSW32"
     assert resolve_factory(config, 5000, 16) == "HNSW32"
-    assert resolve_factory(config, 5001, 16) == "IVF128,PQ4x7,RFlat"  # 5001 // 39 = 128 lists
-    assert resolve_factory(config, 1_000_000, 128) == "IVF4000,PQ32x8,RFlat"
+    assert resolve_factory(config, 5001, 16) == "IVF128,PQ4x7np,RFlat"  # 5001 // 39 = 128 lists
+    assert resolve_factory(config, 1_000_000, 128) == "IVF4000,PQ32x8np,RFlat"
     # hnsw_max_items == exact_max_items: straight from exact search to IVF-PQ
     no_hnsw = IndexConfig(exact_max_items=1000, hnsw_max_items=1000)
     assert resolve_factory(no_hnsw, 1001, 16).endswith(",RFlat")
@@ -29,7 +29,7 @@ def test_auto_tiers_by_catalog_size():
 
 def test_named_and_explicit_factories():
     assert resolve_factory(IndexConfig(factory="ivf"), 10_000, 16) == "IVF256,Flat"  # n/39 < 400
-    assert resolve_factory(IndexConfig(factory="ivfpq"), 10, 16) == "IVF1,PQ4x4,RFlat"
+    assert resolve_factory(IndexConfig(factory="ivfpq"), 10, 16) == "IVF1,PQ4x4np,RFlat"
     assert resolve_factory(IndexConfig(factory="IVF64,PQ8"), 10, 16) == "IVF64,PQ8"
     assert ivf_lists(1_000_000) == 4000 and ivf_lists(100) == 2
 
