@@ -35,8 +35,10 @@ from recsys.index.backend import faiss
 
 K = 10
 TIERS = {"Flat": "Flat", "HNSW32": "HNSW32", "IVF-PQ + re-rank": "ivfpq"}
-GRID_NPROBE = (8, 16, 32, 64)
-GRID_RERANK = (1, 4, 10, 20)
+GRIDS = {  # search parameters swept on the built index (no rebuild): tier -> settings
+    "ivfpq": [{"nprobe": p, "rerank_factor": r} for p in (8, 16, 32, 64) for r in (1, 4, 10, 20)],
+    "HNSW32": [{"ef_search": ef} for ef in (64, 128, 256, 512)],
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -153,6 +155,9 @@ def measure_tier(name, factory, items, queries, truth, args, folder) -> dict:
     start = time.perf_counter()
     index = VectorIndex.build(items, config)
     row = {"tier": name, "type": index.index_type, "factory": index.factory}
+    row["params"] = f"nprobe {config.nprobe}, rerank_factor {config.rerank_factor}"
+    if factory == "HNSW32":
+        row["params"] = f"ef_search {config.ef_search}"
     row["build_s"] = time.perf_counter() - start
     row["build_recall"] = index.build_recall
     path = folder / f"{factory}.faiss"
@@ -160,10 +165,11 @@ def measure_tier(name, factory, items, queries, truth, args, folder) -> dict:
     row["file_bpv"] = path.stat().st_size / len(items)
     row.update(latencies(index, queries, args.batch))
     row["recall"] = recall(row.pop("found"), truth)
-    if index.config.rerank_factor and factory == "ivfpq":
-        pq = latencies(index, queries[:200], args.batch, rerank=False)
-        row["recall_pq_only"] = recall(pq["found"], truth[:200])
-        row["grid"] = rerank_grid(index, queries, truth, args.batch)
+    if factory == "ivfpq":
+        pq_only = index.search(queries, K, rerank=False)[0]
+        row["recall_pq_only"] = recall(pq_only, truth)
+    if factory in GRIDS:
+        row["grid"] = parameter_grid(index, GRIDS[factory], queries, truth, args.batch)
     del index
     gc.collect()
     for mode in ("copy", "mmap"):
@@ -174,20 +180,18 @@ def measure_tier(name, factory, items, queries, truth, args, folder) -> dict:
     return row
 
 
-def rerank_grid(index: VectorIndex, queries, truth, batch) -> list[tuple]:
-    """(nprobe, rerank_factor, recall@10, batched q/s) over a grid, on the same built index."""
+def parameter_grid(index: VectorIndex, grid: list[dict], queries, truth, batch) -> list[tuple]:
+    """(settings, recall@10, batched q/s) for each setting, on the same built index (each is
+    written into the shared FAISS object: the caller drops `index` after)."""
     rows = []
-    for nprobe in GRID_NPROBE:
-        for factor in GRID_RERANK:
-            config = IndexConfig(factory="ivfpq", nprobe=nprobe, rerank_factor=factor)
-            view = VectorIndex(index.index, index.factory, config)
-            start = time.perf_counter()
-            found = np.concatenate(
-                [view.search(queries[s : s + batch], K)[0] for s in range(0, len(queries), batch)]
-            )
-            qps = len(queries) / (time.perf_counter() - start)
-            rows.append((nprobe, factor, recall(found, truth), qps))
-    index._attach(index.index)  # back to the config's own parameters
+    for settings in grid:
+        view = VectorIndex(index.index, index.factory, IndexConfig(**settings))
+        start = time.perf_counter()
+        found = np.concatenate(
+            [view.search(queries[s : s + batch], K)[0] for s in range(0, len(queries), batch)]
+        )
+        qps = len(queries) / (time.perf_counter() - start)
+        rows.append((settings, recall(found, truth), qps))
     return rows
 
 
@@ -210,11 +214,22 @@ def print_rows(rows: list[dict], n: int, batch: int) -> None:
             f"{r['batch_p50']:.1f} / {r['batch_p99']:.1f} | {r['batch_qps']:.0f} |"
         )
     for r in rows:
-        print(f"{r['tier']}: factory {r['factory']}, build-time recall@10 {r['build_recall']:.4f}")
+        params = "" if r["tier"] == "Flat" else f" ({r['params']}, the defaults)"
+        print(
+            f"{r['tier']}: factory {r['factory']}{params}, "
+            f"build-time recall@10 {r['build_recall']:.4f}"
+        )
+    for r in rows:
         if "grid" in r:
-            print("\n| nprobe | rerank_factor | recall@10 | batched q/s |\n|---|---|---|---|")
-            for nprobe, factor, rec, qps in r["grid"]:
-                print(f"| {nprobe} | {factor} | {rec:.4f} | {qps:.0f} |")
+            keys = list(r["grid"][0][0])
+            print(f"\n{r['tier']}: search parameters on the same index (batches of {batch})")
+            print(
+                f"| {' | '.join(keys)} | recall@10 | batched q/s |\n"
+                + "|---" * (len(keys) + 2)
+                + "|"
+            )
+            for settings, rec, qps in r["grid"]:
+                print(f"| {' | '.join(str(settings[k]) for k in keys)} | {rec:.4f} | {qps:.0f} |")
 
 
 def index_section(items, queries, truth, args) -> None:

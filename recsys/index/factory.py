@@ -1,9 +1,10 @@
 """Index stage: which FAISS index a catalog gets, and building it (factory string, train, add).
 
 Reads the index config and unit item vectors (n_items, dim); writes a trained, filled FAISS index.
-Tiers of "auto" (figures: BENCHMARKS.md, "Index tiers at 1M items"): exact Flat up to
-exact_max_items, HNSW32 up to hnsw_max_items, then IVF-PQ whose candidates are re-ranked exactly
-from the float vectors the index stores ("ivfpq": a FAISS IndexRefineFlat over an IndexIVFPQ).
+Tiers of "auto" (figures: BENCHMARKS.md, "Index tiers"): exact Flat up to exact_max_items, then
+IVF-PQ whose candidates are re-ranked exactly from the float vectors the index stores ("ivfpq": a
+FAISS IndexRefineFlat over an IndexIVFPQ); an HNSW32 tier in between only when hnsw_max_items is
+raised above exact_max_items (by default it is not: see IndexConfig.hnsw_max_items).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ TRAIN_POINTS_MIN = 65_536  # what PQ training samples at most (256 centroids x 2
 def resolve_factory(config: IndexConfig, n_items: int, dim: int) -> str:
     """The factory string for `config.factory` over n_items vectors of `dim`.
 
-    "auto": Flat up to exact_max_items, HNSW32 up to hnsw_max_items, IVF-PQ + re-rank above;
+    "auto": Flat up to exact_max_items, HNSW32 up to hnsw_max_items (if larger), then IVF-PQ;
     "ivf": IVF{4 sqrt(n)},Flat; "ivfpq": the IVF-PQ tier; anything else is a FAISS factory string.
     """
     factory = config.factory

@@ -15,6 +15,9 @@ from recsys.tracking import NullTracker
 
 
 def test_auto_tiers_by_catalog_size():
+    default = IndexConfig()  # no HNSW tier: exact search, then IVF-PQ + re-rank
+    assert resolve_factory(default, default.exact_max_items, 128) == "Flat"
+    assert resolve_factory(default, default.exact_max_items + 1, 128).endswith("PQ32x8np,RFlat")
     config = IndexConfig(exact_max_items=1000, hnsw_max_items=5000)
     assert resolve_factory(config, 100, 16) == "Flat"
     assert resolve_factory(config, 1000, 16) == "Flat"
@@ -84,10 +87,11 @@ def test_build_recall_is_measured_after_rerank(reranked):
 
 
 def test_rerank_factor_and_nprobe_come_from_config_and_survive_save(tmp_path):
-    index = VectorIndex.build(clustered(1000), IndexConfig(factory="ivfpq", rerank_factor=7))
+    config = IndexConfig(factory="ivfpq", rerank_factor=7, nprobe=5)
+    index = VectorIndex.build(clustered(1000), config)
     index.save(tmp_path / "pq.faiss")
     loaded = VectorIndex.load(tmp_path / "pq.faiss")
-    assert loaded.config.rerank_factor == 7 and loaded.config.nprobe == 16
+    assert loaded.config.rerank_factor == 7 and loaded.config.nprobe == 5
     again = VectorIndex.load(tmp_path / "pq.faiss", IndexConfig(rerank_factor=3, nprobe=2))
     assert again.config.rerank_factor == 3 and again.config.nprobe == 2
 
