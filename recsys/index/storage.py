@@ -1,11 +1,11 @@
 """Index stage: FAISS index files — written atomically, read memory-mapped.
 
 Reads and writes one FAISS index file; also reads back the search parameters stored inside it.
-Memory-mapping (faiss.IO_FLAG_MMAP_IFC, faiss >= 1.12) makes FAISS's arrays views of the file, so
-the API workers of a host share one copy in the page cache. faiss 1.15 maps every array it holds
-as a MaybeOwnedVector: Flat codes, IVF inverted lists (IVF-Flat, IVF-PQ), IndexRefineFlat's float
-vectors, HNSW vectors and neighbour lists (its levels and offsets, ~12 B per item, are copied).
-The older IO_FLAG_MMAP maps IVF lists only (and not a refine index's vectors).
+Memory-mapping (faiss.IO_FLAG_MMAP_IFC: faiss PR 4199, in the locked 1.15.1) makes FAISS's
+arrays views of the file, so the API workers of a host share one copy in the page cache. It maps
+every array FAISS holds as a MaybeOwnedVector: Flat codes, IVF inverted lists (IVF-Flat, IVF-PQ),
+IndexRefineFlat's float vectors, HNSW vectors and neighbour lists (its levels and offsets, ~12 B
+per item, are copied). The older IO_FLAG_MMAP maps IVF lists only (not a refine's vectors).
 """
 
 from __future__ import annotations
