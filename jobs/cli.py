@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from recsys import __version__
+from recsys.errors import UserError
 from recsys.logs import quiet_progress_bars_without_a_terminal
 
 # (command, module under jobs/, one-line help). A command is listed only once it works.
@@ -28,15 +29,6 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("build-index", "jobs.stage", "run the pipeline up to building the FAISS index"),
     ("train-collab", "jobs.stage", "run the pipeline up to training the collaborative model"),
 ]
-
-USER_ERROR_NAMES = {
-    "DataValidationError",
-    "ConfigError",
-    "BundleError",
-    "LockedError",
-    "EncoderLoadError",
-    "ExposureLogError",
-}
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
@@ -68,11 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # user-facing errors print cleanly; anything else keeps its traceback
-        if type(exc).__name__ in USER_ERROR_NAMES or isinstance(exc, FileNotFoundError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except UserError as exc:  # user-facing errors print cleanly; anything else keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except FileNotFoundError as exc:  # a path given on the command line that is not there
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from recsys.config import ConfigError, PipelineConfig, load_config
+from recsys.config import PipelineConfig, load_config
 from recsys.logs import configure
 
 WORKDIR_ENV = "RECSYS_WORKDIR"
@@ -67,6 +67,3 @@ def fail(message: str, code: int = 2) -> int:
     """Print a user-facing error (no traceback) and return the exit code."""
     print(f"error: {message}", file=sys.stderr)
     return code
-
-
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jobs.common import add_common_arguments, config, progress, setup_logging, workdir
+from recsys.bundle import read_pointer
 from recsys.pipeline.job_metrics import write_nightly_metrics
 from recsys.pipeline.nightly import run_nightly
 from recsys.steps import LockedError
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace, until: str | None = None) -> int:
     setup_logging(args.quiet)
     out = sys.stderr if args.json else sys.stdout  # --json: stdout is JSON
     root = workdir(args)
+    read_pointer(root)  # an unreadable CURRENT fails here, not after an hour of training
     metrics_file = _metrics_file(args, root) if until is None else None
     try:
         result = run_nightly(

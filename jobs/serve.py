@@ -66,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
         return common.fail(problem)
     if importlib.util.find_spec("gunicorn") is None:
         return common.fail(f"gunicorn is not installed for {sys.executable}")
-    common.config(args)  # a bad config fails here, with a clear message, not in every worker
+    cfg = common.config(args)  # a bad config fails here, with a clear message, not in every worker
+    if cfg.serving.poll_seconds <= 0 and args.workers > 1:
+        return common.fail(
+            f"[serving] poll_seconds = 0 with --workers {args.workers}: a worker that does not "
+            "poll misses reloads and rollbacks made through its siblings; set poll_seconds > 0 "
+            "or --workers 1"
+        )
     workdir = common.workdir(args)
     if bundle.read_pointer(workdir) is None:
         print(

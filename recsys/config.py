@@ -16,6 +16,9 @@ from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from recsys.errors import UserError
+from recsys.sources import SOURCES, SourceName
+
 
 class _Section(BaseModel):
     # Each field's docstring is its description: `recsys config schema`, configs/default.toml.
@@ -199,8 +202,9 @@ class CollabConfig(_Section):
 class BlendConfig(_Section):
     """Candidate generation and per-segment blending (recsys.ranking)."""
 
-    sources: list[Literal["text", "collab", "popularity"]] = ["text", "collab", "popularity"]
-    """Recommender sources blended (text: the towers; collab: LightFM/ALS; popularity)."""
+    sources: list[SourceName] = list(SOURCES)
+    """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
+    popularity)."""
     candidates_per_source: int = Field(200, ge=1)
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]
@@ -262,8 +266,10 @@ class GateConfig(_Section):
     """Metric the candidate is compared on against the champion."""
     tolerance: float = Field(0.02, ge=0.0)
     """Relative drop vs the champion still promoted."""
-    floors: dict[str, float] = {}
-    """Absolute minimums per metric a candidate must reach, e.g. {ndcg = 0.01}."""
+    floors: dict[str, float] = {"ndcg": 0.001}
+    """Absolute minimums per metric a candidate must reach (default: refuse an all-zero one)."""
+    min_users: int = Field(20, ge=0)
+    """Held-out users a candidate must be judged on to be promoted; with fewer it is held."""
 
 
 class NightlyConfig(_Section):
@@ -288,8 +294,11 @@ class ServingConfig(_Section):
     """Every known user's top-k ranked at publish (0: none); plain requests are answered from it."""
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     """Larger request bodies are refused with 413."""
-    poll_seconds: float = Field(5.0, ge=0.0)
-    """How often workers check for a new CURRENT bundle; 0: only on /admin/reload."""
+    poll_seconds: float = Field(1.0, ge=0.0)
+    """Seconds between the workers' checks of the pointers (each request checks too); 0: only on
+    /admin/reload, and then only with one worker (refused with several)."""
+    switch_timeout_seconds: float = Field(120.0, gt=0.0)
+    """How long /admin/reload and /admin/rollback wait for every worker to confirm."""
     variants: dict[str, float] = {}
     """A/B variants: bundle version or CURRENT/CHALLENGER -> traffic share; empty: CURRENT only."""
     salt: str = "recsys"
@@ -313,7 +322,7 @@ class PipelineConfig(_Section):
     serving: ServingConfig = ServingConfig()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
@@ -423,15 +432,6 @@ def toml_value(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(value)
-
-
-def dump_toml(config: PipelineConfig) -> str:
-    """A config as a TOML file that load_config reads back to an equal config."""
-    lines = []
-    for section, values in config.model_dump(mode="json").items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(v)}" for key, v in values.items() if v is not None]
-    return "\n".join(lines) + "\n"
 
 
 def documented_toml(config: PipelineConfig, origins: Mapping[str, str] | None = None) -> str:

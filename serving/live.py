@@ -85,14 +85,18 @@ def live_server(
         )
     server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
-        _wait(server, "/readyz" if wait_ready else "/healthz", timeout)
+        if wait_ready:  # every worker serving, not just the first to answer
+            _wait(server, "/readyz", timeout, workers)
+        else:
+            _wait(server, "/healthz", timeout)
         yield server
     finally:
         _stop(process)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _wait(server: LiveServer, path: str, timeout: float) -> None:
+def _wait(server: LiveServer, path: str, timeout: float, workers: int = 0) -> None:
+    """Until `path` answers 200 (and, for /readyz, all `workers` workers serve a bundle)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -100,9 +104,11 @@ def _wait(server: LiveServer, path: str, timeout: float) -> None:
                 f"gunicorn exited ({server.process.returncode}):\n{server.log_tail()}"
             )
         try:
-            if requests.get(server.url + path, timeout=2).status_code == 200:
+            response = requests.get(server.url + path, timeout=2)
+            serving = response.json().get("workers", {}) if response.status_code == 200 else {}
+            if response.status_code == 200 and sum(map(bool, serving.values())) >= workers:
                 return
-        except requests.RequestException:  # not listening yet, or busy loading
+        except (requests.RequestException, ValueError):  # not listening yet, or busy loading
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{server.url}{path} not 200 after {timeout:.0f} s:\n{server.log_tail()}")

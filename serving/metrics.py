@@ -1,6 +1,6 @@
 """Serving stage: Prometheus metrics of the API (latency per route and variant, answers by
-cold-start path and precomputed/live, bundle info and age, swaps, load failures, build info),
-exposed at /metrics in the text format.
+cold-start path and precomputed/live, bundle info and age, swaps, load failures, variant
+fallbacks, side-channel failures, build info), exposed at /metrics in the text format.
 
 Several gunicorn workers: each worker is a process with its own counters. When the environment
 variable PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is first imported (the checked-in
@@ -84,6 +84,19 @@ class Metrics:
             "recsys_bundle_load_failures",
             "Bundles refused (verification or loading failed), by variant",
             ["variant"],
+            registry=reg,
+        )
+
+        self.fallbacks = Counter(
+            "recsys_variant_fallbacks",
+            "Requests assigned to a variant that is not loaded, answered by control instead",
+            ["variant"],
+            registry=reg,
+        )
+        self.side_channel_failures = Counter(
+            "recsys_side_channel_failures",
+            "Writes to a side channel (the exposure log) that failed; the answer was still served",
+            ["channel"],
             registry=reg,
         )
 

@@ -127,7 +127,7 @@ def test_schema_is_valid_json_schema_and_describes_the_config():
 
 
 def test_dump_toml_round_trips(tmp_path):
-    from recsys.config import dump_toml
+    from support import dump_toml
 
     config = load_config(
         overrides={"blend": {"fixed_weights": {"text": 0.5}}, "gate": {"floors": {"ndcg": 0.01}}}

@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from recsys.data.timestamps import parse_timestamps
+from recsys.errors import UserError
 from recsys.schema import ITEM_ID, TIMESTAMP, USER_ID
 
 REQUIRED_KEYS = ("time", "user_id", "variant", "item_ids")
@@ -26,7 +27,7 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class ExposureLogError(ValueError):
+class ExposureLogError(UserError, ValueError):
     """An exposure log that cannot be read; the message names the file and the lines."""
 
 

@@ -52,11 +52,12 @@ def held_out(dataset: Dataset, split: Split) -> HeldOut:
 
 def ranked_matrix(model: RecommenderModel, dataset: Dataset, held: HeldOut, k: int) -> np.ndarray:
     """(n_users, k) the model's top-k as the dataset's item_idx; -1 pads (and unknown items)."""
-    ranked = model.rank_users(held.user_ids, held.histories, k)
-    out = np.full((len(ranked), k), -1, dtype=np.int64)
-    for row, ids in enumerate(ranked):
-        idx = dataset.item_map.to_indices(ids)
-        out[row, : idx.size] = idx
+    ranked = model.rank_users(held.user_ids, k, held.histories)  # user_id, rank, item_id, score
+    row_of = {user_id: row for row, user_id in enumerate(held.user_ids)}
+    out = np.full((len(held.user_ids), k), -1, dtype=np.int64)
+    rows = np.array([row_of[u] for u in ranked["user_id"].to_list()], dtype=np.int64)
+    ranks = ranked["rank"].to_numpy().astype(np.int64) - 1
+    out[rows, ranks] = dataset.item_map.to_indices(ranked["item_id"].to_list())
     return out
 
 

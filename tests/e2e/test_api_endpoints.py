@@ -68,7 +68,9 @@ def test_health_readiness_metrics_and_openapi(world):
     assert _get(world, "/healthz").json() == {"status": "ok"}
     ready = _get(world, "/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "variants": world["versions"]}
+    body = ready.json()
+    assert (body["status"], body["variants"], body["problems"]) == ("ready", world["versions"], {})
+    assert list(body["workers"].values()) == [world["versions"]] * 2  # both workers, the same
     doc = _get(world, "/openapi.json").json()
     schemathesis.openapi.from_dict(doc).validate()
     assert "/admin/reload" in doc["paths"]  # a token is configured

@@ -74,6 +74,11 @@ def test_publish_then_nothing_new_then_incremental(world, tmp_path):
     assert _step(tmp_path, third.run_key, "encoder")["trained"] is False  # not due yet
     embed = _step(tmp_path, third.run_key, "embed")
     assert (embed["computed"], embed["reused"]) == (3, 297)
+    # runs/: the run in progress whole; the first run (its bundle kept) only as step manifests
+    assert {p.name for p in (tmp_path / "runs" / first.run_key).iterdir()} == {"steps"}
+    assert (tmp_path / "runs" / third.run_key / "blend" / "model").is_dir()
+    assert _step(tmp_path, third.run_key, "prune")["runs_trimmed"] == [first.run_key]
+    assert _run(world["data"], config, tmp_path).published is None  # still "nothing new"
 
 
 def test_new_items_get_a_text_popularity_prior(world, tmp_path):
@@ -133,6 +138,26 @@ def test_gate_holds_a_degraded_candidate(world, tmp_path):
     assert tracking.bundle_for_alias(name, "challenger")[0] == second.published
 
 
+def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
+    """`recsys recommend --all` = RecommenderModel.rank_users over every known user: each
+    user's stored history is the query and is excluded."""
+    from recsys.ranking.model import RecommenderModel
+
+    assert _run(world["data"], fast_config(world["bert"]), tmp_path / "work").published
+    out = tmp_path / "top.csv"
+    proc = _cli(["recommend", "--all", "--k", "5", "--out", str(out), "--workdir",
+                 str(tmp_path / "work"), "-q"])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = pl.read_csv(out, schema_overrides={"user_id": pl.Utf8, "item_id": pl.Utf8})
+    model = RecommenderModel.load(bundle.current_bundle(tmp_path / "work"))
+    assert written["user_id"].n_unique() == len(model.users)
+    assert written.group_by("user_id").len()["len"].max() == 5
+    user = model.users.to_id(0)
+    mine = written.filter(pl.col("user_id") == user).sort("rank")["item_id"].to_list()
+    assert mine == [it["item_id"] for it in model.recommend(user_id=user, k=5)["items"]]
+    assert not set(mine) & set(model.item_map.to_ids(model.history(0)))
+
+
 def _cli(args, env=None, **kw):
     return subprocess.run(
         [sys.executable, "-m", "jobs.cli", *args],
@@ -175,7 +200,10 @@ STEPS = [
     "embed",
     "index",
     "collab",
-    "blend",
+    "prior",
+    "weights",
+    "users",
+    "model",
     "evaluate",
     "gate",
     "publish",

@@ -6,9 +6,10 @@ import json
 import polars as pl
 import pytest
 from live_traffic import DAY, T0, traffic
+from support import dump_toml
 
 from jobs.cli import main
-from recsys.config import dump_toml, load_config
+from recsys.config import load_config
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from serving.exposure import ExposureLog, process_path
 
@@ -88,3 +89,10 @@ def test_the_ab_report_reader_accepts_what_the_api_writes(tmp_path):
     assert frame["item_ids"].to_list() == [["a", "b"], ["c"], ["c"]]
     assert frame["file"].n_unique() == 2
     assert abs(frame["time"][0] - now) <= 2  # epoch seconds
+
+
+def test_a_special_file_is_written_as_it_is(tmp_path):
+    """exposure_log = /dev/stdout (containers) or /dev/full: no per-process name beside it."""
+    assert process_path("/dev/full") == Path("/dev/full")
+    assert process_path(tmp_path / "exposure.jsonl").name.startswith("exposure.")
+    assert process_path(tmp_path / "exposure.jsonl") != tmp_path / "exposure.jsonl"

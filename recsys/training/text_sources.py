@@ -1,20 +1,28 @@
-"""Encoder stage: trainable text sources — pooled BERT features of rows of a fixed text list.
+"""Training stage: trainable text sources — pooled BERT features of rows of a fixed text list.
 
 Reads pre-tokenized ids (full path: the whole BERT trains) or cached hidden states entering the
-top k layers (CPU path with trainable_layers = k); writes (rows, hidden) pooled tensors with grad.
+top k layers (CPU path with trainable_layers = k: top_layer_inputs, cached in
+<cache_dir>/<model hash>-L<max_length>-top<k>-<set hash>.npz); writes (rows, hidden) pooled
+tensors with grad.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from recsys.encoder.backbone import mean_pool, tokenize_lengths
-from recsys.encoder.features import pad_token_ids
+from recsys.atomic import atomic_write_bytes
+from recsys.encoder import backbone as bb
+from recsys.encoder.backbone import mean_pool, pad_token_ids, tokenize_lengths
+from recsys.encoder.features import Featurizer
+from recsys.text.documents import text_hash
 
 
 class TokenSource:
@@ -96,3 +104,57 @@ def pooled_all(source: TokenSource | StateSource, batch_size: int) -> torch.Tens
             rows = np.arange(start, min(start + batch_size, len(source)))
             out.append(source.pooled(rows).float())
     return torch.cat(out)
+
+
+def _set_hash(hashes: np.ndarray) -> str:
+    return hashlib.sha256("".join(hashes.tolist()).encode()).hexdigest()[:16]
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+@torch.inference_mode()
+def top_layer_inputs(
+    base: Featurizer, texts: Sequence[str], top_layers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hidden states entering the top `top_layers` layers of the base model (its torch loader,
+    max_length, batch size, device and cache directory), for training those layers over a
+    frozen bottom. Returns states (n, max_length, hidden) float16 zero-padded and lengths (n,)."""
+    max_length, batch_size, device = base.max_length, base.batch_size, base.device
+    hashes = np.array([text_hash(t) for t in texts], dtype="U16")  # no pickle in the npz
+    path = None
+    if base.cache_dir is not None:
+        key = f"{base.cache_key()}-top{top_layers}-{_set_hash(hashes)}"
+        path = base.cache_dir / f"{key}.npz"
+        if path.is_file():
+            cached = _load_npz(path)
+            return cached["states"], cached["lengths"]
+    tokenizer, model = base.loader()
+    n_layers = int(model.config.num_hidden_layers)
+    if not 0 < top_layers <= n_layers:
+        raise ValueError(f"trainable_layers must be in 1..{n_layers}, found {top_layers}")
+    ids = bb.tokenize_lengths(tokenizer, list(texts), max_length)
+    lengths = np.array([len(row) for row in ids], dtype=np.int64)
+    states = np.zeros((len(ids), max_length, model.config.hidden_size), np.float16)
+    pad_id = tokenizer.pad_token_id or 0
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        input_ids, mask = pad_token_ids(chunk, pad_id)
+        out = model(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            output_hidden_states=True,
+        )
+        entering = out.hidden_states[n_layers - top_layers]  # (batch, longest, hidden)
+        states[start : start + len(chunk), : entering.shape[1]] = entering.float().cpu().numpy()
+    if path is not None:
+        _save_npz(path, states=states, lengths=lengths)
+    return states, lengths

@@ -1,4 +1,4 @@
-"""Encoder stage: validation of towers during training — rank all items, exclude train items.
+"""Training stage: validation of towers during training — rank all items, exclude train items.
 
 Reads user and item vectors plus held-out interactions; writes mean Recall@k / NDCG@k through the
 project's one metrics kernel (recsys.evaluation.metrics.per_user_metrics).

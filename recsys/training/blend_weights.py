@@ -1,4 +1,4 @@
-"""Ranking stage: learning the blend weights — grid search on the simplex, per user segment.
+"""Training stage: learning the blend weights — grid search on the simplex, per user segment.
 
 Reads the source recommenders, validation queries and their held-out items; writes SegmentWeights
 (per segment the weights with the best validation NDCG@k, or the global best where a segment has

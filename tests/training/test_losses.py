@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recsys.encoder.losses import full_softmax_loss, sampled_softmax_loss
+from recsys.training.losses import full_softmax_loss, sampled_softmax_loss
 
 
 def _unit(*rows):

@@ -1,4 +1,4 @@
-"""Encoder stage: train the two-tower encoder — the epoch loop, validation, checkpoints, tracking.
+"""Training stage: train the two-tower encoder — the epoch loop, validation, checkpoints, tracking.
 
 Reads a Dataset + Split (train sequences, valid held-out items); writes the encoder directory
 (TwoTowerEncoder.save) under out_dir, atomic per-epoch checkpoints under out_dir/checkpoint/
@@ -23,11 +23,11 @@ from recsys.config import EncoderConfig, TextConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder import backbone as bb
-from recsys.encoder import checkpoint as ckpt
 from recsys.encoder.model import TwoTowerEncoder
-from recsys.encoder.setup import Plan, TrainingData, build_trainer, prepare_data, resolve_plan
-from recsys.encoder.validation import VALID_K, ranking_metrics
 from recsys.tracking import NullTracker, Tracker
+from recsys.training import checkpoint as ckpt
+from recsys.training.setup import Plan, TrainingData, build_trainer, prepare_data, resolve_plan
+from recsys.training.validation import VALID_K, ranking_metrics
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint/last.safetensors"
@@ -86,7 +86,7 @@ def train_encoder(
     config: EncoderConfig,
     text_config: TextConfig,
     out_dir: Path,
-    tracker: Tracker = NullTracker(),
+    tracker: Tracker | None = None,
     resume: bool = False,
     progress: bool = True,
     *,
@@ -99,7 +99,9 @@ def train_encoder(
     cache_dir holds the frozen BERT features (default: <out_dir>/../feature-cache), so reruns
     skip BERT. resume=True continues from out_dir/checkpoint when one exists (the config must be
     the same). hard_negatives(user_idx (b,)) -> item_idx (b, h) feeds mined negatives to the
-    in-batch loss. on_epoch_end(epoch, record) runs after each epoch's checkpoint is written."""
+    in-batch loss. on_epoch_end(epoch, record) runs after each epoch's checkpoint is written.
+    tracker: where parameters and metrics go (None: a fresh NullTracker, nothing recorded)."""
+    tracker = NullTracker() if tracker is None else tracker
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir.parent / "feature-cache"
     device = bb.pick_device(config.device)
@@ -202,9 +204,10 @@ def _log_start(tracker: Tracker, config: EncoderConfig, plan: Plan, device: str,
 
 
 def _finish(trainer, data, plan, state: _Progress, device: str, out_dir: Path, tracker):
-    extra: dict[str, Any] = {"user_doc": data.user_doc}
+    documents = data.documents
+    extra: dict[str, Any] = {"user_doc": (documents.n_titles, documents.max_chars)}
     if plan.user_tower == "bert":
-        extra["item_titles"] = data.item_titles
+        extra["item_titles"] = list(documents.titles)
     encoder = trainer.encoder(data.backbone_name, data.backbone_hash, **extra)
     encoder.save(out_dir)
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Encoder stage: atomic training checkpoints — weights, optimizer and RNG state, no pickle.
+"""Training stage: atomic training checkpoints — weights, optimizer and RNG state, no pickle.
 
 Writes one safetensors file per checkpoint (tensors + a JSON document in its metadata) through a
 temp file, fsync and os.replace, so a crash leaves the previous checkpoint whole; reads it back.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -19,32 +18,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_bytes
 
+from recsys.atomic import atomic_write_bytes
+
 _META_KEY = "recsys"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read back: the message names the file and what is wrong."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write data to path via a temp file in the same directory, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:  # make the rename itself durable
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Encoder stage: training losses over (user vector, next item vector) pairs. Pure torch, no I/O.
+"""Training stage: training losses over (user vector, next item vector) pairs. Pure torch, no I/O.
 
 Both take L2-normalised vectors; scores are cosines divided by a temperature.
 """

@@ -8,11 +8,11 @@ from support import small_sample
 from recsys.config import EncoderConfig, SplitConfig, TextConfig
 from recsys.data.loaders import load_dataset
 from recsys.data.split import split_interactions
-from recsys.encoder.examples import user_sequences
-from recsys.encoder.features import pooled_features
-from recsys.encoder.train import train_encoder
-from recsys.encoder.validation import held_out, ranking_metrics
+from recsys.encoder.features import Featurizer
 from recsys.text.documents import item_documents
+from recsys.training.examples import user_sequences
+from recsys.training.train import train_encoder
+from recsys.training.validation import held_out, ranking_metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MINILM = "packaged:all-MiniLM-L6-v2"
@@ -43,7 +43,7 @@ def test_trained_towers_beat_zero_shot_minilm(catalog, tmp_path):
         lr=3e-3, history_len=30,
     )  # fmt: skip
     texts = item_documents(dataset, TextConfig())
-    features = pooled_features(texts, MINILM, config.max_length, 64, "cpu", tmp_path / "cache")
+    features = Featurizer(MINILM, config.max_length, 64, cache_dir=tmp_path / "cache")(texts)
     valid = held_out(user_sequences(split.train, dataset.n_users), split.valid)
     zero_shot = _zero_shot_ndcg(features, valid)
     result = train_encoder(dataset, split, config, TextConfig(), tmp_path / "enc",

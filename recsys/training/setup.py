@@ -1,4 +1,4 @@
-"""Encoder stage: training set-up — resolve the plan, gather texts, sequences, features, trainer.
+"""Training stage: training set-up — resolve the plan, gather texts, sequences, features, trainer.
 
 Reads a Dataset + Split and the base backbone (cached frozen features under cache_dir); writes
 the in-memory TrainingData and the trainer (FrozenTrainer or PairTrainer) the loop runs.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,13 +16,20 @@ from recsys.config import EncoderConfig, TextConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder import backbone as bb
-from recsys.encoder.examples import item_log_q, user_sequences
-from recsys.encoder.features import pooled_features, top_layer_inputs
-from recsys.encoder.frozen import FrozenTrainer
-from recsys.encoder.pair import HardNegatives, PairTrainer
-from recsys.encoder.sources import StateSource, TokenSource, bert_layers, top_layers_model
-from recsys.encoder.validation import HeldOut, held_out
+from recsys.encoder.features import Featurizer
 from recsys.schema import ITEM_IDX
+from recsys.text.documents import UserDocuments, item_documents, profile_texts
+from recsys.training.examples import item_log_q, user_sequences
+from recsys.training.frozen import FrozenTrainer
+from recsys.training.pair import HardNegatives, PairTrainer
+from recsys.training.text_sources import (
+    StateSource,
+    TokenSource,
+    bert_layers,
+    top_layer_inputs,
+    top_layers_model,
+)
+from recsys.training.validation import HeldOut, held_out
 
 FULL_SOFTMAX_MAX_ITEMS = 20_000  # auto: above this, in-batch negatives on the frozen path too
 
@@ -66,7 +72,7 @@ def resolve_plan(config: EncoderConfig, device: str, n_items: int = 0) -> Plan:
 @dataclass
 class TrainingData:
     item_texts: list[str]
-    item_titles: list[str]
+    documents: UserDocuments  # what the BERT user tower reads (recsys.text)
     profile_texts: list[str | None]  # per user_idx
     has_profile: np.ndarray  # (n_users,) bool
     sequences: list[np.ndarray]  # per user_idx, train item_idx oldest first
@@ -74,7 +80,6 @@ class TrainingData:
     log_q: np.ndarray  # (n_items,) log sampling probability of each item in a batch
     backbone_name: str
     backbone_hash: str
-    user_doc: tuple[int, int]  # titles in a user document, max chars
     cache_dir: Path | None
     progress: bool
 
@@ -89,8 +94,6 @@ def prepare_data(
     device: str,
     progress: bool,
 ) -> TrainingData:
-    from recsys.text.documents import item_documents  # the stage before ours
-
     texts = item_documents(dataset, text_config)
     if len(texts) != dataset.n_items:
         raise ValueError(f"item_documents returned {len(texts)} texts for {dataset.n_items} items")
@@ -101,7 +104,7 @@ def prepare_data(
         batch = config.seq_batch_size * config.history_len
     return TrainingData(
         item_texts=texts,
-        item_titles=item_titles(dataset, text_config, texts),
+        documents=UserDocuments.for_dataset(dataset, text_config),
         profile_texts=profiles,
         has_profile=np.array([p is not None for p in profiles], dtype=bool),
         sequences=sequences,
@@ -109,29 +112,9 @@ def prepare_data(
         log_q=item_log_q(split.train[ITEM_IDX].to_numpy(), dataset.n_items, batch),
         backbone_name=config.model_name_or_path,
         backbone_hash=bb.model_hash(config.model_name_or_path),
-        user_doc=(text_config.user_history_titles, text_config.max_user_chars),
         cache_dir=cache_dir,
         progress=progress,
     )
-
-
-def profile_texts(dataset: Dataset) -> list[str | None]:
-    """Each user's profile: the user text columns joined, None when all are empty."""
-    if not dataset.user_text_columns:
-        return [None] * dataset.n_users
-    rows = dataset.users.select(dataset.user_text_columns).rows()
-    joined = [
-        ". ".join(str(v).strip() for v in row if v is not None and str(v).strip()) for row in rows
-    ]
-    return [text or None for text in joined]
-
-
-def item_titles(dataset: Dataset, text_config: TextConfig, documents: list[str]) -> list[str]:
-    """Titles for user documents: the title column, else the item documents themselves."""
-    if text_config.title_column in dataset.items.columns:
-        titles = dataset.items[text_config.title_column].cast(str).fill_null("").to_list()
-        return [t or d for t, d in zip(titles, documents, strict=True)]
-    return list(documents)
 
 
 def build_trainer(
@@ -151,33 +134,34 @@ def build_trainer(
     else:
         items, profiles = _state_sources(tokenizer, bert, data, config, device)
     bert.train()
-    user_doc = (*data.user_doc, data.item_titles, data.profile_texts)
     return PairTrainer(
-        config, bert, tokenizer, items, profiles, data.sequences, data.has_profile,
-        plan.user_tower, device, data.log_q, hard_negatives, user_doc,
-    )  # fmt: skip
+        config,
+        bert,
+        tokenizer,
+        items,
+        profiles,
+        data.sequences,
+        data.has_profile,
+        plan.user_tower,
+        device,
+        data.log_q,
+        hard_negatives,
+        data.documents,
+        data.profile_texts,
+    )
 
 
 def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, device: str):
-    loaded: list[Any] = []
-
-    def load():  # the backbone loads only when some text is not cached yet
-        if not loaded:
-            loaded.append(bb.load_backbone(config.model_name_or_path, device))
-        return loaded[0]
-
-    def features(texts: list[str], max_length: int) -> np.ndarray:
-        return pooled_features(
-            texts, config.model_name_or_path, max_length, config.embed_batch(device), device,
-            data.cache_dir, load, data.progress, config.runtime,
-        )  # fmt: skip
-
-    items = features(data.item_texts, config.max_length)
+    # the backbone loads only when some text is not cached yet, and once for items and profiles
+    features = Featurizer.for_encoder(
+        config, device, runtime=config.runtime, cache_dir=data.cache_dir, progress=data.progress
+    )
+    items = features(data.item_texts)
     profiles = None
     if data.has_profile.any():
         profiles = np.zeros((len(data.profile_texts), items.shape[1]), dtype=np.float32)
         texts = [p for p in data.profile_texts if p is not None]
-        profiles[data.has_profile] = features(texts, config.user_max_length)
+        profiles[data.has_profile] = features.with_max_length(config.user_max_length)(texts)
     return FrozenTrainer(
         config, items, data.sequences, profiles, data.has_profile, device, plan.softmax, data.log_q
     )
@@ -210,10 +194,14 @@ def _state_sources(tokenizer, bert, data: TrainingData, config: EncoderConfig, d
         layer.requires_grad_(True)
 
     def states(texts: list[str], max_length: int) -> StateSource:
-        cached = top_layer_inputs(
-            texts, config.model_name_or_path, k, max_length, config.embed_batch(device), device,
-            data.cache_dir, lambda: (tokenizer, bert.eval()),
-        )  # fmt: skip
+        base = Featurizer.for_encoder(
+            config,
+            device,
+            max_length,
+            cache_dir=data.cache_dir,
+            loader=lambda: (tokenizer, bert.eval()),
+        )
+        cached = top_layer_inputs(base, texts, k)
         return StateSource(top, *cached)
 
     items = states(data.item_texts, config.max_length)

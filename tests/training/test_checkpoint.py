@@ -1,12 +1,13 @@
 """Checkpoints: atomic writes, tensors + meta round trip, optimizer and RNG state, bad files."""
 
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from recsys.encoder import checkpoint as ckpt
+from recsys.training import checkpoint as ckpt
 
 
 def test_tensors_and_meta_round_trip(tmp_path):
@@ -26,7 +27,7 @@ def test_a_failed_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         ckpt.save_tensors(path, {"a": torch.zeros(2)}, {"epoch": 2})
     monkeypatch.undo()

@@ -4,15 +4,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.encoder.examples import (
+from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
+from recsys.training.examples import (
     item_log_q,
-    pad_histories,
     pair_examples,
     sequence_windows,
     user_sequences,
     window_batch,
 )
-from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
 
 
 def test_user_sequences_order_by_time_then_row():
@@ -65,10 +64,3 @@ def test_item_log_q_is_batch_inclusion_probability():
     log_q = item_log_q(targets, 3, batch_size=2)
     expected = np.log([1 - 0.25**2, 1 - 0.75**2, 1 - 0.75**2])
     np.testing.assert_allclose(log_q, expected, rtol=1e-6)
-
-
-def test_pad_histories_keeps_the_newest_items():
-    idx, mask, lengths = pad_histories([np.array([1, 2, 3, 4]), np.array([], np.int64)], 3)
-    assert idx.tolist() == [[2, 3, 4], [0, 0, 0]]
-    assert mask.tolist() == [[True] * 3, [False] * 3]
-    assert lengths.tolist() == [3, 0]

@@ -13,7 +13,8 @@ from contract import contract_matrix
 from recsys.index.faiss_index import VectorIndex
 from recsys.ranking.base import Query
 from recsys.ranking.content import ContentRecommender
-from recsys.ranking.user_vectors import HistoryMeanEncoder, normalize_rows
+from recsys.ranking.user_vectors import HistoryMeanEncoder
+from recsys.vectors import normalize_rows
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,11 @@ def contract_content(with_index: bool = False) -> ContentRecommender:
     users = normalize_rows(matrix @ items)  # (n_users, dim) history means
     index = VectorIndex.build(items) if with_index else None
     return ContentRecommender(items, HistoryMeanEncoder(), index, users, exact_max_items=8)
+
+
+def text_and_noise(world: World) -> dict[str, ContentRecommender]:
+    """Two content sources: "text" over the world's topic vectors, "collab" over pure noise."""
+    return {
+        "text": ContentRecommender(world.item_vectors, HistoryMeanEncoder()),
+        "collab": ContentRecommender(world.noise_vectors, HistoryMeanEncoder()),  # pure noise
+    }

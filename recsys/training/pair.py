@@ -1,4 +1,4 @@
-"""Encoder stage: the BERT-training trainer — (history -> next item) pairs, in-batch softmax.
+"""Training stage: the BERT-training trainer — (history -> next item) pairs, in-batch softmax.
 
 Reads a trainable text source for items (the whole BERT on the GPU "full" path, or its top k
 layers over cached states on the CPU path) and the training sequences; trains BERT, the item
@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from recsys.config import EncoderConfig
-from recsys.encoder.examples import pad_histories, pair_examples, user_document
-from recsys.encoder.losses import sampled_softmax_loss
 from recsys.encoder.model import TwoTowerEncoder, build_towers
-from recsys.encoder.sources import StateSource, TokenSource, pooled_all
-from recsys.encoder.towers import BertUserTower, adamw, last_states
+from recsys.encoder.towers import BertUserTower, last_states, pad_histories
+from recsys.text.documents import UserDocuments
+from recsys.training.examples import pair_examples
+from recsys.training.losses import sampled_softmax_loss
+from recsys.training.optim import adamw
+from recsys.training.text_sources import StateSource, TokenSource, pooled_all
 
 HardNegatives = Callable[[np.ndarray], np.ndarray]  # user_idx (b,) -> item_idx (b, h) or (m,)
 
@@ -44,13 +46,14 @@ class PairTrainer:
         device: str,
         log_q: np.ndarray | None = None,
         hard_negatives: HardNegatives | None = None,
-        user_doc: tuple[int, int, list[str] | None, list[str | None]] | None = None,
+        documents: UserDocuments | None = None,
+        profile_texts: Sequence[str | None] | None = None,
     ):
         self.config, self.device, self.tokenizer = config, device, tokenizer
         self.items, self.profiles, self.sequences = items, profiles, sequences
         self.has_profile = has_profile
         self.hard_negatives = hard_negatives
-        self.user_doc = user_doc  # (titles per document, max chars, item titles, profile texts)
+        self.documents, self.profile_texts = documents, profile_texts  # BERT user tower only
         self.log_q = None if log_q is None else torch.as_tensor(log_q, device=device)
         hidden = int(bert.config.hidden_size)
         adapter, user = build_towers(config, hidden, user_tower, bert)
@@ -93,7 +96,8 @@ class PairTrainer:
         self.modules.train(was_training)
         self._fresh = True
 
-    def _histories(self, users: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+    def histories(self, users: np.ndarray, positions: np.ndarray) -> list[np.ndarray]:
+        """The history window training reads before each (user, position): <= history_len items."""
         length = self.config.history_len
         return [
             self.sequences[u][max(0, p - length) : p] for u, p in zip(users, positions, strict=True)
@@ -102,15 +106,14 @@ class PairTrainer:
     def _user_vectors(self, users: np.ndarray, histories: list[np.ndarray]) -> torch.Tensor:
         """(b, dim) user vectors; grads reach BERT only through the BERT user tower."""
         if self.is_bert_user:
-            n_titles, max_chars, titles, profiles = self.user_doc
-            docs = [
-                user_document(profiles[u], [titles[i] for i in h[::-1][:n_titles]], max_chars)
-                for u, h in zip(users, histories, strict=True)
-            ]
             batch = self.tokenizer(
-                docs, truncation=True, max_length=self.config.user_max_length, padding=True,
-                return_tensors="pt", return_token_type_ids=False,
-            )  # fmt: skip
+                self.user_documents(users, histories),
+                truncation=True,
+                padding=True,
+                max_length=self.config.user_max_length,
+                return_tensors="pt",
+                return_token_type_ids=False,
+            )
             ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
             return self.modules["user"](ids, mask)
         idx, mask, lengths = (t.to(self.device) for t in pad_histories(histories, 10**9))
@@ -121,6 +124,13 @@ class PairTrainer:
             profile_mask = torch.from_numpy(self.has_profile[users]).to(self.device)
         states = self.modules["user"](inputs, mask, profile, profile_mask)  # (b, n + 1, dim)
         return last_states(states, lengths)
+
+    def user_documents(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> list[str]:
+        """The documents the BERT user tower reads for (user, history) pairs (recsys.text)."""
+        if self.documents is None or self.profile_texts is None:
+            raise ValueError("the BERT user tower needs UserDocuments and the profile texts")
+        pairs = zip(users.tolist(), histories, strict=True)
+        return [self.documents(self.profile_texts[u], h) for u, h in pairs]
 
     def _negatives(self, users: np.ndarray) -> np.ndarray:
         if self.hard_negatives is None or self.config.hard_negatives == 0:
@@ -146,17 +156,22 @@ class PairTrainer:
         with self._autocast():
             pooled = self.items.pooled(np.concatenate([unique, negatives]))  # (u + m, hidden)
             vectors = self.modules["adapter"](pooled.float())  # (u + m, dim)
-            histories = self._histories(users, positions)
+            histories = self.histories(users, positions)
             user_vectors = self._user_vectors(users, histories).float()
         target_t = torch.from_numpy(targets).to(self.device)
         log_q = None
         if self.log_q is not None and self.config.logq_correction:
             log_q = self.log_q[target_t]
         loss = sampled_softmax_loss(
-            user_vectors, vectors[torch.from_numpy(inverse).to(self.device)], target_t,
-            self.config.temperature, log_q, vectors[len(unique):],
-            torch.from_numpy(negatives).to(self.device), self._seen(histories),
-        )  # fmt: skip
+            user_vectors,
+            vectors[torch.from_numpy(inverse).to(self.device)],
+            target_t,
+            self.config.temperature,
+            log_q,
+            vectors[len(unique) :],
+            torch.from_numpy(negatives).to(self.device),
+            self._seen(histories),
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.modules.parameters(), 1.0)
@@ -203,8 +218,7 @@ class PairTrainer:
 
     def encoder(self, backbone_name: str, backbone_hash: str, **extra) -> TwoTowerEncoder:
         """Towers + the trained BERT (saved beside them by TwoTowerEncoder.save)."""
-        return TwoTowerEncoder(
-            self.config, self.modules["adapter"], self.modules["user"], backbone_name,
-            backbone_hash, "full", bert=self.modules["bert"], tokenizer=self.tokenizer,
-            device=self.device, **extra,
-        )  # fmt: skip
+        towers = (self.modules["adapter"], self.modules["user"])
+        backbone = (backbone_name, backbone_hash, "full")
+        bert = {"bert": self.modules["bert"], "tokenizer": self.tokenizer, "device": self.device}
+        return TwoTowerEncoder(self.config, *towers, *backbone, **bert, **extra)

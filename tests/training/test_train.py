@@ -10,14 +10,14 @@ from safetensors.torch import load_file
 
 from recsys.config import EncoderConfig, TextConfig
 from recsys.encoder.backbone import load_backbone, model_hash
-from recsys.encoder.checkpoint import CheckpointError
-from recsys.encoder.examples import user_sequences
 from recsys.encoder.model import TwoTowerEncoder
-from recsys.encoder.setup import profile_texts
-from recsys.encoder.train import CHECKPOINT, train_encoder
-from recsys.encoder.validation import held_out, ranking_metrics
-from recsys.text.documents import item_documents
+from recsys.text.documents import item_documents, profile_texts
 from recsys.tracking import NullTracker
+from recsys.training.checkpoint import CheckpointError
+from recsys.training.examples import user_sequences
+from recsys.training.setup import build_trainer, prepare_data, resolve_plan
+from recsys.training.train import CHECKPOINT, train_encoder
+from recsys.training.validation import held_out, ranking_metrics
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,28 @@ def test_bert_user_tower_reads_user_documents(world, tiny_bert_dir, tmp_path):
     grown = np.vstack([items, items[:1]])  # a new item the saved titles do not cover
     with pytest.raises(ValueError, match="has no title"):
         loaded.encode_users([np.array([len(items)])], grown)
+
+
+def test_user_tower_reads_the_same_document_in_training_and_serving(world, tiny_bert_dir, tmp_path):
+    """The BERT user tower's document for a (user, position) in training is the document the
+    saved encoder writes when serving that user's history up to the position (recsys.text)."""
+    dataset, split = world
+    config = _config(tiny_bert_dir, path="full", user_tower="bert", epochs=1, history_len=3)
+    _train(world, config, tmp_path / "e")
+    served = TwoTowerEncoder.load(tmp_path / "e")
+    plan = resolve_plan(config, "cpu", dataset.n_items)
+    data = prepare_data(dataset, split, config, TextConfig(), plan, None, "cpu", False)
+    trainer = build_trainer(data, config, plan, "cpu", None)
+    users, positions = trainer.users[::5], trainer.positions[::5]  # a spread of training pairs
+    in_training = trainer.user_documents(users, trainer.histories(users, positions))
+    profiles = profile_texts(dataset)
+    when_serving = served.user_documents(
+        [data.sequences[u][:p] for u, p in zip(users, positions, strict=True)],
+        [profiles[u] for u in users],
+    )
+    assert in_training == when_serving
+    assert any(doc.startswith("a fan of") and "Recent: the" in doc for doc in in_training)
+    assert any(doc.startswith("Recent: the") for doc in in_training)
 
 
 def test_trainable_layers_train_only_the_top_of_bert(world, tiny_bert_dir, tmp_path):

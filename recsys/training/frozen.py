@@ -1,4 +1,4 @@
-"""Encoder stage: the CPU ("frozen") trainer — adapter + sequence user tower over cached features.
+"""Training stage: the CPU ("frozen") trainer — adapter + sequence user tower over cached features.
 
 Reads frozen pooled BERT features of every item (and user profile) and the training sequences;
 trains the item adapter and the causal user tower on every position of every sequence at once.
@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from recsys.config import EncoderConfig
-from recsys.encoder.examples import pad_histories, sequence_windows, window_batch
-from recsys.encoder.losses import full_softmax_loss, sampled_softmax_loss
 from recsys.encoder.model import TwoTowerEncoder, build_towers
-from recsys.encoder.towers import adamw, last_states
+from recsys.encoder.towers import last_states, pad_histories
+from recsys.training.examples import sequence_windows, window_batch
+from recsys.training.losses import full_softmax_loss, sampled_softmax_loss
+from recsys.training.optim import adamw
 
 Softmax = Literal["full", "sampled"]
 
@@ -138,10 +139,9 @@ class FrozenTrainer:
 
     def encoder(self, backbone_name: str, backbone_hash: str, **extra) -> TwoTowerEncoder:
         """The trained towers as a TwoTowerEncoder over the (unchanged) base backbone."""
-        return TwoTowerEncoder(
-            self.config, self.modules["adapter"], self.modules["user"], backbone_name,
-            backbone_hash, "frozen", device=self.device, **extra,
-        )  # fmt: skip
+        towers = (self.modules["adapter"], self.modules["user"])
+        backbone = (backbone_name, backbone_hash, "frozen")
+        return TwoTowerEncoder(self.config, *towers, *backbone, device=self.device, **extra)
 
 
 def _seen_before(inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Encoder stage: training examples from interactions — per-user sequences, windows, pairs, batches.
+"""Training stage: examples from interactions — per-user sequences, windows, pairs, batches.
 
 Reads interaction frames (split.train / split.valid); writes numpy arrays. No model, no I/O.
 """
@@ -73,22 +73,6 @@ def item_log_q(targets: np.ndarray, n_items: int, batch_size: int) -> np.ndarray
     return np.log(q).astype(np.float32)
 
 
-def pad_histories(
-    histories: Sequence[np.ndarray], history_len: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Last history_len items of each history, right-padded. Returns item_idx (b, n) int64 with
-    0 in padding, mask (b, n) bool, lengths (b,) int64, n = longest kept history (>= 1)."""
-    kept = [np.asarray(h, dtype=np.int64)[-history_len:] for h in histories]
-    longest = max([len(h) for h in kept] + [1])
-    idx = np.zeros((len(kept), longest), dtype=np.int64)  # (b, n)
-    mask = np.zeros((len(kept), longest), dtype=bool)
-    for row, h in enumerate(kept):
-        idx[row, : len(h)] = h
-        mask[row, : len(h)] = True
-    lengths = mask.sum(axis=1).astype(np.int64)
-    return torch.from_numpy(idx), torch.from_numpy(mask), torch.from_numpy(lengths)
-
-
 def window_batch(
     sequences: Sequence[np.ndarray], windows: np.ndarray, has_profile: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -108,11 +92,3 @@ def window_batch(
         if start > 0 or not has_profile[user]:
             targets[row, 0] = -1
     return torch.from_numpy(inputs), torch.from_numpy(mask), torch.from_numpy(targets)
-
-
-def user_document(profile: str | None, titles_newest_first: Sequence[str], max_chars: int) -> str:
-    """The text the BERT user tower reads, in the text stage's format: the profile, then
-    "Recent: A; B." with the newest titles first (recsys.text.documents)."""
-    from recsys.text.documents import _user_document
-
-    return _user_document((profile or "").strip(), [t for t in titles_newest_first if t], max_chars)
