@@ -144,13 +144,22 @@ class IndexConfig(_Section):
     """FAISS index over item vectors (recsys.index)."""
 
     factory: str = "auto"
-    """Any FAISS index factory string; auto: Flat below exact_max_items items, else HNSW32."""
+    """auto: Flat up to exact_max_items, then ivfpq (HNSW32 up to hnsw_max_items first, if that
+    is larger); ivfpq: IVF-PQ + exact re-rank; ivf: IVF,Flat; or any FAISS factory string."""
     exact_max_items: int = Field(100_000, ge=1)
     """Catalogs up to this size are searched exactly."""
+    hnsw_max_items: int = Field(100_000, ge=1)
+    """auto: HNSW32 for catalogs above exact_max_items up to this size. Default: no HNSW tier (at
+    200k and 1M items IVF-PQ + re-rank had higher recall, more q/s and fewer bytes per item)."""
     metric: Literal["ip"] = "ip"
     """Inner product (the towers' vectors are L2-normalised, so this is cosine)."""
-    nprobe: int = Field(16, ge=1)
-    """IVF indexes: inverted lists visited per query."""
+    nprobe: int = Field(32, ge=1)
+    """IVF indexes (ivf, ivfpq): inverted lists visited per query (ivfpq at 1M: 16 -> .977, 32
+    -> .996 recall@10 with rerank_factor 20)."""
+    rerank_factor: int = Field(20, ge=1)
+    """ivfpq: rerank_factor * k candidates from the PQ codes are re-scored by exact inner product
+    with the float vectors the index stores; 1: no re-rank (1M items: 1 -> .52, 10 -> .974,
+    20 -> .996 recall@10 at nprobe 32)."""
     ef_search: int = Field(128, ge=1)
     """HNSW indexes: search breadth per query."""
     use_gpu: Literal["auto", "never"] = "auto"

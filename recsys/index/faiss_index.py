@@ -1,24 +1,25 @@
 """Index stage: a FAISS inner-product index over L2-normalised item vectors.
 
-Reads item vectors (n_items, dim) float32; writes one FAISS index file (write to temp + rename).
+Reads item vectors (n_items, dim) float32; writes one FAISS index file (write to temp + rename),
+read back memory-mapped so the API workers of a host share one copy in the page cache.
 Top-k always honours per-query exclusions and an allow-mask and still returns k results: an
 allow-mask goes to FAISS as an IDSelector (small masks are searched exactly), exclusions are
-over-fetched and the search retried with a larger k for rows that came back short.
+over-fetched and the search retried with a larger k for rows that came back short. The IVF-PQ
+tier (IndexRefineFlat over IndexIVFPQ) re-scores rerank_factor * k PQ candidates exactly.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from recsys.config import IndexConfig
+from recsys.index import storage
+from recsys.index.backend import faiss
+from recsys.index.factory import create_index
 from recsys.index.filtering import Exclusions, compact
 from recsys.tracking import Tracker
 from recsys.vectors import normalize_rows
@@ -27,17 +28,6 @@ log = logging.getLogger(__name__)
 
 EXACT_SUBSET_MAX = 4096  # allow-masks with at most this many items: exact search over them
 GPU_MAX_K = 2048  # FAISS GPU kernels return at most this many neighbours per query
-
-
-def resolve_factory(factory: str, n_items: int, exact_max_items: int) -> str:
-    """ "auto": exact Flat up to exact_max_items, else HNSW32; "ivf": IVF{4 sqrt(n)},Flat."""
-    if factory == "auto":
-        return "Flat" if n_items <= exact_max_items else "HNSW32"
-    if factory == "ivf":
-        # Rule of thumb 4 sqrt(n) lists, but k-means wants >= 39 training points per list.
-        nlist = max(1, min(int(4 * math.sqrt(n_items)), n_items // 39))
-        return f"IVF{nlist},Flat"
-    return factory
 
 
 def normalize(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
@@ -58,16 +48,26 @@ class VectorIndex:
 
     def __init__(self, index: faiss.Index, factory: str, config: IndexConfig | None = None):
         self.config = config or IndexConfig()
-        self.index = index  # the CPU index: saved, reconstructed from, and added to
         self.factory = factory
         self.build_recall: float | None = None
+        self.mmapped = False  # set by load(): FAISS arrays are views of the file (read-only)
+        self._attach(index)
+
+    def _attach(self, index: faiss.Index) -> None:
+        """Hold `index` and apply the config's search parameters to whatever it wraps."""
+        self.index = index  # the CPU index: saved, reconstructed from, and added to
         top = faiss.downcast_index(index)
-        self._ivf = top if isinstance(top, faiss.IndexIVF) else None
-        self._hnsw = top if isinstance(top, faiss.IndexHNSW) else None
+        self._refine = top if isinstance(top, faiss.IndexRefine) else None
+        inner = faiss.downcast_index(top.base_index) if self._refine is not None else top
+        self._ivf = inner if isinstance(inner, faiss.IndexIVF) else None
+        self._hnsw = inner if isinstance(inner, faiss.IndexHNSW) else None
         self._flat = isinstance(top, faiss.IndexFlat)
+        if self._refine is not None:
+            self._refine.k_factor = float(self.config.rerank_factor)
         if self._ivf is not None:
             self._ivf.nprobe = min(self.config.nprobe, self._ivf.nlist)
-            self._ivf.make_direct_map()  # lets small allow-masks reconstruct their vectors
+            if self._refine is None:  # a refine index reconstructs from its own float vectors
+                self._ivf.make_direct_map()  # lets small allow-masks reconstruct their vectors
         elif self._hnsw is not None:
             self._hnsw.hnsw.efSearch = self.config.ef_search
         self._gpu_res, self._searcher = self._to_gpu(index)
@@ -75,7 +75,8 @@ class VectorIndex:
     def _to_gpu(self, index: faiss.Index) -> tuple[object | None, faiss.Index]:
         """A GPU clone to search with when faiss has GPU support and a GPU is present."""
         gpu_ok = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-        movable = self._flat or self._ivf is not None  # HNSW and wrappers have no GPU version
+        # HNSW, refine (IVF-PQ tier) and other wrappers have no GPU version: they search on CPU
+        movable = self._flat or (self._ivf is not None and self._refine is None)
         if self.config.use_gpu == "never" or not gpu_ok or not movable:
             return None, index
         res = faiss.StandardGpuResources()
@@ -99,33 +100,25 @@ class VectorIndex:
 
     @property
     def index_type(self) -> str:
-        """FAISS class name, for manifests (a factory-built and a loaded Flat both: IndexFlatIP)."""
-        return "IndexFlatIP" if self._flat else type(faiss.downcast_index(self.index)).__name__
+        """FAISS class name, for manifests (a factory-built and a loaded Flat both: IndexFlatIP);
+        a re-ranked index names both: IndexRefineFlat(IndexIVFPQ)."""
+        if self._flat:
+            return "IndexFlatIP"
+        name = type(faiss.downcast_index(self.index)).__name__
+        if self._refine is not None:
+            name += f"({type(faiss.downcast_index(self._refine.base_index)).__name__})"
+        return name
 
     @classmethod
     def build(
         cls, vectors: np.ndarray, config: IndexConfig | None = None, tracker: Tracker | None = None
     ) -> VectorIndex:
-        """Normalise, train (IVF), add; measure ANN recall@10 against exact search and log it."""
+        """Normalise, train (IVF), add; measure ANN recall@10 (after any re-rank) against exact
+        search and log it."""
         config = config or IndexConfig()
         vectors = normalize(vectors, "item vectors")  # (n_items, dim)
         n, dim = vectors.shape
-        factory = resolve_factory(config.factory, n, config.exact_max_items)
-        try:
-            index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"index factory {factory!r} (dim {dim}): faiss refused it: {exc}"
-            ) from None
-        if not index.is_trained:
-            try:
-                index.train(vectors)
-            except RuntimeError as exc:
-                raise ValueError(
-                    f"index factory {factory!r}: training on {n} item vectors failed "
-                    f"(IVF needs at least as many vectors as lists): {exc}"
-                ) from None
-        index.add(vectors)
+        index, factory = create_index(vectors, config)
         built = cls(index, factory, config)
         built.build_recall = built.measure_recall(vectors, k=10)
         log.info("built %s over %d x %d, recall@10 %.4f", factory, n, dim, built.build_recall)
@@ -139,6 +132,9 @@ class VectorIndex:
         vectors = normalize(vectors, "added vectors")
         self._check_dim(vectors, "added vectors")
         start = self.ntotal
+        if self.mmapped:  # a mapped index is read-only: add to a private copy
+            self._attach(storage.owned_copy(self.index))
+            self.mmapped = False
         self.index.add(vectors)
         if self.on_gpu:
             self._searcher.add(vectors)
@@ -150,10 +146,13 @@ class VectorIndex:
         k: int,
         exclude: Sequence[np.ndarray] | None = None,
         allowed: np.ndarray | None = None,
+        *,
+        rerank: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product with the normalised queries (n, dim): item_idx (n, k) int64
         padded with -1, scores (n, k) float32 padded with -inf. `exclude[i]`: item_idx never
-        returned for query i; `allowed`: bool mask (ntotal,) of items that may be returned."""
+        returned for query i; `allowed`: bool mask (ntotal,) of items that may be returned.
+        rerank=False (IVF-PQ tier): the k best by PQ codes only, to measure what re-rank adds."""
         queries = normalize(queries, "queries")  # (n, dim)
         self._check_dim(queries, "queries")
         n = queries.shape[0]
@@ -170,9 +169,12 @@ class VectorIndex:
         limit = min(reachable, GPU_MAX_K) if self.on_gpu else reachable
         kk = min(k + excl.max_count, limit)  # enough for exact indexes in one pass
         pending = np.arange(n)
+        factor = self.config.rerank_factor if rerank else 1
         while pending.size:
             exhaustive = kk >= limit
-            scores, labels = self._raw_search(queries[pending], kk, mask, use_selector, exhaustive)
+            scores, labels = self._raw_search(
+                queries[pending], kk, mask if use_selector else None, exhaustive, factor
+            )
             invalid = excl.mask(pending, labels)
             if mask is not None and not use_selector:
                 invalid |= ~mask[np.maximum(labels, 0)]  # post-filter the allow-mask
@@ -193,29 +195,38 @@ class VectorIndex:
         self,
         queries: np.ndarray,
         kk: int,
-        mask: np.ndarray | None,
-        selector: bool,
+        selected: np.ndarray | None,
         exhaustive: bool,
+        rerank_factor: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One FAISS call: scores (n, kk), labels (n, kk)."""
+        """One FAISS call: scores (n, kk), labels (n, kk). `selected`: bool mask (ntotal,) given
+        to FAISS as an IDSelector. A refine index searches its base for rerank_factor * kk
+        candidates and re-scores them exactly."""
         if self.on_gpu:
             return self._searcher.search(queries, kk)
-        params, keep = None, None
-        if selector:
-            keep = np.packbits(mask, bitorder="little")  # must outlive the search call
-            sel = faiss.IDSelectorBitmap(mask.size, faiss.swig_ptr(keep))
+        params, keep, sel = None, None, None  # SWIG keeps raw pointers: all must outlive search
+        if selected is not None:
+            keep = np.packbits(selected, bitorder="little")
+            sel = faiss.IDSelectorBitmap(selected.size, faiss.swig_ptr(keep))
+        base_k = kk * rerank_factor if self._refine is not None else kk
         if self._ivf is not None:  # the last pass scans every list, so nothing reachable is lost
             params = faiss.SearchParametersIVF()
             params.nprobe = self._ivf.nlist if exhaustive else self._ivf.nprobe
         elif self._hnsw is not None:
             params = faiss.SearchParametersHNSW()
-            params.efSearch = max(self.config.ef_search, kk)
-        elif selector:
+            params.efSearch = max(self.config.ef_search, base_k)
+        elif sel is not None:
             params = faiss.SearchParameters()
-        if selector:
+        if sel is not None:
             params.sel = sel
+        base_params = params
+        if self._refine is not None:
+            params = faiss.IndexRefineSearchParameters()
+            params.k_factor = float(rerank_factor)
+            if base_params is not None:
+                params.base_index_params = base_params
         scores, labels = self.index.search(queries, kk, params=params)
-        del keep
+        del keep, sel, base_params
         return scores, labels
 
     def _search_subset(
@@ -238,10 +249,11 @@ class VectorIndex:
         )[:2]
 
     def measure_recall(
-        self, vectors: np.ndarray, k: int = 10, n_queries: int | None = None
+        self, vectors: np.ndarray, k: int = 10, n_queries: int | None = None, rerank: bool = True
     ) -> float:
-        """Mean recall@k of this index vs exact search, queries = a seeded sample of the indexed
-        `vectors` (n_items, dim). Exact indexes return 1.0 without measuring."""
+        """Mean recall@k of this index (after re-rank unless rerank=False) vs exact search,
+        queries = a seeded sample of the indexed `vectors` (n_items, dim). Exact indexes return
+        1.0 without measuring."""
         if self.is_exact:
             return 1.0
         vectors = normalize(vectors, "vectors")
@@ -250,7 +262,7 @@ class VectorIndex:
         n_queries = min(n_queries or self.config.recall_sample, n)
         rng = np.random.default_rng(0)
         queries = vectors[rng.choice(n, size=n_queries, replace=False)]  # (q, dim)
-        found, _ = self.search(queries, k)
+        found, _ = self.search(queries, k, rerank=rerank)
         hits = 0
         step = max(1, (1 << 24) // max(n, 1))  # bound the (step, n) score block to ~64 MB
         for start in range(0, n_queries, step):
@@ -262,33 +274,19 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         """Write the (CPU) index to `path` atomically: temp file in the same folder, then rename."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            faiss.write_index(self.index, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        storage.write_index(self.index, path)
 
     @classmethod
-    def load(cls, path: Path, config: IndexConfig | None = None) -> VectorIndex:
-        """Read an index written by save(); without `config`, keep its stored nprobe / efSearch."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"FAISS index file not found: {path}")
-        index = faiss.read_index(str(path))
+    def load(cls, path: Path, config: IndexConfig | None = None, mmap: bool = True) -> VectorIndex:
+        """Read an index written by save(); without `config`, keep its stored nprobe / efSearch /
+        re-rank factor. mmap: FAISS maps the file instead of copying it, so the processes of a
+        host share one copy (see recsys/index/storage.py for which parts each type maps)."""
+        index = storage.read_index(path, mmap)
         if config is None:
-            top = faiss.downcast_index(index)
-            stored = {}
-            if isinstance(top, faiss.IndexIVF):
-                stored["nprobe"] = top.nprobe
-            elif isinstance(top, faiss.IndexHNSW):
-                stored["ef_search"] = top.hnsw.efSearch
-            config = IndexConfig(**stored)
-        return cls(index, f"loaded:{type(faiss.downcast_index(index)).__name__}", config)
+            config = IndexConfig(**storage.stored_parameters(index))
+        loaded = cls(index, f"loaded:{type(faiss.downcast_index(index)).__name__}", config)
+        loaded.mmapped = mmap
+        return loaded
 
     def _check_dim(self, vectors: np.ndarray, what: str) -> None:
         if vectors.shape[1] != self.dim:

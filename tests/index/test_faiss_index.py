@@ -1,13 +1,15 @@
 """VectorIndex: exact = brute force, ANN recall, exclusions and allow-masks keep k, save/load."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from recsys.config import IndexConfig
-from recsys.index import VectorIndex, resolve_factory
+from recsys.index import VectorIndex
 from recsys.tracking import NullTracker
 
-FACTORIES = ["Flat", "ivf", "HNSW32"]
+FACTORIES = ["Flat", "ivf", "HNSW32", "ivfpq"]  # ivfpq: IVF-PQ + exact re-rank
 
 
 def clustered(n=2000, dim=16, clusters=40, seed=0):
@@ -61,7 +63,7 @@ def test_exact_search_equals_brute_force(data, indexes):
     assert indexes["Flat"].measure_recall(vectors) == 1.0
 
 
-@pytest.mark.parametrize("factory", ["ivf", "HNSW32"])
+@pytest.mark.parametrize("factory", ["ivf", "HNSW32", "ivfpq"])
 def test_ann_recall_at_10_is_high_and_logged(data, indexes, trackers, factory):
     index, tracker = indexes[factory], trackers[factory]
     assert not index.is_exact
@@ -70,15 +72,6 @@ def test_ann_recall_at_10_is_high_and_logged(data, indexes, trackers, factory):
     logged = tracker.metrics["index.recall_at_10"][0][1]
     assert logged == index.build_recall and logged >= 0.95
     assert tracker.params["index.factory"] == index.factory
-
-
-def test_factory_resolution():
-    assert resolve_factory("auto", 100, 1000) == "Flat"
-    assert resolve_factory("auto", 1001, 1000) == "HNSW32"
-    assert resolve_factory("ivf", 10_000, 1) == "IVF256,Flat"  # min(4 sqrt(n)=400, n/39=256)
-    assert resolve_factory("IVF64,PQ8", 10, 1) == "IVF64,PQ8"
-    big = VectorIndex.build(clustered(300), IndexConfig(exact_max_items=299))
-    assert big.factory == "HNSW32" and big.index_type == "IndexHNSWFlat"
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
@@ -147,6 +140,41 @@ def test_save_load_round_trip(tmp_path, data, indexes, factory):
     before, after = index.search(queries, 10, exclude), loaded.search(queries, 10, exclude)
     np.testing.assert_array_equal(before[0], after[0])
     np.testing.assert_array_equal(before[1], after[1])
+
+
+def mapped_files() -> set[str]:
+    """Paths of the files this process has memory-mapped (Linux /proc)."""
+    lines = Path("/proc/self/maps").read_text().splitlines()
+    return {line.split(maxsplit=5)[5] for line in lines if len(line.split(maxsplit=5)) == 6}
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_mmap_load_gives_identical_results(tmp_path, data, indexes, factory):
+    vectors, queries = data
+    path = tmp_path / "items.faiss"
+    indexes[factory].save(path)
+    copied = VectorIndex.load(path, mmap=False)
+    assert str(path) not in mapped_files()
+    mapped = VectorIndex.load(path)  # the default: what the API workers do
+    assert mapped.mmapped and str(path) in mapped_files()
+    allowed = np.arange(len(vectors)) % 4 != 0
+    exclude = [np.arange(i, i + 20) for i in range(len(queries))]
+    for kwargs in ({}, {"exclude": exclude}, {"allowed": allowed}):
+        a, b = copied.search(queries, 10, **kwargs), mapped.search(queries, 10, **kwargs)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_adding_to_a_mapped_index_copies_it_and_leaves_the_file(tmp_path, data):
+    vectors, _ = data
+    path = tmp_path / "items.faiss"
+    VectorIndex.build(vectors[:100], IndexConfig(factory="Flat")).save(path)
+    before = path.read_bytes()
+    index = VectorIndex.load(path)
+    assert index.add(vectors[100:102]).tolist() == [100, 101]  # FAISS alone would abort here
+    assert not index.mmapped and index.ntotal == 102 and path.read_bytes() == before
+    idx, _ = index.search(vectors[101:102], 1)
+    assert idx[0, 0] == 101
 
 
 def test_search_parameters_come_from_config_and_survive_save(tmp_path, data):
