@@ -149,13 +149,13 @@ def compare(results: dict[str, list[dict]], users: np.ndarray | None) -> dict[st
 
 def print_table(title: str, table: dict[str, dict]) -> None:
     say(f"\n{title}")
-    head = f"  {'method':<18}{'NDCG@10':>16}{'Recall@10':>16}{'/best peer':>11}"
+    head = f"  {'method':<18}{'NDCG@10':>18}{'Recall@10':>18}{'/best peer':>11}"
     say(head + f"{'bundle/it':>10}{'t-test p':>10}{'Wilcoxon p':>11}")
     for method, row in table.items():
         cells = [f"  {method:<18}"]
         for name in ("ndcg", "recall"):
             sd = f" ± {row[f'{name}_sd']:.4f}" if len(row[f"{name}_per_seed"]) > 1 else ""
-            cells.append(f"{row[name]:.4f}{sd}".rjust(16))
+            cells.append(f"{row[name]:.4f}{sd}".rjust(18))
         cells.append(f"{row['ratio_to_best_peer']:>11.3f}")
         if "ttest_p" in row:
             cells.append(
