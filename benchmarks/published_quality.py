@@ -13,7 +13,12 @@ Paired t-test and Wilcoxon of the bundle against each peer on per-user NDCG@10 (
 values averaged over its seeds).
 
     python benchmarks/published_quality.py [--datasets ml-100k ml-100k-sparse8 ...]
-        [--seeds 0 1 2] [--threads 1] [--config FILE] [--keep DIR] [--json-out FILE] [--quick]
+        [--seeds 0 1 2] [--product-runs 1] [--threads 1] [--config FILE] [--keep DIR]
+        [--json-out FILE] [--quick]
+
+The nightly is not bit-for-bit repeatable (two runs on the same REST learned other blend
+weights; LightFM with [collab] threads = 0 runs Hogwild threads): --product-runs N runs it N times
+on fresh work directories, reports mean ± sd, and tests on each user's NDCG@10 averaged over runs.
 
 Variants: ml-100k, ml-latest-small, and NAME-sparse8 (each user's newest 8 interactions).
 --quick: the first 200 users of each variant, a 1-minute encoder budget for the nightly (unless
@@ -133,7 +138,7 @@ def compare(results: dict[str, list[dict]], users: np.ndarray | None) -> dict[st
     table = {method: summarize(runs, users) for method, runs in results.items()}
     peers = [m for m in results if m != BUNDLE]
     best = max(peers, key=lambda m: table[m]["ndcg"])
-    bundle = results[BUNDLE][0]["ndcg"][mask]
+    bundle = np.mean([m["ndcg"][mask] for m in results[BUNDLE]], axis=0)  # (n_users,) over runs
     for method in results:
         row = table[method]
         row["n_users"] = int(results[method][0]["ndcg"][mask].size)
@@ -164,13 +169,39 @@ def print_table(title: str, table: dict[str, dict]) -> None:
         say("".join(cells))
     say(
         f"  best peer: {next(iter(table.values()))['best_peer']}; "
-        f"seeds: {len(table['SASRec-CE']['ndcg_per_seed'])} per seeded peer"
+        f"seeds: {len(table['SASRec-CE']['ndcg_per_seed'])} per seeded peer, "
+        f"{len(table[BUNDLE]['ndcg_per_seed'])} nightly run(s)"
     )
 
 
+def run_products(variant, held, work: Path, args: argparse.Namespace) -> tuple[list, list]:
+    """--product-runs nightlies, each on a fresh work directory: (metrics, facts) per run."""
+    from outside_in import read_recommendations, seen_in_lists
+    from peers import K, metrics
+
+    runs, facts = [], []
+    for run in range(args.product_runs):
+        product = run_product(variant, work / f"product-{run}", args)
+        ranked = read_recommendations(product.pop("file"), variant, held.user_idx, K)
+        product["rest_items_in_lists"] = seen_in_lists(ranked, held.exclude)
+        runs.append(metrics(ranked, held))
+        facts.append(product)
+        say(
+            f"  nightly run {run + 1}: {product['nightly_seconds']:.0f} s (encoder: "
+            f"{product['encoder_epochs']} epochs, best {product['encoder_best_epoch']}, stopped "
+            f"at max_minutes: {product['encoder_stopped_at_max_minutes']}); recommend "
+            f"{product['recommend_seconds']:.0f} s; blend weights {product['blend_weights']}; "
+            f"the nightly's own NDCG@10 (internal split) "
+            f"{product['internal_metrics'].get('ndcg', float('nan')):.4f}; outside-in NDCG@10 "
+            f"{runs[-1]['ndcg'].mean():.4f}; REST items in its lists: "
+            f"{product['rest_items_in_lists']}"
+        )
+    return runs, facts
+
+
 def run_variant(name: str, work: Path, args: argparse.Namespace) -> dict:
-    from outside_in import load_variant, read_recommendations, seen_in_lists
-    from peers import K, metrics, run_peers
+    from outside_in import load_variant
+    from peers import run_peers
 
     say(f"\n=== {name} ===")
     variant = load_variant(args.data_root, name, QUICK_USERS if args.quick else None)
@@ -180,10 +211,8 @@ def run_variant(name: str, work: Path, args: argparse.Namespace) -> dict:
         f"REST {variant.rest.height} interactions; test items tied with the user's previous "
         f"interaction: {variant.tied.mean():.1%}"
     )
-    product = run_product(variant, work, args)
-    ranked = read_recommendations(product.pop("file"), variant, held.user_idx, K)
-    seen = seen_in_lists(ranked, held.exclude)
-    results = {BUNDLE: [metrics(ranked, held)]}
+    runs, facts = run_products(variant, held, work, args)
+    results = {BUNDLE: runs}
     peer_results, chosen = run_peers(variant, args.seeds, args.threads, args.quick, say)
     results.update(peer_results)
     out = {
@@ -191,20 +220,11 @@ def run_variant(name: str, work: Path, args: argparse.Namespace) -> dict:
         "items": variant.dataset.n_items,
         "rest_interactions": variant.rest.height,
         "tied_test_share": float(variant.tied.mean()),
-        "rest_items_in_bundle_lists": seen,
-        **product,
+        "nightly_seconds": [f["nightly_seconds"] for f in facts],
+        "nightly_runs": facts,
         "chosen": chosen,
         "all": compare(results, None),
     }
-    say(
-        f"  nightly wall time {product['nightly_seconds']:.0f} s (encoder: "
-        f"{product['encoder_epochs']} epochs, best {product['encoder_best_epoch']}, stopped at "
-        f"max_minutes: {product['encoder_stopped_at_max_minutes']}), recommend "
-        f"{product['recommend_seconds']:.0f} s; blend weights {product['blend_weights']}; "
-        f"the nightly's own (internal split) NDCG@10 "
-        f"{product['internal_metrics'].get('ndcg', float('nan')):.4f}; "
-        f"REST items in the bundle's lists: {seen}"
-    )
     print_table(f"{name}: all {held.user_idx.size} held-out users", out["all"])
     if variant.tied.any():
         out["untied"] = compare(results, ~variant.tied)
@@ -247,6 +267,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--config", type=Path, help="config for the nightly (default: defaults)")
+    parser.add_argument(
+        "--product-runs", type=int, default=1, help="nightly runs per variant (fresh workdirs)"
+    )
     parser.add_argument("--keep", type=Path, help="keep data dirs and workdirs under this dir")
     parser.add_argument("--json-out", type=Path, help="write every figure as JSON here")
     parser.add_argument("--quick", action="store_true", help="a few-minute end-to-end check")
