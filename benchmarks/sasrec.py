@@ -127,27 +127,19 @@ def trimmed(tokens: np.ndarray) -> np.ndarray:
     return tokens[:, filled[0] :] if filled.size else tokens[:, -1:]
 
 
-def batches(lengths: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Rows in a random order, sorted by length within random chunks of 4 batches (so a batch
-    holds similar lengths and little padding), the batches in a random order."""
-    order = rng.permutation(lengths.size)
-    out = []
-    for start in range(0, order.size, 4 * size):
-        chunk = order[start : start + 4 * size]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        out += [chunk[i : i + size] for i in range(0, chunk.size, size)]
-    return [out[i] for i in rng.permutation(len(out))]
-
-
 def train_epoch(model: SASRec, optimizer, sequences: list[np.ndarray], rng, device) -> float:
-    """One pass over the users; mean cross-entropy over every item at every target position."""
+    """One pass over the users in a random order; the mean cross-entropy over every item at
+    every target position. (Batches sorted by length would pad less, but learned more slowly
+    per epoch on ml-100k: valid NDCG@10 .048 vs .071 at epoch 10.)"""
     model.train()
     length = model.config.max_len
     inputs = pad_left([s[:-1] for s in sequences], length)  # (U, L)
     targets = pad_left([s[1:] for s in sequences], length)  # (U, L), 0 = no target
     total, count = 0.0, 0
-    for rows in batches((inputs > 0).sum(axis=1), model.config.batch_size, rng):
-        width = trimmed(inputs[rows]).shape[1]
+    order = rng.permutation(len(sequences))
+    for start in range(0, order.size, model.config.batch_size):
+        rows = order[start : start + model.config.batch_size]
+        width = trimmed(inputs[rows]).shape[1]  # exact: padding keys are masked
         tokens = torch.from_numpy(inputs[rows, -width:]).to(device)  # (B, W)
         target = torch.from_numpy(targets[rows, -width:]).to(device)  # (B, W)
         mask = target > 0
