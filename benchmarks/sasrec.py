@@ -130,7 +130,7 @@ def trimmed(tokens: np.ndarray) -> np.ndarray:
 def train_epoch(model: SASRec, optimizer, sequences: list[np.ndarray], rng, device) -> float:
     """One pass over the users in a random order; the mean cross-entropy over every item at
     every target position. (Batches sorted by length would pad less, but learned more slowly
-    per epoch on ml-100k: valid NDCG@10 .048 vs .071 at epoch 10.)"""
+    per epoch on ml-100k: valid NDCG@10 .048 vs .069 at epoch 10, seed 0.)"""
     model.train()
     length = model.config.max_len
     inputs = pad_left([s[:-1] for s in sequences], length)  # (U, L)
