@@ -7,13 +7,21 @@ PY := $(VENV)/bin/python
 # The CPU wheel of torch is taken when this exact version is asked for first (see README).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
-# Exact versions of everything else: requirements.lock (runtime + dev) and requirements-build.lock
-# (what sdists build with), made by `make lock` from pyproject.toml's ranges. See README.
+# Exact versions of everything else, made by `make lock` from pyproject.toml's ranges (see README):
+# requirements.lock (the API, the nightly job, FAISS for the CPU, dev tools: what make run/test
+# install); for production hosts and images the same pins without the dev tools,
+# requirements-nightly.lock, or also without the nightly's packages, requirements-serve.lock (an
+# API-only host); requirements-build.lock (what sdists build with).
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 LOCK := requirements.lock
+NIGHTLY_LOCK := requirements-nightly.lock
+SERVE_LOCK := requirements-serve.lock
 BUILD_LOCK := requirements-build.lock
-LOCK_EXTRAS := --extra dev
+# The extras `make run` and `make test` need (cpu and gpu are alternatives: one FAISS wheel each).
+LOCK_EXTRAS := --extra nightly --extra cpu --extra dev
+NIGHTLY_EXTRAS := --extra nightly --extra cpu
+SERVE_EXTRAS := --extra cpu
 # The platform the lock is resolved for: the one CI and `make test` run on.
 LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 # The CPU build of torch: this project's machines keep it in /opt/wheels; elsewhere PyTorch's index.
@@ -36,6 +44,7 @@ $(STAMP): pyproject.toml $(LOCK) $(BUILD_LOCK)
 	$(PY) -m pip install --quiet "pip==$(PIP_VERSION)"
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet --build-constraint $(BUILD_LOCK) -r $(LOCK)
+	$(PY) -m pip uninstall --quiet --yes recsys  # this project's old distribution name, if installed
 	$(PY) -m pip install --quiet --build-constraint $(BUILD_LOCK) --no-deps -e .
 	$(PY) -m pip check
 	touch $(STAMP)
@@ -48,6 +57,12 @@ lock:
 	$(VENV)/bin/uv pip compile --quiet pyproject.toml $(LOCK_EXTRAS) $(LOCK_PLATFORM) $(LOCK_UPGRADE) \
 		$(TORCH_WHEELS) --constraint $(VENV)/torch-constraint.txt --no-emit-package torch \
 		--custom-compile-command "make lock" --output-file $(LOCK)
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml $(NIGHTLY_EXTRAS) $(LOCK_PLATFORM) \
+		$(TORCH_WHEELS) --constraint $(VENV)/torch-constraint.txt --no-emit-package torch \
+		--constraint $(LOCK) --custom-compile-command "make lock" --output-file $(NIGHTLY_LOCK)
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml $(SERVE_EXTRAS) $(LOCK_PLATFORM) \
+		$(TORCH_WHEELS) --constraint $(VENV)/torch-constraint.txt --no-emit-package torch \
+		--constraint $(LOCK) --custom-compile-command "make lock" --output-file $(SERVE_LOCK)
 	$(VENV)/bin/uv pip compile --quiet requirements-build.in $(LOCK_PLATFORM) $(LOCK_UPGRADE) \
 		--custom-compile-command "make lock" --output-file $(BUILD_LOCK)
 

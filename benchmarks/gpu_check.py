@@ -111,7 +111,7 @@ def finetune(device: str, args: argparse.Namespace, workdir: Path) -> None:
 
 
 def _steps_per_second(dataset, split, config, text_config, device, args) -> float:
-    from recsys.encoder.setup import build_trainer, prepare_data, resolve_plan
+    from recsys.training.setup import build_trainer, prepare_data, resolve_plan
 
     plan = resolve_plan(config, device)
     data = prepare_data(dataset, split, config, text_config, plan, None, device, False)

@@ -104,15 +104,12 @@ def tune_collab(valid: Round, model: str, grid: list[dict], threads: int):
 def item_features(dataset, args) -> np.ndarray:
     """(n_items, hidden) frozen mean-pooled MiniLM features of the item documents, cached."""
     from recsys.config import EncoderConfig, TextConfig
-    from recsys.encoder.features import pooled_features
+    from recsys.encoder.features import Featurizer
     from recsys.text.documents import item_documents
 
-    enc = EncoderConfig()
     docs = item_documents(dataset, TextConfig())
     args.cache.mkdir(parents=True, exist_ok=True)
-    return pooled_features(
-        docs, enc.model_name_or_path, enc.max_length, enc.embed_batch("cpu"), "cpu", args.cache
-    )
+    return Featurizer.for_encoder(EncoderConfig(), "cpu", cache_dir=args.cache)(docs)
 
 
 def train_towers(dataset, train: pl.DataFrame, valid: pl.DataFrame, args):
@@ -122,7 +119,7 @@ def train_towers(dataset, train: pl.DataFrame, valid: pl.DataFrame, args):
 
     from recsys.config import EncoderConfig, TextConfig
     from recsys.data.split import Split
-    from recsys.encoder.train import train_encoder
+    from recsys.training.train import train_encoder
 
     config = EncoderConfig(
         path="frozen",
@@ -142,25 +139,21 @@ def train_towers(dataset, train: pl.DataFrame, valid: pl.DataFrame, args):
 def text_source(
     encoder, features: np.ndarray, dataset, history: pl.DataFrame, prior: float | None = None
 ):
-    """ContentRecommender over the trained towers: item tower on the cached features, every
-    user encoded once from `history` (+ profile text) as the known-user vectors, and — as the
-    nightly does — the text popularity prior on items `history` never mentions (weight `prior`,
-    default BlendConfig's cold_prior; 0 = off)."""
+    """ContentRecommender over the trained towers, built by the nightly's own functions
+    (recsys.pipeline.fit): item tower on the cached features, every user encoded once from
+    `history` (+ profile text) as the known-user vectors, and the text popularity prior on items
+    `history` never mentions (weight `prior`, default BlendConfig's cold_prior; 0 = off)."""
     from recsys.config import BlendConfig
-    from recsys.encoder.setup import profile_texts
-    from recsys.pipeline.fit import histories
-    from recsys.ranking.content import ContentRecommender
-    from recsys.ranking.prior import cold_item_bias
-    from recsys.ranking.user_vectors import TowerUserEncoder
-    from recsys.schema import ITEM_IDX
+    from recsys.pipeline import fit
+    from recsys.text.documents import profile_texts
 
     items = encoder.item_vectors_from_features(features)  # (n_items, dim)
-    per_user = histories(history, dataset.n_users)
-    users = encoder.encode_users(per_user, items, profile_texts(dataset))  # (n_users, dim)
-    counts = np.bincount(history[ITEM_IDX].to_numpy(), minlength=dataset.n_items)
     weight = BlendConfig().cold_prior if prior is None else prior
-    bias = cold_item_bias(features, counts, encoder.config.temperature * weight)
-    return ContentRecommender(items, TowerUserEncoder(encoder), None, users, item_bias=bias)
+    bias = fit.cold_prior(features, history, encoder.config, weight)
+    source = fit.text_source(encoder, items, bias=bias)
+    per_user = fit.histories(history, dataset.n_users)
+    source.set_known_users(*fit.known_user_vectors(source, per_user, profile_texts(dataset)))
+    return source
 
 
 @dataclass
@@ -178,7 +171,7 @@ def select_on_valid(ds, split, valid: Round, features: np.ndarray, args) -> Sele
     """Grids for LightFM and ALS, tower early stopping and blend weights, all on validation."""
     from recsys.config import BlendConfig
     from recsys.ranking.popularity import PopularityRecommender
-    from recsys.ranking.weights import learn_weights
+    from recsys.training.blend_weights import learn_weights
 
     lightfm_grid = LIGHTFM_GRID[-1:] if args.quick else LIGHTFM_GRID
     als_grid = ALS_GRID[:1] if args.quick else ALS_GRID

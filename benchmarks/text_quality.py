@@ -61,23 +61,19 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
     from recsys.config import EncoderConfig, SplitConfig, TextConfig
     from recsys.data.loaders import load_dataset
     from recsys.data.split import split_interactions
-    from recsys.encoder.examples import user_sequences
-    from recsys.encoder.features import pooled_features
-    from recsys.encoder.setup import profile_texts
-    from recsys.encoder.train import train_encoder
-    from recsys.encoder.validation import held_out, ranking_metrics
+    from recsys.encoder.features import Featurizer
     from recsys.schema import ITEM_IDX
-    from recsys.text.documents import item_documents
+    from recsys.text.documents import item_documents, profile_texts
+    from recsys.training.examples import user_sequences
+    from recsys.training.train import train_encoder
+    from recsys.training.validation import held_out, ranking_metrics
 
     dataset = load_dataset(SHARED / name)
     split = split_interactions(dataset.interactions, SplitConfig(n_valid=1, n_test=1))
     config = EncoderConfig(**{"device": "cpu", "path": "frozen", **overrides})
     texts = item_documents(dataset, TextConfig())
     start = time.perf_counter()
-    features = pooled_features(
-        texts, config.model_name_or_path, config.max_length, config.embed_batch("cpu"), "cpu",
-        work / "cache",
-    )  # fmt: skip
+    features = Featurizer.for_encoder(config, "cpu", cache_dir=work / "cache")(texts)
     feature_seconds = time.perf_counter() - start
     seen = pl.concat([split.train, split.valid])
     test = held_out(user_sequences(seen, dataset.n_users), split.test)

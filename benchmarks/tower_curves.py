@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from recsys.config import EncoderConfig, SplitConfig, TextConfig
     from recsys.data import load_dataset
     from recsys.data.split import Split, split_interactions
-    from recsys.encoder.train import train_encoder
+    from recsys.training.train import train_encoder
 
     ds = load_dataset(args.data_root / args.dataset)
     split = split_interactions(ds.interactions, SplitConfig(n_test=1, n_valid=1))

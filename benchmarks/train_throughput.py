@@ -42,7 +42,7 @@ def _data(name: str):
 def _ours(dataset, split, args, work: Path):
     """Our PairTrainer (full path, BERT user tower) and a step function over (users, positions)."""
     from recsys.config import EncoderConfig, TextConfig
-    from recsys.encoder.setup import build_trainer, prepare_data, resolve_plan
+    from recsys.training.setup import build_trainer, prepare_data, resolve_plan
 
     config = EncoderConfig(
         model_name_or_path=MODEL, device="cpu", path="full", user_tower="bert",
@@ -78,8 +78,6 @@ def _st_fit(model, pairs: list[tuple[str, str]], batch: int) -> None:
 
 
 def compare_full_path(args) -> None:
-    from recsys.encoder.examples import user_document
-
     dataset, split = _data("ml-100k")
     work = Path(tempfile.mkdtemp(prefix="throughput-"))
     trainer, data = _ours(dataset, split, args, work)
@@ -88,12 +86,10 @@ def compare_full_path(args) -> None:
     n = (args.steps + 1) * args.batch
     rows = rng.choice(len(trainer.users), size=n, replace=False)
     users, positions = trainer.users[rows], trainer.positions[rows]
-    titles, (n_titles, max_chars) = data.item_titles, data.user_doc
     pairs = []
     for u, p in zip(users, positions, strict=True):
         history = data.sequences[u][max(0, p - trainer.config.history_len) : p]
-        doc = user_document(data.profile_texts[u], [titles[i] for i in history[::-1][:n_titles]],
-                            max_chars)  # fmt: skip
+        doc = data.documents(data.profile_texts[u], history)  # what our user tower reads
         pairs.append((doc, data.item_texts[data.sequences[u][p]]))
     b = args.batch
     trainer.step(users[:b], positions[:b])  # warm-up
@@ -121,7 +117,7 @@ def compare_full_path(args) -> None:
 
 def frozen_path(args) -> None:
     from recsys.config import EncoderConfig, TextConfig
-    from recsys.encoder.train import train_encoder
+    from recsys.training.train import train_encoder
 
     dataset, split = _data("ml-100k")
     work = Path(tempfile.mkdtemp(prefix="frozen-"))

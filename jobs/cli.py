@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from recsys import __version__
+from recsys.errors import UserError
+from recsys.logs import quiet_progress_bars_without_a_terminal
 
 # (command, module under jobs/, one-line help). A command is listed only once it works.
 COMMANDS: list[tuple[str, str, str]] = [
@@ -21,20 +23,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("ab-report", "jobs.ab_report", "live A/B report from the API's exposure log"),
     ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
     ("serve", "jobs.serve", "the REST API under gunicorn"),
+    ("config", "jobs.config", "show or validate the effective config, or print its JSON Schema"),
     ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
     ("embed", "jobs.stage", "run the pipeline up to embedding every item"),
     ("build-index", "jobs.stage", "run the pipeline up to building the FAISS index"),
     ("train-collab", "jobs.stage", "run the pipeline up to training the collaborative model"),
 ]
-
-USER_ERROR_NAMES = {
-    "DataValidationError",
-    "ConfigError",
-    "BundleError",
-    "LockedError",
-    "EncoderLoadError",
-    "ExposureLogError",
-}
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
@@ -57,6 +51,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_progress_bars_without_a_terminal()  # before any command imports tqdm users
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((arg for arg in argv if not arg.startswith("-")), None)
     args = build_parser(selected).parse_args(argv)
@@ -65,11 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # user-facing errors print cleanly; anything else keeps its traceback
-        if type(exc).__name__ in USER_ERROR_NAMES or isinstance(exc, FileNotFoundError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except UserError as exc:  # user-facing errors print cleanly; anything else keeps its traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except FileNotFoundError as exc:  # a path given on the command line that is not there
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

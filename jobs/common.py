@@ -8,14 +8,23 @@ import os
 import sys
 from pathlib import Path
 
-from recsys.config import ConfigError, PipelineConfig, load_config
+from recsys.config import PipelineConfig, load_config
+from recsys.logs import configure
 
 WORKDIR_ENV = "RECSYS_WORKDIR"
 log = logging.getLogger("recsys")
 
 
+CONFIG_ENV = "RECSYS_CONFIG"
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="pipeline config (TOML)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"pipeline config (TOML; default: ${CONFIG_ENV}, else the built-in defaults)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -33,22 +42,28 @@ def workdir(args: argparse.Namespace) -> Path:
     return path
 
 
+def config_file(args: argparse.Namespace) -> Path | None:
+    """--config, else $RECSYS_CONFIG, else None (the built-in defaults)."""
+    chosen = getattr(args, "config", None) or os.environ.get(CONFIG_ENV)
+    return Path(chosen) if chosen else None
+
+
 def config(args: argparse.Namespace) -> PipelineConfig:
-    return load_config(args.config)
+    """The config file's values, with RECSYS_<SECTION>__<KEY> variables on top."""
+    return load_config(config_file(args))
 
 
 def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """INFO (WARNING with --quiet) on stderr, timestamped; JSON lines if RECSYS_LOG_FORMAT=json."""
+    configure(logging.WARNING if quiet else logging.INFO)
+
+
+def progress(args: argparse.Namespace) -> bool:
+    """Progress bars: not with --quiet, and only on a terminal (cron logs stay clean)."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def fail(message: str, code: int = 2) -> int:
     """Print a user-facing error (no traceback) and return the exit code."""
     print(f"error: {message}", file=sys.stderr)
     return code
-
-
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)

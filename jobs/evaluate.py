@@ -1,5 +1,6 @@
 """Job: `recsys evaluate --a A --b B --data DIR --out DIR` — the offline A/B report of two bundles
-(paths, versions, CURRENT/CHALLENGER, or MLflow aliases such as champion/challenger)."""
+(paths, versions, CURRENT/CHALLENGER, or MLflow aliases such as champion/challenger): report.html,
+summary.json and per_user.parquet (user, segments, every metric for A and B)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from jobs.common import add_common_arguments, config, setup_logging, workdir
 from recsys import tracking
 from recsys.data.loaders import load_dataset
 from recsys.data.split import split_interactions
+from recsys.evaluation.compare import PRIMARY
 from recsys.evaluation.report import render_html
 from recsys.pipeline.abtest import compare_models, resolve_bundle
 from recsys.ranking.model import RecommenderModel
@@ -44,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     report = render_html(result.comparison, result.verdict, result.extras(**context), args.out)
     summary_a, summary_b = result.a.summary(), result.b.summary()
     k = cfg.eval.k
-    print(f"verdict: {result.verdict.decision.upper()} — {result.verdict.rule}")
+    print(f"verdict: {result.verdict.label} — {result.verdict.rule}")
     for metric in cfg.eval.metrics:
-        print(f"  {metric}@{k}: A {summary_a[metric]:.4f}  B {summary_b[metric]:.4f}")
+        kind = "primary" if result.comparison.cell(metric).family == PRIMARY else "exploratory"
+        print(f"  {metric}@{k}: A {summary_a[metric]:.4f}  B {summary_b[metric]:.4f}  ({kind})")
     print(f"report: {report}")
     if not args.no_tracking:
         with tracking.start_run("recsys-evaluate", "evaluate") as run_:

@@ -49,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
     if path is None:
         raise BundleError(f"{workdir(args)}: no current bundle; run `recsys nightly` first")
     model = RecommenderModel.load(path)
+    if args.k > len(model.item_map):  # top-k buffers are (users, k): refuse, never allocate
+        n_items = len(model.item_map)
+        raise BundleError(f"--k {args.k}: expected at most the bundle's {n_items} items ({path})")
     users = model.users.ids if args.all else read_user_ids(args.users)
     start = time.perf_counter()
-    frame = model.recommend_batch(users, args.k)
+    frame = model.rank_users(users, args.k)
     seconds = time.perf_counter() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -14,7 +14,7 @@ STAGE_STEPS = {
     "train-collab": "collab",
 }
 
-add_arguments = nightly.add_arguments
+add_arguments = nightly.add_run_arguments
 
 
 def run(args: argparse.Namespace) -> int:

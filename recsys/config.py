@@ -7,80 +7,130 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import textwrap
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recsys.errors import UserError
+from recsys.sources import SOURCES, SourceName
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Each field's docstring is its description: `recsys config schema`, configs/default.toml.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class DataConfig(_Section):
     """How raw data becomes canonical tables (recsys.data)."""
 
-    item_text_columns: list[str] | None = None  # None: all string columns, title first
-    user_text_columns: list[str] | None = None  # None: all string columns of the users table
-    dedupe: Literal["keep", "first", "last"] = "last"  # repeated (user, item) interactions
+    item_text_columns: list[str] | None = None
+    """Item columns forming the item document, in order; unset: all string columns, title first."""
+    user_text_columns: list[str] | None = None
+    """User columns forming the profile text; unset: all string columns of the users table."""
+    dedupe: Literal["keep", "first", "last"] = "last"
+    """Repeated (user, item) interactions: keep them all, or only the first or the last one."""
     min_user_interactions: int = Field(1, ge=1)
+    """Users with fewer interactions are dropped (k-core filter, applied with the item one)."""
     min_item_interactions: int = Field(1, ge=1)
-    rating_threshold: float | None = None  # ratings below it are dropped (explicit -> positive)
+    """Items with fewer interactions lose those interactions (they stay in the catalog as cold)."""
+    rating_threshold: float | None = None
+    """Ratings below this are dropped (explicit -> positive feedback); unset: keep all."""
 
 
 class SplitConfig(_Section):
     """Held-out interactions (recsys.data.split)."""
 
     method: Literal["leave_last_out", "time_cut"] = "leave_last_out"
-    n_test: int = Field(1, ge=1)  # leave-last-N-out: N test interactions per user
-    n_valid: int = Field(1, ge=0)  # and N validation interactions before them
-    time_cut: str | None = None  # ISO-8601 or epoch seconds, for method = "time_cut"
-    min_history: int = Field(1, ge=1)  # users need this many training interactions to be held out
+    """leave_last_out: each user's newest interactions are held out; time_cut: all after a time."""
+    n_test: int = Field(1, ge=1)
+    """leave_last_out: test interactions per user (they judge the candidate at the gate)."""
+    n_valid: int = Field(1, ge=0)
+    """leave_last_out: validation interactions per user before the test ones (tuning)."""
+    time_cut: str | None = None
+    """time_cut: ISO-8601 or epoch seconds; interactions at or after it are held out."""
+    min_history: int = Field(1, ge=1)
+    """Users need this many training interactions to have any held out."""
 
 
 class TextConfig(_Section):
     """Item and user documents (recsys.text)."""
 
     max_item_chars: int = Field(512, ge=16)
+    """Item documents are cut to this many characters."""
     max_user_chars: int = Field(512, ge=16)
-    user_history_titles: int = Field(10, ge=0)  # newest first
+    """User documents (profile text + history titles) are cut to this many characters."""
+    user_history_titles: int = Field(10, ge=0)
+    """Titles of the newest history items added to a user's document (newest first)."""
     title_column: str = "title"
+    """The item column used as the title (first in the document, and in explanations)."""
 
 
 class EncoderConfig(_Section):
     """BERT two-tower text encoder (recsys.encoder)."""
 
-    model_name_or_path: str = "packaged:all-MiniLM-L6-v2"  # HF id or path; "packaged:" = pip pkg
+    model_name_or_path: str = "packaged:all-MiniLM-L6-v2"
+    """Base text model: Hugging Face id or local path; "packaged:NAME" = the pip-installed copy."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    path: Literal["auto", "full", "frozen"] = "auto"  # full fine-tune (GPU) or cached frozen (CPU)
+    """Where the towers train and embed; auto: CUDA when available."""
+    path: Literal["auto", "full", "frozen"] = "auto"
+    """full: fine-tune BERT (GPU); frozen: heads over cached BERT features (CPU); auto: device."""
     user_tower: Literal["auto", "sequence", "bert"] = "auto"
-    trainable_layers: int = Field(0, ge=0)  # CPU path: top BERT layers trained over cached states
-    dim: int = Field(128, ge=8)  # output dimension of both towers (and of the user transformer)
-    max_length: int = Field(64, ge=8)  # tokens per item document
-    user_max_length: int = Field(128, ge=8)  # tokens per user document (bert user tower)
-    history_len: int = Field(20, ge=1)  # newest items fed to the sequence user tower (50: worse)
+    """sequence: causal transformer over history item vectors; bert: BERT over the user document."""
+    trainable_layers: int = Field(0, ge=0)
+    """CPU path: the top BERT layers trained over cached hidden states (0: heads only)."""
+    dim: int = Field(128, ge=8)
+    """Output dimension of both towers (and width of the user sequence transformer)."""
+    max_length: int = Field(64, ge=8)
+    """Tokens per item document."""
+    user_max_length: int = Field(128, ge=8)
+    """Tokens per user document (bert user tower)."""
+    history_len: int = Field(20, ge=1)
+    """Newest history items fed to the sequence user tower (50 tested worse on ml-latest-small)."""
     seq_layers: int = Field(2, ge=1)
+    """Transformer layers of the sequence user tower."""
     seq_heads: int = Field(4, ge=1)
+    """Attention heads of the sequence user tower."""
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    temperature: float = Field(0.1, gt=0.0)  # ml-100k valid NDCG@10: 0.130 vs 0.123 at 0.05
-    # auto: whole-catalog softmax on the frozen path (it validates better), in-batch otherwise
+    """Dropout in the towers' heads and the sequence transformer."""
+    temperature: float = Field(0.1, gt=0.0)
+    """Softmax temperature of the training loss (ml-100k valid NDCG@10: .130 vs .123 at 0.05)."""
     softmax: Literal["auto", "full", "sampled"] = "auto"
+    """full: over the whole catalog; sampled: in-batch negatives; auto: full on the frozen path."""
     logq_correction: bool = True
-    hard_negatives: int = Field(0, ge=0)  # per example, mined by the collaborative model
-    batch_size: int = Field(256, ge=2)  # (history, next item) pairs per step: BERT-training paths
-    seq_batch_size: int = Field(32, ge=1)  # sequences per step: frozen path (every position trains)
-    lr: float = Field(2e-3, gt=0.0)  # heads, adapter and sequence tower
+    """Correct in-batch negatives for item popularity (sampled softmax only)."""
+    hard_negatives: int = Field(0, ge=0)
+    """Extra negatives per example mined by the collaborative model (pair-trained paths)."""
+    batch_size: int = Field(256, ge=2)
+    """(history, next item) pairs per step on the BERT-training paths."""
+    seq_batch_size: int = Field(32, ge=1)
+    """Sequences per step on the frozen path (every position of a sequence trains)."""
+    lr: float = Field(2e-3, gt=0.0)
+    """Learning rate of the heads, the adapter and the sequence tower."""
     bert_lr: float = Field(2e-5, gt=0.0)
-    freeze_bottom_layers: int = Field(0, ge=0)  # GPU path (MoRec's recipe)
+    """Learning rate of fine-tuned BERT layers."""
+    freeze_bottom_layers: int = Field(0, ge=0)
+    """GPU path: bottom BERT layers kept frozen (MoRec's recipe)."""
     epochs: int = Field(30, ge=1)
-    patience: int = Field(4, ge=1)  # validation NDCG is noisy on small catalogs
-    max_minutes: float = Field(30.0, gt=0.0)  # training cap (2-core CPU: 25 min still improved)
+    """Most training epochs (early stopping on validation NDCG@10 usually ends sooner)."""
+    patience: int = Field(4, ge=1)
+    """Epochs without a better validation NDCG@10 before stopping (noisy on small catalogs)."""
+    max_minutes: float = Field(30.0, gt=0.0)
+    """Training time cap; the best epoch so far is kept (2-core CPU: 25 minutes still improved)."""
     seed: int = 42
-    bf16: bool = True  # autocast on CUDA
-    embed_batch_size: int = Field(0, ge=0)  # texts per batch; 0: 32 on CPU, 128 on GPU
-    runtime: Literal["auto", "onnxruntime", "torch"] = "auto"  # CPU batch embedding of the backbone
-    retrain_every_days: int = Field(7, ge=0)  # nightly: 0 = every run
+    """Seed of the encoder's initialisation and data order."""
+    bf16: bool = True
+    """bfloat16 autocast on CUDA."""
+    embed_batch_size: int = Field(0, ge=0)
+    """Texts per embedding batch; 0: 32 on CPU, 128 on GPU."""
+    runtime: Literal["auto", "onnxruntime", "torch"] = "auto"
+    """Batch embedding of the frozen backbone on CPU; auto: ONNX Runtime on CPU, torch on GPU."""
+    retrain_every_days: int = Field(7, ge=0)
+    """Nightly: retrain the encoder when the newest one is this old, else reuse it; 0: every run."""
 
     def embed_batch(self, device: str) -> int:
         """Texts per embedding batch on `device`: embed_batch_size, or by device when 0 (2,000
@@ -93,87 +143,160 @@ class EncoderConfig(_Section):
 class IndexConfig(_Section):
     """FAISS index over item vectors (recsys.index)."""
 
-    factory: str = "auto"  # any faiss factory string; auto: Flat below exact_max_items, else HNSW32
+    factory: str = "auto"
+    """Any FAISS index factory string; auto: Flat below exact_max_items items, else HNSW32."""
     exact_max_items: int = Field(100_000, ge=1)
+    """Catalogs up to this size are searched exactly."""
     metric: Literal["ip"] = "ip"
+    """Inner product (the towers' vectors are L2-normalised, so this is cosine)."""
     nprobe: int = Field(16, ge=1)
+    """IVF indexes: inverted lists visited per query."""
     ef_search: int = Field(128, ge=1)
+    """HNSW indexes: search breadth per query."""
     use_gpu: Literal["auto", "never"] = "auto"
-    recall_sample: int = Field(1000, ge=10)  # queries used to measure ANN recall at build time
+    """Build and search on the GPU when faiss-gpu and a GPU are present (auto), or never."""
+    recall_sample: int = Field(1000, ge=10)
+    """Queries used to measure the index's recall@10 against exact search at build time."""
 
 
 class CollabConfig(_Section):
     """Collaborative model (recsys.collab)."""
 
     model: Literal["lightfm", "als"] = "lightfm"
+    """lightfm: LightFM (WARP by default); als: implicit's alternating least squares."""
     factors: int = Field(64, ge=2)
+    """Latent factors per user and item."""
     epochs: int = Field(30, ge=1)
+    """LightFM training epochs."""
     loss: Literal["warp", "bpr", "logistic", "warp-kos"] = "warp"
+    """LightFM loss."""
     learning_rate: float = Field(0.05, gt=0.0)
+    """LightFM learning rate."""
     item_alpha: float = Field(0.0, ge=0.0)
+    """LightFM L2 penalty on item features."""
     user_alpha: float = Field(0.0, ge=0.0)
-    item_features: bool = False  # LightFM hybrid mode: features from item text/categories
-    regularization: float = Field(0.01, ge=0.0)  # ALS
-    alpha: float = Field(1.0, gt=0.0)  # ALS confidence scale
-    iterations: int = Field(15, ge=1)  # ALS
-    threads: int = Field(0, ge=0)  # 0: all cores
+    """LightFM L2 penalty on user features."""
+    item_features: bool = False
+    """LightFM hybrid mode: item features from item text and categories."""
+    regularization: float = Field(0.01, ge=0.0)
+    """ALS L2 regularisation."""
+    alpha: float = Field(1.0, gt=0.0)
+    """ALS confidence scale of an interaction."""
+    iterations: int = Field(15, ge=1)
+    """ALS iterations."""
+    threads: int = Field(0, ge=0)
+    """Training threads; 0: all cores."""
     seed: int = 42
+    """Seed of the collaborative model's initialisation."""
 
 
 class BlendConfig(_Section):
     """Candidate generation and per-segment blending (recsys.ranking)."""
 
-    sources: list[Literal["text", "collab", "popularity"]] = ["text", "collab", "popularity"]
+    sources: list[SourceName] = list(SOURCES)
+    """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
+    popularity)."""
     candidates_per_source: int = Field(200, ge=1)
-    segment_bounds: list[int] = [0, 5, 50]  # segments: 0 | 1-5 | 6-50 | >50 history items
-    weight_grid: int = Field(6, ge=2)  # grid points per weight when learning
+    """Candidates each source contributes before blending (large catalogs)."""
+    segment_bounds: list[int] = [0, 5, 50]
+    """History-length bounds of the segments with their own weights: 0 | 1-5 | 6-50 | >50."""
+    weight_grid: int = Field(6, ge=2)
+    """Grid points per weight when learning the blend weights on validation."""
     normalize: Literal["zscore", "minmax", "rank"] = "zscore"
-    fixed_weights: dict[str, float] | None = None  # skip learning, use these everywhere
-    cold_prior: float = Field(1.0, ge=0.0)  # text popularity prior, never-interacted items; 0 off
+    """How each source's scores are normalised before they are weighted."""
+    fixed_weights: dict[str, float] | None = None
+    """Use these weights everywhere instead of learning them, e.g. {text = 0.7, collab = 0.3}."""
+    cold_prior: float = Field(1.0, ge=0.0)
+    """Weight of the text-predicted popularity prior for never-interacted items; 0: off."""
 
 
 class EvalConfig(_Section):
     """Offline evaluation and A/B statistics (recsys.evaluation)."""
 
     k: int = Field(10, ge=1)
+    """Cut-off of every ranking metric (NDCG@k, Recall@k, ...)."""
     metrics: list[str] = ["ndcg", "recall", "mrr", "map", "hit_rate"]
+    """Metrics computed per user and reported."""
     primary_metric: str = "ndcg"
+    """Pre-registered: the one metric (over all users) that decides the offline A/B verdict."""
+    primary_family: list[str] = []
+    """More pre-registered metrics, corrected with the primary one (the rest is exploratory)."""
     bootstrap: int = Field(1000, ge=100)
+    """Bootstrap resamples for confidence intervals."""
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    """Significance level of the A/B tests."""
     correction: Literal["holm", "bonferroni", "none"] = "holm"
-    test: Literal["ttest", "wilcoxon"] = "ttest"  # paired test behind the verdict (both reported)
-    min_lift: float = 0.0  # relative lift B/A a promotion needs
+    """Multiple-testing correction of the p-values, within each family."""
+    test: Literal["ttest", "wilcoxon"] = "ttest"
+    """Paired test behind the verdict (both are reported)."""
+    min_lift: float = 0.0
+    """Relative lift B/A - 1 a promotion needs besides significance."""
     seed: int = 0
+    """Seed of the bootstrap and of the sampled example users."""
+    examples: int = Field(5, ge=0)
+    """Sampled users whose history and both lists the offline report shows."""
+    live_primary_metric: Literal["hit_rate", "ctr"] = "hit_rate"
+    """The metric that decides the live A/B read (recsys ab-report)."""
+    srm_alpha: float = Field(0.001, gt=0.0, lt=1.0)
+    """Sample-ratio-mismatch test level: below it the live read gives no verdict."""
+
+    @model_validator(mode="after")
+    def _primary_among_metrics(self) -> EvalConfig:
+        unknown = [m for m in (self.primary_metric, *self.primary_family) if m not in self.metrics]
+        if unknown:
+            raise ValueError(
+                f"primary_metric / primary_family name {unknown}, not among metrics {self.metrics}"
+            )
+        return self
 
 
 class GateConfig(_Section):
     """Promotion gate of the nightly job."""
 
     metric: str = "ndcg"
-    tolerance: float = Field(0.02, ge=0.0)  # relative drop allowed vs the champion
-    floors: dict[str, float] = {}  # absolute minimums, e.g. {ndcg = 0.01}
+    """Metric the candidate is compared on against the champion."""
+    tolerance: float = Field(0.02, ge=0.0)
+    """Relative drop vs the champion still promoted."""
+    floors: dict[str, float] = {"ndcg": 0.001}
+    """Absolute minimums per metric a candidate must reach (default: refuse an all-zero one)."""
+    min_users: int = Field(20, ge=0)
+    """Held-out users a candidate must be judged on to be promoted; with fewer it is held."""
 
 
 class NightlyConfig(_Section):
     """Nightly pipeline and publishing."""
 
     keep_bundles: int = Field(5, ge=1)
+    """Published bundles kept for rollback (CURRENT and CHALLENGER always are)."""
     registered_model: str = "recsys"
+    """MLflow registered-model name of the published bundles."""
     experiment: str = "recsys-nightly"
+    """MLflow experiment of the nightly runs."""
 
 
 class ServingConfig(_Section):
     """REST API."""
 
     max_k: int = Field(100, ge=1)
+    """Largest k a request may ask for."""
     default_k: int = Field(10, ge=1)
-    # every known user's top-k ranked at publish (0: none); plain requests are answered from it
+    """k when a request does not say."""
     precomputed_k: int = Field(100, ge=0)
+    """Every known user's top-k ranked at publish (0: none); plain requests are answered from it."""
     max_body_bytes: int = Field(64 * 1024, ge=1024)
-    poll_seconds: float = Field(5.0, ge=0.0)  # 0: no polling for a new current bundle
-    variants: dict[str, float] = {}  # variant name (bundle version or alias) -> traffic share
+    """Larger request bodies are refused with 413."""
+    poll_seconds: float = Field(1.0, ge=0.0)
+    """Seconds between the workers' checks of the pointers (each request checks too); 0: only on
+    /admin/reload, and then only with one worker (refused with several)."""
+    switch_timeout_seconds: float = Field(120.0, gt=0.0)
+    """How long /admin/reload and /admin/rollback wait for every worker to confirm."""
+    variants: dict[str, float] = {}
+    """A/B variants: bundle version or CURRENT/CHALLENGER -> traffic share; empty: CURRENT only."""
     salt: str = "recsys"
-    exposure_log: str | None = None  # path of the JSON-lines exposure log
+    """Salt of the user-id hash that assigns variants (change it to reshuffle users)."""
+    exposure_log: str | None = None
+    """Exposure log for `recsys ab-report`: each process writes NAME.<host>.<pid>.jsonl beside
+    this path (JSON lines); unset: no log."""
 
 
 class PipelineConfig(_Section):
@@ -190,28 +313,105 @@ class PipelineConfig(_Section):
     serving: ServingConfig = ServingConfig()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
-    """Read a TOML file (None: defaults) and apply nested `overrides` on top."""
+ENV_PREFIX = "RECSYS_"
+ENV_DELIMITER = "__"  # RECSYS_<SECTION>__<KEY>, e.g. RECSYS_COLLAB__FACTORS=32
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """Defaults, then the TOML file, then RECSYS_<SECTION>__<KEY> variables of `environ`
+    (os.environ when None), then nested `overrides`: each layer wins over the ones before it."""
+    layers = config_layers(path, overrides, environ)
     raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {path}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    raw = _merge(raw, overrides or {})
+    for _, layer in layers:
+        raw = _merge(raw, layer)
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        where = path if path is not None else "config"
+        where = " + ".join(name for name, _ in layers) or "config"
         lines = [f"{where}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def config_layers(
+    path: str | Path | None = None,
+    overrides: dict | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[str, dict]]:
+    """The raw layers load_config merges, by name ("file <path>", "environment", "overrides");
+    `recsys config show` uses them to say where each value came from."""
+    layers = []
+    if path is not None:
+        layers.append((f"file {path}", _read_toml(Path(path))))
+    env = env_overrides(os.environ if environ is None else environ)
+    if env:
+        layers.append(("environment", env))
+    if overrides:
+        layers.append(("overrides", overrides))
+    return layers
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict:
+    """{section: {key: value}} from RECSYS_<SECTION>__<KEY> variables. Lists and tables are
+    written as JSON (RECSYS_BLEND__SOURCES='["text", "collab"]'); other values as plain text, which
+    the config model converts ("32", "0.5", "true"). An unknown section or key is an error."""
+    out: dict[str, dict] = {}
+    for name, value in sorted(environ.items()):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or ENV_DELIMITER not in upper:
+            continue
+        section, _, key = upper[len(ENV_PREFIX) :].lower().partition(ENV_DELIMITER)
+        field = _field(section, key)
+        if field is None:
+            raise ConfigError(
+                f"environment: {name}: no config key {section}.{key} "
+                f"(expected {ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY>; see `recsys config schema`)"
+            )
+        out.setdefault(section, {})[key] = _env_value(name, value, field.annotation)
+    return out
+
+
+def _field(section: str, key: str):
+    sections = PipelineConfig.model_fields
+    if section not in sections:
+        return None
+    return sections[section].annotation.model_fields.get(key)
+
+
+def _env_value(name: str, value: str, annotation: object) -> object:
+    if not _is_container(annotation):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"environment: {name}: expected JSON (a list or table), found {value!r}: {exc}"
+        ) from None
+
+
+def _is_container(annotation: object) -> bool:
+    origin = get_origin(annotation)
+    if origin in (list, dict):
+        return True
+    return any(_is_container(arg) for arg in get_args(annotation) if arg is not type(None))
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def toml_value(value: object) -> str:
@@ -225,13 +425,33 @@ def toml_value(value: object) -> str:
     return json.dumps(value)
 
 
-def dump_toml(config: PipelineConfig) -> str:
-    """A config as a TOML file that load_config reads back to an equal config."""
+def documented_toml(config: PipelineConfig, origins: Mapping[str, str] | None = None) -> str:
+    """A config as TOML with every key's description above it (configs/default.toml, `recsys
+    config show`); `origins` ("section.key" -> layer name) marks values that are not defaults."""
     lines = []
-    for section, values in config.model_dump(mode="json").items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(v)}" for key, v in values.items() if v is not None]
-    return "\n".join(lines) + "\n"
+    for section, field in PipelineConfig.model_fields.items():
+        model = getattr(config, section)
+        lines += [f"# {field.annotation.__doc__.strip()}", f"[{section}]"]
+        for key, info in type(model).model_fields.items():
+            lines += textwrap.wrap(
+                info.description or "", 98, initial_indent="# ", subsequent_indent="# "
+            )
+            value = getattr(model, key)
+            line = f"{key} = {toml_value(value)}" if value is not None else f"# {key} = (unset)"
+            origin = (origins or {}).get(f"{section}.{key}")
+            lines.append(line + (f"  # from {origin}" if origin else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def value_origins(layers: list[tuple[str, dict]]) -> dict[str, str]:
+    """ "section.key" -> the last layer (of config_layers) that set it."""
+    out = {}
+    for name, layer in layers:
+        for section, values in layer.items():
+            for key in values if isinstance(values, dict) else ():
+                out[f"{section}.{key}"] = name
+    return out
 
 
 def _merge(base: dict, top: dict) -> dict:

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from recsys.bundle import atomic_write_text
+from recsys.errors import UserError
 
 CRASH_ENV = "RECSYS_TEST_CRASH_AFTER"  # test hook: SIGKILL self after this step's manifest
 
 
-class LockedError(RuntimeError):
+class LockedError(UserError, RuntimeError):
     """Another run holds the work directory."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
 
 
 class WorkdirLock:

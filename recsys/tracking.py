@@ -6,6 +6,7 @@ and library users who do not track pass `NullTracker()`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -103,25 +104,72 @@ class MlflowTracker:
             self._client.set_tag(self.run_id, key, str(value))
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (relative paths from the working directory), None
+    for any other store or an in-memory database."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment's artifacts go: beside a sqlite database (<its dir>/artifacts),
+    never MLflow's ./mlruns under whatever directory a job was started from; None (the server
+    decides) for other stores."""
+    database = sqlite_path(uri)
+    return (database.parent / "artifacts").as_uri() if database is not None else None
+
+
+@contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Exclusive across processes while a sqlite store may be created: MLflow runs its alembic
+    migrations on first use without a lock, and two jobs doing it at once crash one of them."""
+    database = sqlite_path(uri)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".init-lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def client():
-    """An MlflowClient on tracking_uri(); creates the default store directory when it is used."""
+    """An MlflowClient on tracking_uri(), its stores created (and migrated) under a lock."""
     import mlflow
 
     uri = tracking_uri()
-    if uri.startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in os.environ:
-        default_store_dir().mkdir(parents=True, exist_ok=True)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with _first_use_lock(uri):
+        mlflow_client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        mlflow_client.search_experiments(max_results=1)  # the tracking store: tables, migrations
+        mlflow_client.search_registered_models(max_results=1)  # the registry store: the same
+    return mlflow_client
 
 
 def experiment_id(mlflow_client: Any, name: str) -> str:
-    """Get or create an experiment; the default store keeps artifacts under ./mlflow/artifacts."""
+    """Get or create an experiment (artifacts beside a sqlite store, see artifact_root); a
+    concurrent job creating it first is not an error."""
+    import mlflow.exceptions
+
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None
-    if tracking_uri().startswith("sqlite:///") and "MLFLOW_TRACKING_URI" not in os.environ:
-        location = (default_store_dir() / "artifacts").as_uri()
-    return mlflow_client.create_experiment(name, artifact_location=location)
+    location = artifact_root(tracking_uri())
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        found = mlflow_client.get_experiment_by_name(name)  # created meanwhile by another job
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 @contextmanager
@@ -175,10 +223,6 @@ def register_bundle(
     )
     mlflow_client.set_registered_model_alias(model_name, alias, version.version)
     return str(version.version)
-
-
-def set_alias(model_name: str, alias: str, registry_version: str) -> None:
-    client().set_registered_model_alias(model_name, alias, registry_version)
 
 
 def bundle_for_alias(model_name: str, alias: str) -> tuple[str, str] | None:

@@ -13,6 +13,8 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
+from recsys.errors import RequestError
+from recsys.sources import SOURCES
 from serving.errors import ApiError, describe_validation
 from serving.holder import Served
 from serving.schemas import ID_PATTERN, split_filters
@@ -125,19 +127,20 @@ def _parse_query(model: type[BaseModel]) -> Any:
 
 def _route(user_id: str | None) -> Served:
     """The request's variant and the model serving it, read once from the current snapshot."""
-    snapshot = state().holder.snapshot
-    if snapshot is None:
+    routed = state().holder.route(state().router.assign(user_id))  # control if not loaded
+    if routed is None:
         raise ApiError(503, "not_ready", "no verified bundle is loaded yet; see /readyz")
-    g.variant = state().router.assign(user_id)
-    return snapshot.served[g.variant]
+    g.variant, served = routed
+    return served
 
 
 def _timed(served: Served, call: Callable[[Any], Any]) -> Any:
     started = time.perf_counter()
     try:
         result = call(served.model)
-    except ValueError as exc:  # the model's own input errors, e.g. an unknown filter field
-        raise ApiError(422, "validation_error", str(exc)) from None
+    except RequestError as exc:  # the request asks what the model cannot answer (a filter on
+        raise ApiError(exc.status, "validation_error", str(exc)) from None  # an unknown field)
+    # any other exception is the server's fault: serving.errors answers it with a 500
     elapsed = time.perf_counter() - started
     g.rank_seconds = elapsed
     state().metrics.rank_time.labels(variant=g.variant).observe(elapsed)
@@ -149,7 +152,7 @@ def _item(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "item_id": item["item_id"],
         "score": float(item["score"]),
-        "sources": {name: _finite(sources.get(name)) for name in ("text", "collab", "popularity")},
+        "sources": {name: _finite(sources.get(name)) for name in SOURCES},
         "because": item.get("because"),
     }
 
@@ -162,6 +165,9 @@ def _recommendation_response(
     served: Served, user_id: str | None, k: int, result: dict[str, Any]
 ) -> Response:
     items = [_item(it) for it in result["items"] if math.isfinite(it["score"])]
+    state().metrics.answers.labels(
+        variant=g.variant, path=result["path"], ranked=result.get("ranked", "live")
+    ).inc()
     exposure = state().exposure
     if exposure is not None:
         exposure.write(

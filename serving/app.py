@@ -11,10 +11,11 @@ from pathlib import Path
 from flask import Flask, Response, g, jsonify, request
 
 from recsys.config import PipelineConfig, ServingConfig, load_config
-from serving import errors
+from serving import errors, logs
 from serving.admin import admin
 from serving.api import api
 from serving.exposure import ExposureLog
+from serving.fleet import Fleet
 from serving.health import health
 from serving.holder import BundleHolder, Loader, load_verified
 from serving.metrics import Metrics
@@ -45,18 +46,29 @@ def create_app(
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, DEBUG=False, TESTING=False)
     app.json.sort_keys = False  # keep response fields in the documented order
+    holder = BundleHolder(
+        workdir,
+        router.names,
+        metrics,
+        poll_seconds=config.poll_seconds,
+        loader=loader,
+        fleet=Fleet.from_env(),
+    )
+    exposure = None
+    if config.exposure_log:  # a side channel: its failures are counted, never the answer's
+        failures = metrics.side_channel_failures.labels(channel="exposure_log")
+        exposure = ExposureLog(config.exposure_log, on_failure=lambda exc: failures.inc())
     app.extensions["recsys"] = ServingState(
         config=config,
-        holder=BundleHolder(
-            workdir, router.names, metrics, poll_seconds=config.poll_seconds, loader=loader
-        ),
+        holder=holder,
         router=router,
         metrics=metrics,
         models=RequestModels(config),
-        exposure=ExposureLog(config.exposure_log) if config.exposure_log else None,
+        exposure=exposure,
         admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
         bench_routes=os.environ.get(BENCH_ROUTES_ENV) == "1",
     )
+    logs.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
     if app.extensions["recsys"].bench_routes:
@@ -84,7 +96,9 @@ def _register_blueprints(app: Flask) -> None:
 
 def _before() -> None:
     g.started = time.perf_counter()
-    state().holder.start()  # no-op once started in this process (gunicorn: post_worker_init)
+    holder = state().holder
+    holder.start()  # no-op once started in this process (gunicorn: post_worker_init)
+    holder.check()  # a few stats: a moved pointer or generation wakes the watcher now
 
 
 def _after(response):

@@ -20,20 +20,30 @@ def healthz() -> Response:
 
 @health.get("/readyz")
 def readyz() -> Response:
-    """200 once every variant serves a verified, warmed-up bundle; 503 before."""
-    snapshot = state().holder.snapshot
+    """200 once the control variant serves a verified, warmed-up bundle; 503 before, saying why.
+    The body names what this worker serves, every variant that does not serve its target and
+    why (its users go to control), and what each live worker of the server serves."""
+    holder = state().holder
+    snapshot = holder.snapshot
     if snapshot is None:
-        holder = state().holder
-        targets = {v: holder.target(v) for v in holder.variants}
+        why = "; ".join(f"{v}: {r['error']}" for v, r in holder.problems.items())
         return error_response(
-            503, "not_ready", f"no verified bundle loaded yet for every variant (targets {targets})"
+            503,
+            "not_ready",
+            f"no verified bundle loaded yet for the control variant {holder.control}"
+            + (f" ({why})" if why else " (loading)"),
         )
-    return jsonify(status="ready", variants=snapshot.versions())
+    workers = {str(pid): s.get("serving", {}) for pid, s in holder.fleet.workers().items()}
+    return jsonify(
+        status="ready", variants=snapshot.versions(), problems=holder.problems, workers=workers
+    )
 
 
 @health.get("/metrics")
 def metrics() -> Response:
-    body, content_type = state().metrics.exposition()
+    snapshot = state().holder.snapshot
+    served = {v: s.model for v, s in snapshot.served.items()} if snapshot is not None else {}
+    body, content_type = state().metrics.exposition(served)
     return Response(body, status=200, content_type=content_type)
 
 

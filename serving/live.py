@@ -19,24 +19,25 @@ from pathlib import Path
 import requests
 
 GUNICORN_CONF = Path(__file__).resolve().parent / "gunicorn_conf.py"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000  # gunicorn_conf.py's bind when RECSYS_BIND is unset
 
 
-def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[str]:
-    """gunicorn, the checked-in config, serving.wsgi:app: exactly what `recsys serve` runs."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        str(GUNICORN_CONF),
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "serving.wsgi:app",
-    ]
+def gunicorn_command(
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> list[str]:
+    """gunicorn, the checked-in config, serving.wsgi:app: exactly what `recsys serve` runs. What
+    is None is left to gunicorn_conf.py (RECSYS_BIND, RECSYS_WORKERS, RECSYS_THREADS, defaults)."""
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
+    if host is not None or port is not None:
+        command += ["--bind", f"{host or DEFAULT_HOST}:{port or DEFAULT_PORT}"]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    return [*command, "serving.wsgi:app"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,14 +85,18 @@ def live_server(
         )
     server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
-        _wait(server, "/readyz" if wait_ready else "/healthz", timeout)
+        if wait_ready:  # every worker serving, not just the first to answer
+            _wait(server, "/readyz", timeout, workers)
+        else:
+            _wait(server, "/healthz", timeout)
         yield server
     finally:
         _stop(process)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _wait(server: LiveServer, path: str, timeout: float) -> None:
+def _wait(server: LiveServer, path: str, timeout: float, workers: int = 0) -> None:
+    """Until `path` answers 200 (and, for /readyz, all `workers` workers serve a bundle)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -99,9 +104,11 @@ def _wait(server: LiveServer, path: str, timeout: float) -> None:
                 f"gunicorn exited ({server.process.returncode}):\n{server.log_tail()}"
             )
         try:
-            if requests.get(server.url + path, timeout=2).status_code == 200:
+            response = requests.get(server.url + path, timeout=2)
+            serving = response.json().get("workers", {}) if response.status_code == 200 else {}
+            if response.status_code == 200 and sum(map(bool, serving.values())) >= workers:
                 return
-        except requests.RequestException:  # not listening yet, or busy loading
+        except (requests.RequestException, ValueError):  # not listening yet, or busy loading
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{server.url}{path} not 200 after {timeout:.0f} s:\n{server.log_tail()}")

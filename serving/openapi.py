@@ -27,11 +27,12 @@ _ERRORS = {
     400: "malformed request (e.g. the body is not valid JSON)",
     401: "missing or wrong bearer token",
     404: "not found (unknown item; admin routes when no admin token is configured)",
-    409: "refused: the bundle failed verification or loading, the old one keeps serving",
+    409: "refused: nothing to roll back to, or a bundle failed verification or loading (the old "
+    "one keeps serving), or the workers disagree",
     413: "request body larger than serving.max_body_bytes",
     415: "the body is not application/json",
     422: "invalid parameters or body: wrong type, out of range, unknown field",
-    503: "no verified bundle loaded yet",
+    503: "no verified bundle loaded yet; admin: a worker did not confirm in time",
 }
 
 
@@ -170,5 +171,5 @@ def _admin(action: str, summary: str) -> dict[str, Any]:
         "summary": summary,
         "operationId": f"admin{action.title()}",
         "security": [{"bearerAuth": []}],
-        "responses": _responses("AdminResponse", [401, 409]),
+        "responses": _responses("AdminResponse", [401, 409, 503]),
     }

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from bisect import bisect_right
 from collections.abc import Mapping
 
-from recsys.bundle import POINTERS
+from recsys.bundle import POINTERS, is_version
 
 DEFAULT_VARIANT = "CURRENT"
-# A variant is a pointer name (CURRENT, CHALLENGER) or a bundle version (a directory name).
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}$")
+# A variant is a pointer name (CURRENT, CHALLENGER) or a bundle version (recsys.bundle's pattern).
 
 
 def bucket(salt: str, user_id: str) -> float:
@@ -28,7 +26,7 @@ class VariantRouter:
     def __init__(self, variants: Mapping[str, float], salt: str):
         variants = dict(variants) or {DEFAULT_VARIANT: 1.0}
         for name, share in variants.items():
-            if not (_VERSION.match(name) or name in POINTERS):
+            if not (is_version(name) or name in POINTERS):
                 raise ValueError(
                     f"serving.variants: {name!r} is neither a pointer {POINTERS} nor a bundle "
                     "version (letters, digits, '_.:+-')"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 
 from recsys.config import ServingConfig
+from recsys.sources import REGISTRY, PathName
 
 # External ids accepted in URLs and bodies: ASCII, starting with a letter or digit (so "." and ".."
 # can never be a path segment), at most 64 characters. Catalog ids outside this pattern can still
@@ -27,7 +28,7 @@ MAX_PROFILE_CHARS = 2000
 
 ExternalId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Filter = Annotated[str, StringConstraints(pattern=FILTER_PATTERN)]
-RecommendationPath = Literal["known", "history", "profile", "history+profile", "popularity"]
+RecommendationPath = PathName  # recsys.sources.PATHS
 
 
 def _integral(value: object) -> object:
@@ -86,10 +87,13 @@ def split_filters(filters: list[str]) -> list[tuple[str, str]]:
 # ---- responses (documentation and tests; the views build plain dicts of this shape) ----
 
 
-class Sources(_Strict):
-    text: float | None
-    collab: float | None
-    popularity: float | None
+# Each source's raw score of a result (None: it did not score it), one field per registered
+# source (recsys.sources.REGISTRY), in registry order.
+Sources = create_model(
+    "Sources",
+    __base__=_Strict,
+    **{s.name: (float | None, Field(description=s.description)) for s in REGISTRY},
+)
 
 
 class RecommendedItem(_Strict):
@@ -134,21 +138,30 @@ class HealthResponse(_Strict):
     status: Literal["ok"]
 
 
+class VariantReport(_Strict):
+    version: str | None
+    status: Literal["loaded", "unchanged", "failed", "unavailable"]
+    error: str | None
+
+
 class ReadyResponse(_Strict):
     status: Literal["ready"]
     variants: dict[str, str] = Field(description="variant -> bundle version it serves")
-
-
-class VariantReport(_Strict):
-    version: str | None
-    status: Literal["loaded", "unchanged", "failed"]
-    error: str | None
+    problems: dict[str, VariantReport] = Field(
+        description="variants not serving their target: why (refused, unpublished, unset); "
+        "a variant absent from `variants` is served by the control variant"
+    )
+    workers: dict[str, dict[str, str]] = Field(
+        description="pid -> what each live worker of this server serves"
+    )
 
 
 class AdminResponse(_Strict):
     action: Literal["reload", "rollback"]
     variants: dict[str, VariantReport]
     rolled_back_to: str | None = None
+    workers: int = Field(description="workers that confirmed the change before this answer")
+    seconds: float = Field(description="from the call until every worker confirmed")
 
 
 class BareResponse(_Strict):

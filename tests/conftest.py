@@ -16,3 +16,11 @@ def _isolated_state(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_WORKDIR", str(tmp_path / "var"))
     monkeypatch.setenv("RECSYS_MLFLOW_DIR", str(tmp_path / "mlflow"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> str:
+    """Path of a tiny random BERT (hidden 32, 2 layers): `load_backbone(path)` works on it."""
+    from support import build_tiny_bert
+
+    return str(build_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))

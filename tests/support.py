@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from recsys.config import PipelineConfig, dump_toml, load_config
+from recsys.config import PipelineConfig, load_config, toml_value
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +29,17 @@ def build_tiny_bert(directory: Path) -> Path:
     tokenizer.model_max_length = config.max_position_embeddings
     tokenizer.save_pretrained(directory)
     return Path(directory)
+
+
+def one_torch_thread():
+    """Fixture body (autouse in the encoder and training tests): tiny models run fastest on one
+    thread, and the test machine is shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def small_sample(directory: Path, seed: int = 0, n_users: int = 300, n_items: int = 400) -> Path:
@@ -60,6 +71,15 @@ def fast_config(encoder_path: str | Path, **sections: dict) -> PipelineConfig:
     for name, values in sections.items():
         overrides[name] = {**overrides.get(name, {}), **values}
     return load_config(None, overrides)
+
+
+def dump_toml(config: PipelineConfig) -> str:
+    """A config as a TOML file that load_config reads back to an equal config."""
+    lines = []
+    for section, values in config.model_dump(mode="json").items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(v)}" for key, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"
 
 
 def write_config(path: Path, config: PipelineConfig) -> Path:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from recsys import bundle
+from recsys import bundle, retention
 
 
 def _publish(workdir, version, payload=b"vectors"):
@@ -57,18 +57,19 @@ def test_verify_refuses_incompatible_format(tmp_path):
 
 
 def test_pointer_rollback_and_prune(tmp_path):
-    for version in ("v1", "v2", "v3"):
+    for version in ("v1", "v2", "v3", "v4"):
         _publish(tmp_path, version, payload=version.encode())
         bundle.set_pointer(tmp_path, version, reason="promote")
-    assert bundle.read_pointer(tmp_path) == "v3"
-    assert bundle.previous_version(tmp_path) == "v2"
-    assert bundle.rollback(tmp_path) == "v2"
-    assert bundle.current_bundle(tmp_path) == tmp_path / "bundles" / "v2"
-    bundle.set_pointer(tmp_path, "v3", name="CHALLENGER")
-    removed = bundle.prune(tmp_path, keep=1)
-    # v2 is CURRENT, v3 CHALLENGER, and v3 was CURRENT before the rollback: only v1 goes.
+    assert bundle.read_pointer(tmp_path) == "v4"
+    assert bundle.previous_version(tmp_path) == "v3"
+    assert bundle.rollback(tmp_path) == "v3"
+    assert bundle.current_bundle(tmp_path) == tmp_path / "bundles" / "v3"
+    bundle.set_pointer(tmp_path, "v4", name="CHALLENGER")
+    removed = retention.prune_bundles(tmp_path, keep=1)
+    # v3 is CURRENT, v4 CHALLENGER, v2 the champion a rollback goes back to: only v1 goes.
     assert removed == ["v1"]
-    assert [m["version"] for m in bundle.list_bundles(tmp_path)] == ["v2", "v3"]
+    assert [m["version"] for m in bundle.list_bundles(tmp_path)] == ["v2", "v3", "v4"]
+    assert retention.prune_bundles(tmp_path, keep=1, pinned=[]) == []
 
 
 def test_pointer_to_unpublished_bundle_is_refused(tmp_path):

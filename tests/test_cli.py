@@ -50,3 +50,30 @@ def test_broken_copy_fails_with_file_and_column(tmp_path):
     assert proc.returncode != 0
     assert "interactions.csv" in proc.stderr and "timestamp" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_user_errors_exit_with_their_code_in_one_line(tmp_path):
+    """Every UserError leaves as `error: ...` with its exit code and no traceback: bad data 65
+    (EX_DATAERR), a busy work directory 75 (EX_TEMPFAIL), a bad config 1; usage errors stay 2."""
+    from recsys.steps import WorkdirLock
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    pl.read_csv(data / "items.csv").drop("item_id").write_csv(data / "items.csv")
+    bad_data = _cli("data", "validate", "--data", str(data))
+    work = tmp_path / "work"
+    with WorkdirLock(work):  # another run holds the work directory
+        busy = _cli("nightly", "--data", str(SAMPLE), "--workdir", str(work), "--no-tracking")
+    config = tmp_path / "bad.toml"
+    config.write_text("[blend]\nsources = ['text', 'telepathy']\n")
+    bad_config = _cli("data", "stats", "--data", str(SAMPLE), "--config", str(config))
+    usage = _cli("data", "validate", "--no-such-option")
+    for proc, code, words in (
+        (bad_data, 65, "item_id"),
+        (busy, 75, "another run holds this work directory"),
+        (bad_config, 1, "blend.sources.1"),
+    ):
+        assert proc.returncode == code, proc.stderr
+        assert proc.stderr.startswith("error: ") and words in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert usage.returncode == 2 and "usage:" in usage.stderr

@@ -91,6 +91,12 @@ def select_text_columns(
                 f"{table.path}: text column(s) {unknown} not found; available columns: "
                 f"{', '.join(available) or '(none)'}"
             )
+        nested = [c for c in requested if table.frame.schema[c].is_nested()]
+        if nested:
+            raise DataValidationError(
+                f"{table.path}: text column(s) {nested}: expected text or numbers, found "
+                f"{', '.join(str(table.frame.schema[c]) for c in nested)} (every row)"
+            )
         return list(requested)
     text = [c for c in available if _is_text(table, c)]
     return sorted(text, key=lambda c: c != TITLE)  # stable: title first, others in file order

@@ -10,11 +10,20 @@ from pathlib import Path
 import polars as pl
 
 from recsys.data.errors import DataValidationError
-from recsys.schema import ITEM_ID, USER_ID
+from recsys.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT
 
 # 1-based data-row number in the source file (header excluded); becomes schema.ROW later.
 SOURCE_ROW = "__source_row"
 ID_COLUMNS = (ITEM_ID, USER_ID)
+# Types no canonical column can hold (besides nested ones: lists, arrays, structs).
+_UNUSABLE = (pl.Duration, pl.Time, pl.Binary, pl.Object)
+_EXPECTED_TYPES = {
+    ITEM_ID: "ids as text or integers",
+    USER_ID: "ids as text or integers",
+    TIMESTAMP: "epoch seconds, ISO-8601 text or datetimes",
+    WEIGHT: "numbers",
+    RATING: "numbers",
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ def read_table_file(path: Path, renamed: dict[str, str] | None = None) -> RawTab
             frame = pl.read_csv(
                 path, infer_schema=False, row_index_name=SOURCE_ROW, row_index_offset=1
             )
+    except pl.exceptions.NoDataError:
+        raise DataValidationError(
+            f"{path}: expected a header line naming the columns, found an empty file"
+        ) from None
     except (pl.exceptions.ComputeError, OSError) as exc:
         if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
             raise DataValidationError(describe_bad_utf8(path)) from None
@@ -64,6 +77,7 @@ def read_table_file(path: Path, renamed: dict[str, str] | None = None) -> RawTab
         raise DataValidationError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from None
     renamed = renamed or {}
     frame = frame.rename({old: new for old, new in renamed.items() if old in frame.columns})
+    check_column_types(frame, path)
     frame = frame.with_columns(
         pl.col(SOURCE_ROW).cast(pl.Int64),
         *[pl.col(c).cast(pl.Utf8) for c in ID_COLUMNS if c in frame.columns],
@@ -72,6 +86,17 @@ def read_table_file(path: Path, renamed: dict[str, str] | None = None) -> RawTab
     if path.suffix == ".parquet":
         strings = tuple(c for c, t in frame.schema.items() if t in (pl.Utf8, pl.Categorical))
     return RawTable(frame, path, {new: old for old, new in renamed.items()}, strings)
+
+
+def check_column_types(frame: pl.DataFrame, path: Path) -> None:
+    """Canonical columns of a parquet file must hold scalars the checks can read."""
+    for column, expected in _EXPECTED_TYPES.items():
+        dtype = frame.schema.get(column)
+        if dtype is not None and (dtype.is_nested() or dtype in _UNUSABLE):
+            raise DataValidationError(
+                f"{path}: column {column!r}: expected {expected}, found values of type {dtype} "
+                f"(every row, from data row 1)"
+            )
 
 
 def describe_bad_utf8(path: Path, separator: str = ",", header: bool = True) -> str:

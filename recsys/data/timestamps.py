@@ -7,6 +7,10 @@ from datetime import UTC, datetime
 import polars as pl
 
 _EPOCH_PATTERN = r"^[+-]?\d+(\.\d*)?$"
+# Epoch seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: what a calendar date can hold.
+# Epoch milliseconds of any date after 1973 fall beyond the upper end.
+MIN_EPOCH_SECONDS = -62_135_596_800
+MAX_EPOCH_SECONDS = 253_402_300_799
 
 # ISO-8601 shapes we accept; naive date-times are read as UTC.
 _ISO_FORMATS: list[tuple[str, bool]] = [

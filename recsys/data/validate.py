@@ -8,7 +8,7 @@ import polars as pl
 
 from recsys.data.errors import DataValidationError
 from recsys.data.raw import SOURCE_ROW, RawTable, RawTables
-from recsys.data.timestamps import parse_timestamps
+from recsys.data.timestamps import MAX_EPOCH_SECONDS, MIN_EPOCH_SECONDS, parse_timestamps
 from recsys.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID, WEIGHT
 
 SHOW_ROWS = 5  # offending rows quoted in a message
@@ -80,6 +80,16 @@ def checked_timestamps(table: RawTable) -> pl.Series:
             table,
             TIMESTAMP,
             "expected epoch seconds or ISO-8601 (e.g. 2021-03-01T12:00:00Z), found other values",
+            bad,
+        )
+    outside = (parsed < MIN_EPOCH_SECONDS) | (parsed > MAX_EPOCH_SECONDS)
+    bad = table.frame.select(SOURCE_ROW, raw.cast(pl.Utf8, strict=False)).filter(outside)
+    if bad.height:
+        raise rows_error(
+            table,
+            TIMESTAMP,
+            f"expected epoch seconds within the years 1-9999 ({MIN_EPOCH_SECONDS} to "
+            f"{MAX_EPOCH_SECONDS}; divide milliseconds by 1000), found values out of range",
             bad,
         )
     return parsed

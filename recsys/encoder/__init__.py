@@ -1,7 +1,7 @@
-"""Stage: encoder — the BERT two-tower model, its training and batch embedding.
+"""Stage: encoder (inference) — the BERT two-tower model, its backbone and batch embedding.
 
-Names are exported lazily (PEP 562), so `import recsys.encoder.backbone` does not pull in the
-training code, and nothing heavy happens at import time.
+Training the towers is recsys.training. Names are exported lazily (PEP 562), so
+`import recsys.encoder.backbone` does not pull in torch-heavy modules at import time.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from typing import Any
 _EXPORTS = {
     "TwoTowerEncoder": "recsys.encoder.model",
     "EncoderLoadError": "recsys.encoder.model",
-    "TrainResult": "recsys.encoder.train",
-    "train_encoder": "recsys.encoder.train",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,7 +1,9 @@
 """Encoder stage: the BERT backbone — resolve, load (offline), mean-pool texts, hash the weights.
 
 Reads a model directory (the packaged MiniLM, a local path or a cached Hugging Face id); writes
-nothing. Everything here is shared by the towers, training and batch embedding.
+nothing. Everything here is shared by the towers, training and batch embedding. A loaded model
+runs behind one call shape, `Backbone.last_hidden_state` (TorchBackbone here, OnnxBackbone in
+recsys.encoder.onnx, which imports this module and never the other way round).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -184,8 +186,9 @@ def length_batches(
     return batches
 
 
-def _pad_batch(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (batch, longest) input ids and attention mask, built in numpy (no tokenizer)."""
+def pad_token_ids(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (batch, longest) int64 input ids and attention mask, built in numpy: the one
+    padder of token ids (embedding, trainable text sources, cached top-layer states)."""
     longest = max(len(row) for row in ids)
     input_ids = np.full((len(ids), longest), pad_id, dtype=np.int64)  # (batch, longest)
     mask = np.zeros((len(ids), longest), dtype=np.int64)
@@ -202,13 +205,42 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return summed / weights.sum(dim=1).clamp(min=1e-9)
 
 
+class Backbone(Protocol):
+    """What embedding needs from a backbone, whichever runtime runs it (sentence-transformers'
+    Transformer module picks its backend once, at load, in the same way): the model config
+    (hidden_size, max_position_embeddings) and last hidden states of a padded batch."""
+
+    config: Any
+
+    def last_hidden_state(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, seq) int64 ids and mask (CPU) -> (batch, seq, hidden), on any device."""
+        ...
+
+
+class TorchBackbone:
+    """A Hugging Face encoder run by torch on `device`, under bf16 autocast on CUDA (bf16=True).
+    The ONNX Runtime twin is recsys.encoder.onnx.OnnxBackbone."""
+
+    def __init__(self, model: torch.nn.Module, device: str = "cpu", bf16: bool = True):
+        self.model, self.device = model, str(device)
+        self.config = model.config
+        self.bf16 = bf16 and self.device.startswith("cuda")
+
+    def last_hidden_state(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+            )
+        return out.last_hidden_state
+
+
 def pooled_embeddings(
     tokenizer: Any,
-    model: Any,
+    backbone: Backbone | torch.nn.Module,
     texts: list[str],
     max_length: int,
     batch_size: int,
-    device: str,
+    device: str = "cpu",
     progress: bool = False,
     bf16: bool = True,
     max_padding: float = 0.1,
@@ -218,17 +250,15 @@ def pooled_embeddings(
     Texts are tokenized once, sorted by token length (longest first, so memory peaks at once)
     and cut into batches that carry at most max_padding padding (length_batches; inf: plain
     sorted batches of batch_size); results go back to the input order.
-    On CUDA the model runs under bf16 autocast unless bf16=False (CPU: always float32).
-    `model` is a torch encoder or an OnnxBackbone of one (recsys.encoder.onnx; CPU, fp32).
+    `backbone` is a Backbone (TorchBackbone, OnnxBackbone); a plain torch module is run as
+    TorchBackbone(module, device, bf16) (bf16 autocast on CUDA only).
     """
     from tqdm.auto import tqdm
 
-    from recsys.encoder.onnx import OnnxBackbone
-
-    onnx = isinstance(model, OnnxBackbone)
-
-    hidden_size = int(model.config.hidden_size)
-    limit = getattr(model.config, "max_position_embeddings", None)
+    if not hasattr(backbone, "last_hidden_state"):
+        backbone = TorchBackbone(backbone, device, bf16)
+    hidden_size = int(backbone.config.hidden_size)
+    limit = getattr(backbone.config, "max_position_embeddings", None)
     if limit is not None and max_length > limit:
         raise BackboneError(f"max_length {max_length} exceeds the model's {limit} positions")
     if batch_size < 1:
@@ -238,17 +268,12 @@ def pooled_embeddings(
         return out
     ids = tokenize_lengths(tokenizer, texts, max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    use_bf16 = bf16 and str(device).startswith("cuda")
     bar = tqdm(total=len(texts), desc="embed", unit="text", disable=not progress)
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+    with torch.inference_mode():
         for rows in length_batches([len(row) for row in ids], batch_size, max_padding):
-            input_ids, mask = _pad_batch([ids[i] for i in rows], pad_id)
-            if onnx:
-                hidden = torch.from_numpy(model.last_hidden_state(input_ids.numpy(), mask.numpy()))
-            else:
-                input_ids, mask = input_ids.to(device), mask.to(device)
-                hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            out[rows] = mean_pool(hidden, mask).cpu().numpy()  # (batch, hidden)
+            input_ids, mask = pad_token_ids([ids[i] for i in rows], pad_id)
+            hidden = backbone.last_hidden_state(input_ids, mask)  # (batch, longest, hidden)
+            out[rows] = mean_pool(hidden, mask.to(hidden.device)).cpu().numpy()  # (batch, hidden)
             bar.update(len(rows))
     bar.close()
     return out

@@ -1,9 +1,13 @@
-"""Encoder stage: batch embedding with an incremental cache; reads texts, writes <workdir> vectors.
+"""Encoder stage: the one text->vector cache and batch embedding through it; reads texts, writes
+vectors under a cache directory.
 
-Vectors are keyed by (encoder hash, text hash). Each call embeds only the texts the cache has not
-seen under that encoder, so a nightly run over a catalog where 1% changed costs ~1% of the work.
-Layout: <directory>/<encoder_hash>/<shard>/{keys.npy, vectors.npy}; a shard is written to a temp
-directory and renamed into place (atomic), never modified, and merged when shards pile up.
+Vectors are keyed by (namespace, text hash): the namespace names what computed them, e.g. a
+trained encoder's hash (item vectors, <workdir>/cache/embeddings) or a base model's weights hash
+and token limit (pooled features, recsys.encoder.features). Each call embeds only the texts the
+cache has not seen under that namespace, so a nightly run over a catalog where 1% changed costs
+~1% of the work. Layout: <directory>/<namespace>/<shard>/{keys.npy, vectors.npy}; a shard is
+written to a temp directory and renamed into place (atomic), never modified, and merged when
+shards pile up.
 """
 
 from __future__ import annotations

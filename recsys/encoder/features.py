@@ -1,14 +1,15 @@
-"""Encoder stage: cached frozen BERT features of texts (CPU path), keyed by model hash + text hash.
+"""Encoder stage: the base model's pooled text features — which model, how long, how batched,
+where, by which runtime, cached where and loaded how, gathered in one `Featurizer`.
 
-Reads texts and a backbone; writes <cache_dir>/<model hash>-L<max_length>-<set hash>.npz (pooled
-vectors) and ...-top<k>-....npz (hidden states entering the top k layers). Reruns are free; a
-changed catalog re-embeds only the texts no earlier cache file holds.
+Reads texts and a backbone; writes the features into the project's one text->vector cache
+(recsys.encoder.embed.EmbeddingCache) under <cache_dir>/<model hash>-L<max_length>/, and the
+ONNX export beside it (<cache_dir>/<model hash>-opset<N>.onnx). Reruns are free; a changed
+catalog embeds only the texts the cache has not seen.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
+import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,148 +17,86 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys.config import EncoderConfig
 from recsys.encoder import backbone as bb
-from recsys.encoder.checkpoint import atomic_write_bytes
-from recsys.encoder.onnx import for_runtime
+from recsys.encoder.embed import EmbeddingCache, embed_texts
+from recsys.encoder.onnx import OnnxBackbone, resolve_runtime
 
-Backbone = tuple[Any, torch.nn.Module]
-
-
-def text_hashes(texts: Sequence[str]) -> np.ndarray:
-    """sha256 hex (first 16 chars) of each text, as a fixed-width unicode array (no pickle)."""
-    return np.array([hashlib.sha256(t.encode("utf-8")).hexdigest()[:16] for t in texts], "U16")
+Loader = Callable[[], tuple[Any, torch.nn.Module]]  # () -> (tokenizer, torch model)
 
 
-def _set_hash(hashes: np.ndarray) -> str:
-    return hashlib.sha256("".join(hashes.tolist()).encode()).hexdigest()[:16]
+class Featurizer:
+    """(n, hidden) float32 mean-pooled features of texts under one backbone, NOT normalised.
 
+    `loader` returns (tokenizer, torch model) and runs only when some text must be embedded
+    (default: load_backbone(model_name, device)); `runtime` ("torch", "onnxruntime", "auto") is
+    resolved for `device` once, when the backbone loads. With `cache_dir`, features are cached
+    by text under the model's weights hash and max_length. Copies made by with_max_length share
+    the loaded backbone."""
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    def __init__(
+        self,
+        model_name: str,
+        max_length: int,
+        batch_size: int,
+        device: str = "cpu",
+        *,
+        runtime: str = "torch",
+        cache_dir: Path | None = None,
+        loader: Loader | None = None,
+        progress: bool = False,
+    ):
+        self.model_name, self.max_length, self.batch_size = model_name, max_length, batch_size
+        self.device, self.runtime, self.progress = str(device), runtime, progress
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.loader = loader or (lambda: bb.load_backbone(model_name, self.device))
+        self._shared: dict[str, Any] = {}  # the loaded backbone and the weights hash
 
+    @classmethod
+    def for_encoder(
+        cls, config: EncoderConfig, device: str, max_length: int | None = None, **options: Any
+    ) -> Featurizer:
+        """The base model of an EncoderConfig with its batch size for `device`."""
+        length = config.max_length if max_length is None else max_length
+        name = config.model_name_or_path
+        return cls(name, length, config.embed_batch(device), device, **options)
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    def with_max_length(self, max_length: int) -> Featurizer:
+        twin = copy.copy(self)  # shallow: the same _shared dict, so one load serves both
+        twin.max_length = max_length
+        return twin
 
+    def load(self) -> tuple[Any, bb.Backbone]:
+        """(tokenizer, backbone) under the resolved runtime; loaded once."""
+        if "backbone" not in self._shared:
+            tokenizer, model = self.loader()
+            if resolve_runtime(self.runtime, self.device) == "onnxruntime":
+                backbone: bb.Backbone = OnnxBackbone(model, self.cache_dir)
+            else:
+                backbone = bb.TorchBackbone(model, self.device)
+            self._shared["backbone"] = (tokenizer, backbone)
+        return self._shared["backbone"]
 
-def pooled_features(
-    texts: Sequence[str],
-    model_name: str,
-    max_length: int,
-    batch_size: int,
-    device: str,
-    cache_dir: Path | None,
-    load: Callable[[], Backbone] | None = None,
-    progress: bool = False,
-    runtime: str = "torch",
-) -> np.ndarray:
-    """(n, hidden) float32 mean-pooled features of texts under the base model, cached on disk.
+    def cache_key(self) -> str:
+        """What the cached features depend on: the weights and the token limit."""
+        if "hash" not in self._shared:
+            self._shared["hash"] = bb.model_hash(self.model_name)
+        return f"{self._shared['hash']}-L{self.max_length}"
 
-    `load` returns (tokenizer, model) and is called only when something must be embedded.
-    `runtime`: "torch", "onnxruntime" or "auto" (recsys.encoder.onnx; the exported graph is
-    cached in cache_dir beside the features)."""
-    base_load = load or (lambda: bb.load_backbone(model_name, device))
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            hidden = int(self.load()[1].config.hidden_size)
+            return np.zeros((0, hidden), dtype=np.float32)
+        if self.cache_dir is None:
+            return self.embed(texts)
+        cache = EmbeddingCache(self.cache_dir)
+        features, _ = embed_texts(texts, self.embed, self.cache_key(), cache)
+        return features
 
-    def load_for_runtime() -> tuple[Any, Any]:
-        tokenizer, model = base_load()
-        return tokenizer, for_runtime(model, runtime, device, cache_dir)
-
-    load = load_for_runtime
-    hashes = text_hashes(texts)
-    if cache_dir is None:
-        tokenizer, model = load()
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(n, hidden) features computed now, no cache."""
+        tokenizer, backbone = self.load()
         return bb.pooled_embeddings(
-            tokenizer, model, list(texts), max_length, batch_size, device, progress
+            tokenizer, backbone, texts, self.max_length, self.batch_size, progress=self.progress
         )
-    prefix = f"{bb.model_hash(model_name)}-L{max_length}"
-    path = Path(cache_dir) / f"{prefix}-{_set_hash(hashes)}.npz"
-    if path.is_file():
-        cached = _load_npz(path)
-        if np.array_equal(cached["hashes"], hashes):
-            return cached["features"]
-    known = _earlier_rows(Path(cache_dir), prefix, path)
-    missing = [n for n, h in enumerate(hashes.tolist()) if h not in known]
-    fresh = np.zeros((0, 0), np.float32)
-    if missing:
-        tokenizer, model = load()
-        fresh = bb.pooled_embeddings(
-            tokenizer, model, [texts[n] for n in missing], max_length, batch_size, device, progress
-        )
-    width = fresh.shape[1] if missing else next(iter(known.values())).shape[0]
-    features = np.empty((len(texts), width), dtype=np.float32)  # (n, hidden)
-    for n, h in enumerate(hashes.tolist()):
-        if h in known:
-            features[n] = known[h]
-    if missing:
-        features[missing] = fresh
-    _save_npz(path, hashes=hashes, features=features)
-    return features
-
-
-def _earlier_rows(cache_dir: Path, prefix: str, skip: Path) -> dict[str, np.ndarray]:
-    """text hash -> feature row from the newest earlier cache file of the same model + length."""
-    files = sorted(cache_dir.glob(f"{prefix}-*.npz"), key=lambda p: p.stat().st_mtime)
-    files = [f for f in files if f != skip]
-    if not files:
-        return {}
-    cached = _load_npz(files[-1])
-    return dict(zip(cached["hashes"].tolist(), cached["features"], strict=True))
-
-
-def pad_token_ids(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded input ids (batch, longest) int64 and attention mask (batch, longest)."""
-    longest = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), longest), dtype=torch.long)
-    for n, row in enumerate(ids):
-        input_ids[n, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-        mask[n, : len(row)] = 1
-    return input_ids, mask
-
-
-@torch.inference_mode()
-def top_layer_inputs(
-    texts: Sequence[str],
-    model_name: str,
-    top_layers: int,
-    max_length: int,
-    batch_size: int,
-    device: str,
-    cache_dir: Path | None,
-    load: Callable[[], Backbone] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden states entering the top `top_layers` BERT layers, for training those layers over a
-    frozen bottom. Returns states (n, max_length, hidden) float16 zero-padded and lengths (n,)."""
-    load = load or (lambda: bb.load_backbone(model_name, device))
-    hashes = text_hashes(texts)
-    path = None
-    if cache_dir is not None:
-        key = f"{bb.model_hash(model_name)}-L{max_length}-top{top_layers}-{_set_hash(hashes)}"
-        path = Path(cache_dir) / f"{key}.npz"
-        if path.is_file():
-            cached = _load_npz(path)
-            return cached["states"], cached["lengths"]
-    tokenizer, model = load()
-    n_layers = int(model.config.num_hidden_layers)
-    if not 0 < top_layers <= n_layers:
-        raise ValueError(f"trainable_layers must be in 1..{n_layers}, found {top_layers}")
-    ids = bb.tokenize_lengths(tokenizer, list(texts), max_length)
-    lengths = np.array([len(row) for row in ids], dtype=np.int64)
-    states = np.zeros((len(ids), max_length, model.config.hidden_size), np.float16)
-    pad_id = tokenizer.pad_token_id or 0
-    for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
-        input_ids, mask = pad_token_ids(chunk, pad_id)
-        out = model(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            output_hidden_states=True,
-        )
-        entering = out.hidden_states[n_layers - top_layers]  # (batch, longest, hidden)
-        states[start : start + len(chunk), : entering.shape[1]] = entering.float().cpu().numpy()
-    if path is not None:
-        _save_npz(path, states=states, lengths=lengths)
-    return states, lengths

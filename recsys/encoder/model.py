@@ -18,33 +18,26 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from recsys.atomic import atomic_write_bytes
 from recsys.config import EncoderConfig
 from recsys.encoder import backbone as bb
-from recsys.encoder.checkpoint import atomic_write_bytes
-from recsys.encoder.examples import pad_histories, user_document
-from recsys.encoder.towers import BertUserTower, ItemAdapter, SequenceUserTower, last_states
+from recsys.encoder.features import Featurizer
+from recsys.encoder.towers import (
+    BertUserTower,
+    ItemAdapter,
+    build_towers,
+    last_states,
+    pad_histories,
+)
+from recsys.errors import UserError
+from recsys.text.documents import UserDocuments
 
 FORMAT_VERSION = 1
 _BATCH = 512  # users / items per forward pass at inference
 
 
-class EncoderLoadError(ValueError):
+class EncoderLoadError(UserError, ValueError):
     """An encoder directory that cannot be loaded; the message names the file and the problem."""
-
-
-def build_towers(
-    config: EncoderConfig, hidden: int, user_tower: str, bert: torch.nn.Module | None = None
-) -> tuple[ItemAdapter, torch.nn.Module]:
-    """Fresh (adapter, user tower) for a backbone of width `hidden`."""
-    adapter = ItemAdapter(hidden, config.dim, config.dropout)
-    if user_tower == "bert":
-        if bert is None:
-            raise ValueError("the BERT user tower needs the BERT module it shares with the items")
-        return adapter, BertUserTower(bert, hidden, config.dim)
-    seq = SequenceUserTower(
-        config.dim, hidden, config.history_len, config.seq_layers, config.seq_heads, config.dropout
-    )
-    return adapter, seq
 
 
 class TwoTowerEncoder:
@@ -99,11 +92,17 @@ class TwoTowerEncoder:
             self._tokenizer, self._bert = bb.load_backbone(self.backbone_name, self.device)
         return self._tokenizer, self._bert
 
+    def featurizer(self, max_length: int, cache_dir: Path | None = None) -> Featurizer:
+        """This encoder's backbone as a Featurizer. With a cache directory, the configured runtime
+        (its ONNX export is cached there too); without one, torch."""
+        runtime = self.config.runtime if cache_dir is not None else "torch"
+        size = self.config.embed_batch(self.device)
+        options = {"runtime": runtime, "cache_dir": cache_dir, "loader": self.backbone}
+        return Featurizer(self.backbone_name, max_length, size, self.device, **options)
+
     def pooled(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         """(n, hidden) mean-pooled backbone features of texts."""
-        tokenizer, bert = self.backbone()
-        size = self.config.embed_batch(self.device)
-        return bb.pooled_embeddings(tokenizer, bert, list(texts), max_length, size, self.device)
+        return self.featurizer(max_length)(texts)
 
     def encode_items(self, texts: list[str], feature_cache: Path | None = None) -> np.ndarray:
         """(n, dim) L2-normalised float32 item vectors of item documents.
@@ -111,16 +110,9 @@ class TwoTowerEncoder:
         feature_cache: the frozen-feature cache directory training filled (train_encoder's
         cache_dir). An encoder trained on the frozen path keeps the base BERT unchanged, so
         its pooled features of texts already seen there are read back instead of recomputed."""
-        if feature_cache is not None and self.training_path == "frozen":
-            from recsys.encoder.features import pooled_features
-
-            pooled = pooled_features(
-                list(texts), self.backbone_name, self.config.max_length,
-                self.config.embed_batch(self.device), self.device, feature_cache,
-                load=self.backbone, runtime=self.config.runtime,
-            )  # fmt: skip
-            return self.item_vectors_from_features(pooled)
-        return self.item_vectors_from_features(self.pooled(texts, self.config.max_length))
+        cached = feature_cache if self.training_path == "frozen" else None
+        pooled = self.featurizer(self.config.max_length, cached)(texts)  # (n, hidden)
+        return self.item_vectors_from_features(pooled)
 
     @torch.inference_mode()
     def item_vectors_from_features(self, pooled: np.ndarray) -> np.ndarray:
@@ -189,21 +181,32 @@ class TwoTowerEncoder:
             out[s : s + len(idx)] = last_states(states, lengths.to(self.device)).cpu().numpy()
         return out
 
-    def _bert_users(self, hist, profiles, item_titles) -> np.ndarray:
+    def user_documents(
+        self,
+        histories: Sequence[np.ndarray],
+        profiles: Sequence[str | None],
+        item_titles: Sequence[str] | None = None,
+    ) -> list[str]:
+        """The documents the BERT user tower reads for item_idx histories (oldest first) and
+        profile texts: recsys.text's UserDocuments over the newest history_len items, exactly as
+        training wrote them. `item_titles` default to the titles saved at training."""
         titles = item_titles if item_titles is not None else self.item_titles
         if titles is None:
             raise ValueError("the BERT user tower needs item_titles to write user documents")
-        top = max((int(h.max()) for h in hist if len(h)), default=-1)
+        top = max((int(np.max(h)) for h in histories if len(h)), default=-1)
         if top >= len(titles):
             raise ValueError(
                 f"history item_idx {top} has no title: the encoder knows {len(titles)} item "
                 "titles (the catalog at training); pass item_titles= for the current catalog"
             )
-        n_titles, max_chars = self.user_doc
-        docs = [
-            user_document(p, [titles[i] for i in h[::-1][:n_titles]], max_chars)
-            for h, p in zip(hist, profiles, strict=True)
+        documents = UserDocuments(titles, *self.user_doc)
+        window = self.config.history_len
+        return [
+            documents(p, np.asarray(h)[-window:]) for h, p in zip(histories, profiles, strict=True)
         ]
+
+    def _bert_users(self, hist, profiles, item_titles) -> np.ndarray:
+        docs = self.user_documents(hist, profiles, item_titles)
         pooled = self.pooled(docs, self.config.user_max_length)  # (n, hidden)
         head = self.user_tower
         out = [
@@ -278,11 +281,10 @@ class TwoTowerEncoder:
         target.load_state_dict(_strip(tensors, "user."))
         titles_file = directory / "item_titles.json"
         titles = json.loads(titles_file.read_text("utf-8")) if titles_file.is_file() else None
-        encoder = cls(
-            config, adapter, user_tower, name, meta["backbone"]["hash"], meta["training_path"],
-            bert=bert, tokenizer=tokenizer, item_titles=titles,
-            user_doc=tuple(meta["user_doc"]), device=device,
-        )  # fmt: skip
+        user_doc = tuple(meta["user_doc"])
+        backbone = (name, meta["backbone"]["hash"], meta["training_path"])
+        extras = {"bert": bert, "tokenizer": tokenizer, "item_titles": titles, "device": device}
+        encoder = cls(config, adapter, user_tower, *backbone, **extras, user_doc=user_doc)
         encoder.encoder_hash = meta["encoder_hash"]
         return encoder
 

@@ -13,12 +13,12 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from recsys.encoder.checkpoint import atomic_write_bytes
+from recsys.atomic import atomic_write_bytes
+from recsys.encoder.backbone import model_hash
 
 OPSET = 17
 
@@ -73,8 +73,6 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
     A deep copy is traced: after tracing, a transformers BertModel's own outputs no longer
     agree with what it gave before (measured: cosine down to 0.82; tests/encoder/test_onnx.py),
     so the caller's model is never touched. Written to a temporary name, then renamed."""
-    from recsys.encoder.backbone import model_hash
-
     if not runtime_available():
         raise OnnxRuntimeError("exporting to ONNX needs the onnx package (pip install onnx)")
     wrapper = _LastHidden(copy.deepcopy(model).to("cpu").eval())
@@ -87,10 +85,15 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation + tracer notes
             try:
                 torch.onnx.export(
-                    wrapper, (example, example), str(scratch),
-                    input_names=["input_ids", "attention_mask"], output_names=["hidden"],
-                    dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-                )  # fmt: skip
+                    wrapper,
+                    (example, example),
+                    str(scratch),
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["hidden"],
+                    dynamic_axes=axes,
+                    opset_version=OPSET,
+                    dynamo=False,
+                )
             except Exception as exc:  # noqa: BLE001  (any exporter failure: say which model)
                 raise OnnxRuntimeError(
                     f"ONNX export of backbone {model_hash(model)} failed: {exc}; "
@@ -106,15 +109,14 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
 
 
 class OnnxBackbone:
-    """A BERT-like encoder's last hidden states through ONNX Runtime's CPU provider (fp32).
+    """A BERT-like encoder's last hidden states through ONNX Runtime's CPU provider (fp32): a
+    recsys.encoder.backbone.Backbone, like TorchBackbone.
 
     `config` is the torch model's, so code that reads hidden_size / max_position_embeddings
     treats both alike. Threads follow torch.get_num_threads() unless given."""
 
     def __init__(self, model: torch.nn.Module, cache_dir: Path | None, threads: int | None = None):
         import onnxruntime as ort
-
-        from recsys.encoder.backbone import model_hash
 
         self.config = model.config
         key = f"{model_hash(model)}-opset{OPSET}.onnx"
@@ -142,20 +144,10 @@ class OnnxBackbone:
                 str(self.path), options, providers=["CPUExecutionProvider"]
             )
 
-    def last_hidden_state(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """(batch, seq) int64 ids and mask -> (batch, seq, hidden) float32."""
+    def last_hidden_state(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, seq) int64 ids and mask -> (batch, seq, hidden) float32, on the CPU."""
         feeds = {
-            "input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
-            "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64),
+            "input_ids": np.ascontiguousarray(input_ids.numpy(), dtype=np.int64),
+            "attention_mask": np.ascontiguousarray(mask.numpy(), dtype=np.int64),
         }
-        return self.session.run(["hidden"], feeds)[0]
-
-
-def for_runtime(model: Any, runtime: str, device: str, cache_dir: Path | None) -> Any:
-    """The model to embed with under `runtime` ("auto" resolved for `device`): the torch model
-    itself, or an OnnxBackbone of it (exported once per weights into cache_dir)."""
-    if isinstance(model, OnnxBackbone):
-        return model
-    if resolve_runtime(runtime, device) == "torch":
-        return model
-    return OnnxBackbone(model, cache_dir)
+        return torch.from_numpy(self.session.run(["hidden"], feeds)[0])

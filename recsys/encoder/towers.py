@@ -1,14 +1,19 @@
-"""Encoder stage: the two towers as torch modules — item adapter / BERT item tower, user towers.
+"""Encoder stage: the two towers as torch modules — the item adapter and the user towers.
 
-Reads pooled BERT features or token ids; writes L2-normalised vectors in one shared space. No I/O.
+Reads pooled BERT features, token ids or padded item_idx histories (pad_histories); writes
+L2-normalised vectors in one shared space. No I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.config import EncoderConfig
 from recsys.encoder.backbone import mean_pool
 
 
@@ -33,22 +38,6 @@ class ItemAdapter(nn.Module):
         h = self.proj(self.norm(pooled.float()))  # (n, dim)
         h = h + self.residual(self.dropout(h))
         return F.normalize(h, dim=-1)
-
-
-class BertItemTower(nn.Module):
-    """Full path item tower: BERT over the item document, mean-pooled, then the ItemAdapter."""
-
-    def __init__(self, bert: nn.Module, adapter: ItemAdapter):
-        super().__init__()
-        self.bert = bert
-        self.adapter = adapter
-
-    def pooled(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        return mean_pool(hidden, mask)  # (n, hidden) float32
-
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.adapter(self.pooled(input_ids, mask))  # (n, dim)
 
 
 class CausalBlock(nn.Module):
@@ -161,6 +150,21 @@ class BertUserTower(nn.Module):
         return self.project(self.pooled(input_ids, mask))
 
 
+def build_towers(
+    config: EncoderConfig, hidden: int, user_tower: str, bert: torch.nn.Module | None = None
+) -> tuple[ItemAdapter, torch.nn.Module]:
+    """Fresh (adapter, user tower) for a backbone of width `hidden`."""
+    adapter = ItemAdapter(hidden, config.dim, config.dropout)
+    if user_tower == "bert":
+        if bert is None:
+            raise ValueError("the BERT user tower needs the BERT module it shares with the items")
+        return adapter, BertUserTower(bert, hidden, config.dim)
+    seq = SequenceUserTower(
+        config.dim, hidden, config.history_len, config.seq_layers, config.seq_heads, config.dropout
+    )
+    return adapter, seq
+
+
 def last_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(batch, n + 1, dim) tower states -> (batch, dim): the state after each row's last item
     (the profile slot for an empty history)."""
@@ -168,8 +172,17 @@ def last_states(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return states[rows, lengths]
 
 
-def adamw(params, lr: float, device: str) -> torch.optim.AdamW:
-    """AdamW (weight decay 0.01) with torch's fused kernel on CPU and CUDA: the per-tensor
-    loop default spends ~28 % of a full fine-tuning step on MiniLM's 22M parameters (CPU)."""
-    fused = torch.device(device).type in ("cpu", "cuda")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=fused)
+def pad_histories(
+    histories: Sequence[np.ndarray], history_len: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Last history_len items of each history, right-padded. Returns item_idx (b, n) int64 with
+    0 in padding, mask (b, n) bool, lengths (b,) int64, n = longest kept history (>= 1)."""
+    kept = [np.asarray(h, dtype=np.int64)[-history_len:] for h in histories]
+    longest = max([len(h) for h in kept] + [1])
+    idx = np.zeros((len(kept), longest), dtype=np.int64)  # (b, n)
+    mask = np.zeros((len(kept), longest), dtype=bool)
+    for row, h in enumerate(kept):
+        idx[row, : len(h)] = h
+        mask[row, : len(h)] = True
+    lengths = mask.sum(axis=1).astype(np.int64)
+    return torch.from_numpy(idx), torch.from_numpy(mask), torch.from_numpy(lengths)

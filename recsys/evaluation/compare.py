@@ -1,12 +1,11 @@
-"""Evaluation stage: A/B comparison and verdict. Reads per-user metrics of two variants and user
-segments (bool masks); writes a Comparison (means, bootstrap CIs, lift, paired tests, corrected
-p-values per metric and segment) and a Verdict (promote / hold / inconclusive, with its rule).
+"""Evaluation stage: A/B comparison. Reads per-user metrics of two variants and user segments
+(bool masks); writes a Comparison: means, bootstrap CIs, lift, paired tests and corrected p-values
+per metric and segment. The verdict drawn from it is recsys.evaluation.verdict.
 
-The verdict rule (documented in `rule_text`): on the primary metric over all users,
-  promote       if lift B/A - 1 > min_lift and the corrected p-value < alpha (B better);
-  hold          if B is significantly worse (corrected p-value < alpha, B's mean below A's);
-  inconclusive  otherwise: no significant difference, or a significant gain below min_lift.
-The correction family is every (metric, segment) cell tested in the comparison.
+Families: the pre-registered primary metric (config `primary_metric`, plus `primary_family`) over
+all users is the confirmatory family; every other cell (secondary metrics, every segment) is
+exploratory. Each family is corrected on its own, so adding segments or secondary metrics never
+changes the primary decision.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from recsys.config import EvalConfig
 from recsys.evaluation.stats import adjust_pvalues, bootstrap_means, paired_tests, percentile_ci
 
 ALL_USERS = "all"
+PRIMARY, EXPLORATORY = "primary", "exploratory"  # the two correction families
 
 
 @dataclass
@@ -41,8 +41,9 @@ class Cell:
     lift_ci: tuple[float, float]
     p_values: dict[str, float]  # every test run, by name
     p_value: float  # the decision test's
-    p_adjusted: float = float("nan")
+    p_adjusted: float = float("nan")  # corrected within the cell's family
     significant: bool = False
+    family: str = EXPLORATORY  # PRIMARY (pre-registered, decides) or EXPLORATORY
 
 
 @dataclass
@@ -57,8 +58,11 @@ class Comparison:
     alpha: float
     n_bootstrap: int
     seed: int
-    unit: str = "users"  # what n counts: users (offline) or exposures (live)
+    unit: str = "users"  # what n counts (users: the independent units of both reports)
     cells: list[Cell] = field(default_factory=list)
+
+    def family(self, name: str) -> list[Cell]:
+        return [c for c in self.cells if c.family == name]
 
     def cell(self, metric: str, segment: str = ALL_USERS) -> Cell:
         for c in self.cells:
@@ -82,17 +86,6 @@ class Comparison:
         return _json_safe(asdict(self))
 
 
-@dataclass
-class Verdict:
-    decision: str  # "promote" | "hold" | "inconclusive"
-    rule: str
-    reasons: list[str]  # the first one explains the decision with the key numbers
-    metric: str = ""  # the primary metric the decision is about
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def compare(
     a: Mapping[str, np.ndarray],
     b: Mapping[str, np.ndarray],
@@ -104,7 +97,8 @@ def compare(
 
     segments: {name: bool mask (n_users,)}; an "all" segment is added when missing. Segments
     with fewer than 2 users get means but no test. Bootstrap resamples are seeded and shared by
-    A and B (paired), so the lift CI reflects the pairing.
+    A and B (paired), so the lift CI reflects the pairing. The primary family is
+    `primary_metrics(config)` over all users (module docstring).
     """
     metrics = [m for m in a if m in b]
     if set(a) != set(b):
@@ -129,16 +123,31 @@ def compare(
         comparison.cells += _segment_cells(
             segment, metrics, cols_a, cols_b, config, config.seed + s
         )
+    assign_families(comparison, primary_metrics(config))
     adjust(comparison)
     return comparison
 
 
+def primary_metrics(config: EvalConfig) -> list[str]:
+    """The pre-registered confirmatory metrics: the deciding one first, then primary_family."""
+    return list(dict.fromkeys([config.primary_metric, *config.primary_family]))
+
+
+def assign_families(comparison: Comparison, primary: list[str]) -> None:
+    """The primary metrics over all users are PRIMARY; every other cell EXPLORATORY (in place)."""
+    for cell in comparison.cells:
+        confirmatory = cell.segment == ALL_USERS and cell.metric in primary
+        cell.family = PRIMARY if confirmatory else EXPLORATORY
+
+
 def adjust(comparison: Comparison) -> None:
-    """Fill p_adjusted and significant over the whole family of cells (in place)."""
-    adjusted = adjust_pvalues([c.p_value for c in comparison.cells], comparison.correction)
-    for cell, p in zip(comparison.cells, adjusted, strict=True):
-        cell.p_adjusted = float(p)
-        cell.significant = bool(np.isfinite(p) and p < comparison.alpha)
+    """Fill p_adjusted and significant within each family of cells (in place)."""
+    for family in (PRIMARY, EXPLORATORY):
+        cells = comparison.family(family)
+        adjusted = adjust_pvalues([c.p_value for c in cells], comparison.correction)
+        for cell, p in zip(cells, adjusted, strict=True):
+            cell.p_adjusted = float(p)
+            cell.significant = bool(np.isfinite(p) and p < comparison.alpha)
 
 
 def _segment_cells(
@@ -189,70 +198,6 @@ def relative_lift(mean_a: float, mean_b: float) -> float:
     if mean_a == 0:
         return math.nan if mean_b == 0 else math.copysign(math.inf, mean_b)
     return mean_b / mean_a - 1.0
-
-
-def rule_text(config: EvalConfig, comparison: Comparison) -> str:
-    """The verdict rule in words, printed beside the verdict."""
-    metric = f"{config.primary_metric}@{comparison.k}"
-    test = (
-        f"{comparison.test}, {comparison.correction}-corrected over {len(comparison.cells)} tests"
-    )
-    return (
-        f"promote if lift({metric}) of {comparison.name_b} over {comparison.name_a} "
-        f"> {config.min_lift:+.1%} and p < {config.alpha} ({test}); "
-        f"hold if {comparison.name_b} is significantly worse on {metric}; otherwise inconclusive"
-    )
-
-
-def verdict(comparison: Comparison, config: EvalConfig) -> Verdict:
-    """Apply the rule (module docstring) to the primary metric over all users."""
-    cell = comparison.cell(config.primary_metric, ALL_USERS)
-    rule = rule_text(config, comparison)
-    name = f"{cell.metric}@{comparison.k}"
-    summary = (
-        f"{name}: {comparison.name_a} {cell.mean_a:.4f} -> {comparison.name_b} {cell.mean_b:.4f}, "
-        f"lift {_pct(cell.lift)} [{_pct(cell.lift_ci[0])}, {_pct(cell.lift_ci[1])}], "
-        f"p = {cell.p_adjusted:.3g} (corrected), n = {cell.n_users} {comparison.unit}"
-    )
-    better, worse = cell.diff > 0, cell.diff < 0
-    if cell.significant and worse:
-        decision, why = "hold", f"{comparison.name_b} is significantly worse"
-    elif cell.significant and better and cell.lift > config.min_lift:
-        decision, why = "promote", f"{comparison.name_b} is significantly better"
-    elif cell.significant and better:
-        decision = "inconclusive"
-        why = f"significant gain, but lift {_pct(cell.lift)} <= min_lift {config.min_lift:+.1%}"
-    else:
-        decision = "inconclusive"
-        why = f"no significant difference (p = {cell.p_adjusted:.3g} >= alpha {config.alpha})"
-    reasons = [f"{why}. {summary}"]
-    reasons += _other_findings(comparison, cell)
-    return Verdict(decision=decision, rule=rule, reasons=reasons, metric=cell.metric)
-
-
-def _other_findings(comparison: Comparison, primary: Cell, max_gains: int = 5) -> list[str]:
-    """Significant changes elsewhere: every regression (they deserve a look even on promote),
-    then the strongest gains."""
-    found = [c for c in comparison.cells if c.significant and c is not primary]
-    found.sort(key=lambda c: c.p_adjusted)
-    worse = [c for c in found if c.diff < 0]
-    better = [c for c in found if c.diff > 0]
-    lines = [_finding("regression", c, comparison.k) for c in worse]
-    lines += [_finding("gain", c, comparison.k) for c in better[:max_gains]]
-    if len(better) > max_gains:
-        lines.append(f"... and {len(better) - max_gains} more significant gains (see the tables)")
-    return lines
-
-
-def _finding(kind: str, c: Cell, k: int) -> str:
-    return (
-        f"{kind}: {c.metric}@{k} on {c.segment} {c.mean_a:.4f} -> {c.mean_b:.4f} "
-        f"(lift {_pct(c.lift)}, p = {c.p_adjusted:.3g})"
-    )
-
-
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x:+.1%}"
 
 
 def _common_length(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> int:

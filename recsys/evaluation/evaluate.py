@@ -1,6 +1,7 @@
 """Evaluation stage: the offline A/B core the nightly gate calls. Reads each variant's ranked
 item_idx lists and the held-out data (EvalInput); writes per-user metrics, beyond-accuracy
-figures, a Comparison and a Verdict (ABResult). Rendering is recsys.evaluation.report.
+figures, a Comparison and a Verdict (ABResult), and the per-user table the report exports.
+Rendering is recsys.evaluation.report.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 
 from recsys.config import BlendConfig, EvalConfig
-from recsys.evaluation.compare import Comparison, Verdict, compare, verdict
+from recsys.evaluation.compare import Comparison, compare
+from recsys.evaluation.examples import ExampleList
 from recsys.evaluation.metrics import (
     catalog_coverage,
     intra_list_diversity,
@@ -21,7 +24,9 @@ from recsys.evaluation.metrics import (
     popularity_bias,
 )
 from recsys.evaluation.report import ReportExtras
-from recsys.evaluation.segments import build_segments
+from recsys.evaluation.segments import segment_families, user_segments
+from recsys.evaluation.verdict import Verdict, verdict
+from recsys.schema import USER_ID
 
 DEFAULT_BOUNDS = tuple(BlendConfig().segment_bounds)
 
@@ -89,6 +94,21 @@ class ABResult:
     comparison: Comparison
     verdict: Verdict
     overlap: np.ndarray  # (n_users,) Jaccard of A's and B's lists
+    segments: dict[str, list] = field(default_factory=dict)  # family -> (n_users,) segment name
+    user_ids: list[str] | None = None  # external ids of the rows, when the caller knows them
+    examples: list[ExampleList] = field(default_factory=list)  # filled by the caller
+
+    def per_user(self) -> pl.DataFrame | None:
+        """One row per user: user_id, segment_<family>..., <metric>_a, <metric>_b (None when
+        the user ids are not known)."""
+        if self.user_ids is None:
+            return None
+        columns: dict[str, list | np.ndarray] = {USER_ID: list(self.user_ids)}
+        columns |= {f"segment_{family}": labels for family, labels in self.segments.items()}
+        for metric in self.a.metrics:
+            columns[f"{metric}_a"] = self.a.metrics[metric]
+            columns[f"{metric}_b"] = self.b.metrics[metric]
+        return pl.DataFrame(columns)
 
     def extras(self, title: str = "Offline A/B evaluation", **context: str) -> ReportExtras:
         """What the HTML report shows beyond the comparison."""
@@ -104,6 +124,8 @@ class ABResult:
                 self.a.name: self.a.recommended_popularity,
                 self.b.name: self.b.recommended_popularity,
             },
+            examples=list(self.examples),
+            per_user=self.per_user(),
         )
 
 
@@ -145,11 +167,24 @@ def evaluate_ab(
     config: EvalConfig,
     bounds: Sequence[int] = DEFAULT_BOUNDS,
     names: tuple[str, str] = ("A", "B"),
+    user_ids: Sequence[str] | None = None,
 ) -> ABResult:
-    """Evaluate both variants on the same users, compare them on every segment, decide."""
+    """Evaluate both variants on the same users, compare them on every segment, decide.
+    user_ids: the rows' external ids (n_users,), for the per-user export."""
     a = evaluate_variant(ranked_a, data, config, names[0])
     b = evaluate_variant(ranked_b, data, config, names[1])
-    segments = build_segments(data.history_lengths, data.relevant, data.item_popularity, bounds)
+    families = segment_families(data.history_lengths, data.relevant, data.item_popularity, bounds)
+    segments = {name: mask for family in families.values() for name, mask in family.items()}
     comparison = compare(a.metrics, b.metrics, segments, config, names)
     overlap = list_overlap(np.asarray(ranked_a)[:, : config.k], np.asarray(ranked_b)[:, : config.k])
-    return ABResult(a, b, comparison, verdict(comparison, config), overlap)
+    if user_ids is not None and len(user_ids) != data.n_users:
+        raise ValueError(f"user_ids: expected {data.n_users} ids, found {len(user_ids)}")
+    return ABResult(
+        a,
+        b,
+        comparison,
+        verdict(comparison, config),
+        overlap,
+        segments=user_segments(families, data.n_users),
+        user_ids=None if user_ids is None else [str(u) for u in user_ids],
+    )

@@ -1,48 +1,34 @@
-"""Evaluation stage: the live A/B report. Reads the API's exposure log (JSON lines) and the
-interactions that followed; writes per-variant hit rate and CTR at k with CIs, the test between
-variants and a verdict, as a Comparison rendered by recsys.evaluation.report.
+"""Evaluation stage: the exposure log, read for the live A/B report. Reads the JSON lines the API
+writes (one file per process or pod: a glob, several paths or the configured path, which stands
+for all of its per-process files) and the interactions that followed; writes an exposure frame and
+each exposure's outcome (slots shown, items engaged with inside the attribution window).
 
-An exposure is a hit when the user interacted with one of its top-k items within
-[time, time + window]. Exposures whose window reaches past the end of the interaction data are
-left out (their outcome is not known yet). Per-variant CIs and the CI of the difference are
-bootstraps over users (a user's exposures move together); the p-value is the two-proportion z-test
-over exposures (hit rate) or over shown slots (CTR), which treats them as independent.
+An exposure without a user id (`user_id: null`, an anonymous request) keeps a null user_id here,
+so it can never be matched to an interaction or taken for a user; recsys.evaluation.live reports
+those separately.
 """
 
 from __future__ import annotations
 
+import glob
 import json
-import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
-from recsys.config import EvalConfig
 from recsys.data.timestamps import parse_timestamps
-from recsys.evaluation.compare import ALL_USERS, Cell, Comparison, Verdict, adjust, verdict
-from recsys.evaluation.compare import relative_lift as _lift
-from recsys.evaluation.report import ReportExtras
-from recsys.evaluation.stats import bootstrap_means, percentile_ci, two_proportion_ztest
+from recsys.errors import UserError
 from recsys.schema import ITEM_ID, TIMESTAMP, USER_ID
 
 REQUIRED_KEYS = ("time", "user_id", "variant", "item_ids")
-LIVE_METRICS = ("hit_rate", "ctr")  # primary first
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class ExposureLogError(ValueError):
+class ExposureLogError(UserError, ValueError):
     """An exposure log that cannot be read; the message names the file and the lines."""
-
-
-@dataclass
-class LiveABResult:
-    comparison: Comparison
-    verdict: Verdict
-    extras: ReportExtras
 
 
 def parse_window(text: str) -> int:
@@ -53,18 +39,54 @@ def parse_window(text: str) -> int:
     return int(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
-def read_exposures(path: str | Path) -> pl.DataFrame:
-    """The exposure log as a frame: time (Int64 epoch s), user_id, variant, bundle (Utf8),
-    item_ids (List[Utf8], in display order: sorted by `positions` when given), line (Int64)."""
-    path = Path(path)
-    rows, errors, raw_times = [], [], []
+def exposure_files(patterns: str | Path | list[str | Path]) -> list[Path]:
+    """The files behind each pattern, sorted, each once: a glob ('logs/exposure.*.jsonl'), a
+    directory (its *.jsonl), a file, or the configured log path, which stands for the
+    per-process files the API writes beside it (exposure.jsonl -> exposure.*.jsonl)."""
+    found: dict[Path, None] = {}
+    for pattern in patterns if isinstance(patterns, list) else [patterns]:
+        matches = _expand(Path(pattern))
+        if not matches:
+            raise ExposureLogError(
+                f"{pattern}: no exposure log found (expected a file, a directory of *.jsonl, a "
+                f"glob, or a configured log path with per-process files {_siblings(Path(pattern))})"
+            )
+        found |= dict.fromkeys(matches)
+    return list(found)
+
+
+def _expand(path: Path) -> list[Path]:
+    text = str(path)
+    if _GLOB_CHARS.search(text):
+        return sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.jsonl") if p.is_file())
+    own = [path] if path.is_file() else []
+    siblings = (Path(p) for p in glob.glob(_siblings(path)))
+    return own + sorted(p for p in siblings if p.is_file() and p != path)
+
+
+def _siblings(path: Path) -> str:
+    """The glob of the per-process files written for a configured log path."""
+    return str(path.with_name(f"{path.stem}.*{path.suffix}"))
+
+
+def read_exposures(paths: str | Path | list[str | Path]) -> pl.DataFrame:
+    """Every exposure in the files behind `paths` (see exposure_files) as one frame: time (Int64
+    epoch s), user_id (Utf8, null when anonymous), variant, bundle (Utf8), item_ids (List[Utf8],
+    in display order: sorted by `positions` when given), file (Utf8), line (Int64)."""
+    frames = [_read_file(path) for path in exposure_files(paths)]
+    return pl.concat(frames).sort("time", "file", "line", maintain_order=True)
+
+
+def _read_file(path: Path) -> pl.DataFrame:
+    rows, errors = [], []
     with path.open(encoding="utf-8") as handle:
         for line_no, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
             try:
                 rows.append(_parse_line(text, line_no))
-                raw_times.append(rows[-1]["time"])
             except ValueError as exc:
                 errors.append(f"line {line_no}: {exc}")
     if errors:
@@ -74,7 +96,8 @@ def read_exposures(path: str | Path) -> pl.DataFrame:
         )
     if not rows:
         raise ExposureLogError(f"{path}: no exposures; expected JSON lines with {REQUIRED_KEYS}")
-    times = parse_timestamps(pl.Series("time", [str(t) for t in raw_times], dtype=pl.Utf8))
+    frame = pl.DataFrame(rows, schema=_SCHEMA)
+    times = parse_timestamps(frame["time"])
     if times.null_count():
         bad = [
             f"line {r['line']}: {r['time']!r}"
@@ -84,8 +107,7 @@ def read_exposures(path: str | Path) -> pl.DataFrame:
         raise ExposureLogError(
             f"{path}: time must be epoch seconds or ISO-8601, found:\n  " + "\n  ".join(bad[:5])
         )
-    frame = pl.DataFrame(rows, schema=_SCHEMA).with_columns(times.alias("time"))
-    return frame
+    return frame.with_columns(times.alias("time"), file=pl.lit(str(path)))
 
 
 _SCHEMA = {
@@ -119,10 +141,16 @@ def _parse_line(text: str, line_no: int) -> dict:
     time = record["time"]
     if isinstance(time, bool) or not isinstance(time, str | int | float):
         raise ValueError(f"time: expected epoch seconds or an ISO-8601 string, found {time!r}")
+    user_id = record["user_id"]
+    if isinstance(user_id, bool | dict | list):
+        raise ValueError(f"user_id: expected a string, a number or null, found {user_id!r}")
+    variant = record["variant"]
+    if not isinstance(variant, str | int) or isinstance(variant, bool) or str(variant) == "":
+        raise ValueError(f"variant: expected a variant name, found {variant!r}")
     return {
         "time": str(time),
-        "user_id": str(record["user_id"]),
-        "variant": str(record["variant"]),
+        "user_id": None if user_id is None or user_id == "" else str(user_id),
+        "variant": str(variant),
         "bundle": None if record.get("bundle") is None else str(record["bundle"]),
         "item_ids": [str(i) for i in items],
         "line": line_no,
@@ -168,135 +196,6 @@ def outcomes(
         .sort("_exposure")
         .drop("_exposure")
     )
-
-
-def live_ab_report(
-    exposures: pl.DataFrame,
-    interactions: pl.DataFrame,
-    window_seconds: int,
-    k: int,
-    config: EvalConfig | None = None,
-    variants: tuple[str, str] | None = None,
-    observed_until: int | None = None,
-) -> LiveABResult:
-    """Compare two variants of the live traffic on hit rate@k (primary) and CTR@k.
-
-    variants: (control, treatment); default the two variant names in the log, sorted.
-    observed_until: epoch s up to which interactions are complete; default their latest time.
-    """
-    config = (config or EvalConfig()).model_copy(update={"k": k, "primary_metric": "hit_rate"})
-    name_a, name_b = _pick_variants(exposures, variants)
-    frame = outcomes(exposures, interactions, window_seconds, k)
-    if observed_until is None:
-        observed_until = int(parse_timestamps(interactions[TIMESTAMP]).max() or 0)
-    sides, dropped = _complete(frame, (name_a, name_b), window_seconds, observed_until)
-    comparison = Comparison(
-        name_a=name_a,
-        name_b=name_b,
-        k=k,
-        test="ztest",
-        correction=config.correction,
-        alpha=config.alpha,
-        n_bootstrap=config.bootstrap,
-        seed=config.seed,
-        unit="exposures",
-    )
-    comparison.cells = [_live_cell(m, sides[0], sides[1], config) for m in LIVE_METRICS]
-    adjust(comparison)
-    extras = ReportExtras(
-        title=f"Live A/B: {name_b} vs {name_a}",
-        context={
-            "window": f"{window_seconds} s after each exposure",
-            "exposures": f"{sides[0].height + sides[1].height} used, "
-            f"{dropped} too recent to judge (window still open)",
-            "users": f"{name_a}: {sides[0]['user_id'].n_unique()}, "
-            f"{name_b}: {sides[1]['user_id'].n_unique()}",
-            "CIs": "bootstrap over users; p-value: two-proportion z-test",
-        },
-        recommended_popularity=_shown_popularity(sides, interactions, k),
-    )
-    return LiveABResult(comparison, verdict(comparison, config), extras)
-
-
-def _complete(
-    frame: pl.DataFrame, names: tuple[str, str], window_seconds: int, until: int
-) -> tuple[list[pl.DataFrame], int]:
-    """Each variant's exposures whose window closed by `until`, and how many were left out."""
-    complete = frame.filter(pl.col("time") + window_seconds <= until)
-    dropped = frame.height - complete.height
-    sides = [complete.filter(pl.col("variant") == name) for name in names]
-    for name, side in zip(names, sides, strict=True):
-        if side.height == 0:
-            raise ValueError(
-                f"variant {name!r}: no exposure with a complete {window_seconds} s window before "
-                f"{until} (the end of the interactions); {dropped} exposure(s) left out as "
-                "too recent"
-            )
-    return sides, dropped
-
-
-def _pick_variants(exposures: pl.DataFrame, variants: tuple[str, str] | None) -> tuple[str, str]:
-    found = sorted(exposures["variant"].unique().to_list())
-    if variants is None:
-        if len(found) != 2:
-            raise ValueError(f"exposure log: expected 2 variants to compare, found {found}")
-        return found[0], found[1]
-    missing = [v for v in variants if v not in found]
-    if missing:
-        raise ValueError(f"variants {missing} not in the exposure log; it has {found}")
-    return variants[0], variants[1]
-
-
-def _live_cell(metric: str, a: pl.DataFrame, b: pl.DataFrame, config: EvalConfig) -> Cell:
-    """One metric as a ratio of sums: hit_rate = hits / exposures, ctr = engaged / slots."""
-    num, den = ("_hit", "_one") if metric == "hit_rate" else ("engaged", "slots")
-    totals, boots = [], []
-    for seed_offset, side in enumerate((a, b)):
-        per_user = (
-            side.with_columns((pl.col("engaged") > 0).cast(pl.Float64).alias("_hit"), _one=1.0)
-            .group_by("user_id")
-            .agg(pl.col(num).sum().cast(pl.Float64), pl.col(den).sum().cast(pl.Float64))
-        )
-        sums = per_user.select(num, den).to_numpy()  # (n_users, 2)
-        totals.append((float(sums[:, 0].sum()), float(sums[:, 1].sum())))
-        means = bootstrap_means(sums, config.bootstrap, config.seed + seed_offset)  # (B, 2)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            boots.append(means[:, 0] / means[:, 1])  # (B,) ratio of means = ratio of sums
-    (hits_a, n_a), (hits_b, n_b) = totals
-    rate_a = hits_a / n_a if n_a else math.nan
-    rate_b = hits_b / n_b if n_b else math.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lift_boot = boots[1] / boots[0] - 1.0
-    ci = [percentile_ci(x, config.alpha) for x in (*boots, boots[1] - boots[0], lift_boot)]
-    p = two_proportion_ztest(int(hits_a), int(n_a), int(hits_b), int(n_b))
-    return Cell(
-        metric=metric,
-        segment=ALL_USERS,
-        n_users=int(a.height + b.height),
-        mean_a=rate_a,
-        ci_a=(float(ci[0][0][0]), float(ci[0][1][0])),
-        mean_b=rate_b,
-        ci_b=(float(ci[1][0][0]), float(ci[1][1][0])),
-        diff=rate_b - rate_a,
-        diff_ci=(float(ci[2][0][0]), float(ci[2][1][0])),
-        lift=_lift(rate_a, rate_b),
-        lift_ci=(float(ci[3][0][0]), float(ci[3][1][0])),
-        p_values={"ztest": p},
-        p_value=p,
-    )
-
-
-def _shown_popularity(
-    sides: list[pl.DataFrame], interactions: pl.DataFrame, k: int
-) -> dict[str, np.ndarray]:
-    """Interaction count of every top-k item shown, per variant (the popularity plot)."""
-    counts = interactions.group_by(pl.col(ITEM_ID).cast(pl.Utf8)).agg(pl.len().alias("_pop"))
-    out = {}
-    for side in sides:
-        shown = side.select(pl.col("item_ids").list.head(k).alias(ITEM_ID)).explode(ITEM_ID)
-        pop = shown.join(counts, on=ITEM_ID, how="left")["_pop"].fill_null(0)
-        out[str(side["variant"][0])] = pop.to_numpy().astype(np.float64)
-    return out
 
 
 def _check_columns(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:

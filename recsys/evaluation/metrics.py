@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recsys.vectors import normalize_rows
+
 ACCURACY_METRICS = ("ndcg", "recall", "mrr", "map", "hit_rate", "precision")
 _CHUNK_ROWS = 4096  # rows per block in the (rows, k, dim) diversity computation
 
@@ -93,8 +95,7 @@ def intra_list_diversity(ranked: np.ndarray, item_vectors: np.ndarray) -> np.nda
     ranked = np.asarray(ranked)
     vectors = np.asarray(item_vectors, dtype=np.float32)  # (n_items, dim)
     _check_items_in_range(ranked, vectors.shape[0], "item_vectors rows")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.where(norms > 0, norms, 1.0)  # zero vectors stay zero (distance 1)
+    unit = normalize_rows(vectors)  # zero vectors stay zero (distance 1)
     out = np.full(ranked.shape[0], np.nan)
     for start in range(0, ranked.shape[0], _CHUNK_ROWS):
         block = ranked[start : start + _CHUNK_ROWS]  # (b, k)

@@ -75,9 +75,9 @@ def segment_lift(comparison: Comparison, metric: str) -> str:
     ]
     ax.barh(y, lifts, color=colors, xerr=np.array(errs).T, capsize=3)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(y, [f"{c.segment} (n={c.n_users})" for c in cells])
+    ax.set_yticks(y, [f"{_short(c.segment)} (n={c.n_users})" for c in cells])
     ax.set_xlabel(f"lift of {comparison.name_b} over {comparison.name_a}, % (95% CI)")
-    ax.set_title(f"{metric}@{comparison.k}: lift per segment (colour: significant)")
+    fig.suptitle(f"{metric}@{comparison.k}: lift per segment (colour: significant)")
     _clip_to_large_segments(ax, cells)
     return _png(fig)
 
@@ -119,6 +119,11 @@ def popularity_histogram(recommended_popularity: Mapping[str, np.ndarray]) -> st
     ax.legend(frameon=False)
     ax.set_title("Popularity of recommended items")
     return _png(fig)
+
+
+def _short(label: str, width: int = 40) -> str:
+    """A tick label that leaves the bars room: long names (bundle versions) cut in the middle."""
+    return label if len(label) <= width else label[: width // 2 - 1] + "…" + label[-width // 2 :]
 
 
 def _clip_to_large_segments(ax, cells: list) -> None:

@@ -79,23 +79,45 @@ def popularity_segments(
     return out
 
 
-def build_segments(
+def segment_families(
     history_lengths: np.ndarray,
     relevant: Sequence[np.ndarray],
     item_popularity: np.ndarray,
     bounds: Sequence[int],
-) -> dict[str, np.ndarray]:
-    """All segment families in report order: history, held-out item cold/warm, popularity."""
+) -> dict[str, dict[str, np.ndarray]]:
+    """{family: {segment: bool mask (n_users,)}}; each family partitions the users."""
     if len(history_lengths) != len(relevant):
         raise ValueError(
             f"segments: history_lengths has {len(history_lengths)} users, "
             f"relevant has {len(relevant)}; expected one entry per evaluated user"
         )
     return {
-        **history_segments(history_lengths, bounds),
-        **heldout_item_segments(relevant, item_popularity),
-        **popularity_segments(relevant, item_popularity),
+        "history": history_segments(history_lengths, bounds),
+        "heldout_item": heldout_item_segments(relevant, item_popularity),
+        "heldout_popularity": popularity_segments(relevant, item_popularity),
     }
+
+
+def build_segments(
+    history_lengths: np.ndarray,
+    relevant: Sequence[np.ndarray],
+    item_popularity: np.ndarray,
+    bounds: Sequence[int],
+) -> dict[str, np.ndarray]:
+    """All segments in report order: history, held-out item cold/warm, popularity."""
+    families = segment_families(history_lengths, relevant, item_popularity, bounds)
+    return {name: mask for family in families.values() for name, mask in family.items()}
+
+
+def user_segments(families: dict[str, dict[str, np.ndarray]], n_users: int) -> dict[str, list]:
+    """{family: the segment name of each user (n_users,)}, for the per-user export."""
+    out = {}
+    for family, masks in families.items():
+        labels = np.full(n_users, None, dtype=object)
+        for name, mask in masks.items():
+            labels[mask] = name
+        out[family] = labels.tolist()
+    return out
 
 
 def _flatten(relevant: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """Evaluation stage: A/B statistics; reads per-user values, writes CIs, p-values, corrections.
 
-Bootstrap confidence intervals, paired and two-sample tests, Holm / Bonferroni corrections.
+Bootstrap confidence intervals, paired and two-sample tests, the delta method for ratio metrics
+over users, the sample-ratio-mismatch test, Holm / Bonferroni corrections.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def paired_tests(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def two_proportion_ztest(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
-    """Two-sided p-value of the pooled two-proportion z-test (nan when a group is empty)."""
+    """Two-sided p-value of the pooled two-proportion z-test (nan when a group is empty).
+
+    It takes every trial as independent: right for one trial per user, wrong for many exposures
+    per user (use ratio_delta + delta_ztest there)."""
     if n_a == 0 or n_b == 0:
         return float("nan")
     pooled = (hits_a + hits_b) / (n_a + n_b)
@@ -115,3 +119,53 @@ def adjust_pvalues(pvalues: Sequence[float], method: str) -> np.ndarray:
     else:
         raise ValueError(f"correction: expected 'holm', 'bonferroni' or 'none', found {method!r}")
     return out
+
+
+def ratio_delta(numerators: np.ndarray, denominators: np.ndarray) -> tuple[float, float]:
+    """A ratio metric over users, sum(y) / sum(n), and its variance by the delta method.
+
+    numerators, denominators: (n_users,) per-user sums (e.g. hits and exposures). Users are the
+    independent units, so a heavy user's exposures move together: Var(R) = Var(y - R n) /
+    (n_users * mean(n)^2). nan variance with fewer than 2 users or no denominator.
+    """
+    y = np.asarray(numerators, dtype=np.float64)
+    n = np.asarray(denominators, dtype=np.float64)
+    total = n.sum()
+    if y.size == 0 or total <= 0:
+        return float("nan"), float("nan")
+    ratio = float(y.sum() / total)
+    if y.size < 2:
+        return ratio, float("nan")
+    residual = y - ratio * n  # (n_users,), mean 0 by construction
+    var = float(residual.var(ddof=1) / (y.size * n.mean() ** 2))
+    return ratio, var
+
+
+def delta_ztest(rate_a: float, var_a: float, rate_b: float, var_b: float) -> float:
+    """Two-sided p-value of 'B's ratio differs from A's' from their delta-method variances.
+
+    Both variances 0 (every user has the same ratio): p = 1 if the ratios are equal, else 0.
+    """
+    if not all(np.isfinite([rate_a, var_a, rate_b, var_b])):
+        return float("nan")
+    se = float(np.sqrt(var_a + var_b))
+    if se == 0:
+        return 1.0 if rate_a == rate_b else 0.0
+    return float(2 * sps.norm.sf(abs(rate_b - rate_a) / se))
+
+
+def srm_pvalue(observed: Sequence[int], shares: Sequence[float]) -> float:
+    """Sample-ratio-mismatch test: chi-square goodness of fit of the users per variant to the
+    configured traffic shares (normalised here). nan when there are no users."""
+    counts = np.asarray(observed, dtype=np.float64)
+    expected_share = np.asarray(shares, dtype=np.float64)
+    if counts.shape != expected_share.shape or counts.size < 2:
+        raise ValueError(
+            f"srm: expected one share per variant (>= 2), found {counts.size} counts and "
+            f"{expected_share.size} shares"
+        )
+    total = counts.sum()
+    if total == 0:
+        return float("nan")
+    expected = total * expected_share / expected_share.sum()
+    return float(sps.chisquare(counts, expected).pvalue)

@@ -21,6 +21,7 @@ import numpy as np
 from recsys.config import IndexConfig
 from recsys.index.filtering import Exclusions, compact
 from recsys.tracking import Tracker
+from recsys.vectors import normalize_rows
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,7 @@ def normalize(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
     if bad.size:
         raise ValueError(f"{what}: non-finite values in rows {bad[:5].tolist()}")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # (n, 1)
-    out = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    return np.ascontiguousarray(out)
+    return np.ascontiguousarray(normalize_rows(vectors))
 
 
 class VectorIndex:

@@ -1,8 +1,10 @@
 """Pipeline: offline A/B of two recommender models (bundles) on the same held-out interactions.
 
 Both models rank the same users, whose history is everything before their held-out part; the
-per-user metrics, statistics and verdict come from recsys.evaluation (one metrics kernel).
-Used by `recsys evaluate` and by the nightly gate, so the report and the gate agree.
+per-user metrics, statistics and verdict come from recsys.evaluation (one metrics kernel). The
+result carries the users' external ids (the per-user export) and example lists of a few sampled
+users (titles of their history beside A's and B's lists). Used by `recsys evaluate` and by the
+nightly gate, so the report and the gate agree.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from recsys.config import PipelineConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.evaluation.evaluate import ABResult, EvalInput, evaluate_ab, evaluate_variant
+from recsys.evaluation.examples import ExampleList, example_lists, item_titles, sample_rows
 from recsys.pipeline import fit
 from recsys.ranking.model import RecommenderModel
 
@@ -49,11 +52,12 @@ def held_out(dataset: Dataset, split: Split) -> HeldOut:
 
 def ranked_matrix(model: RecommenderModel, dataset: Dataset, held: HeldOut, k: int) -> np.ndarray:
     """(n_users, k) the model's top-k as the dataset's item_idx; -1 pads (and unknown items)."""
-    ranked = model.rank_users(held.user_ids, held.histories, k)
-    out = np.full((len(ranked), k), -1, dtype=np.int64)
-    for row, ids in enumerate(ranked):
-        idx = dataset.item_map.to_indices(ids)
-        out[row, : idx.size] = idx
+    ranked = model.rank_users(held.user_ids, k, held.histories)  # user_id, rank, item_id, score
+    row_of = {user_id: row for row, user_id in enumerate(held.user_ids)}
+    out = np.full((len(held.user_ids), k), -1, dtype=np.int64)
+    rows = np.array([row_of[u] for u in ranked["user_id"].to_list()], dtype=np.int64)
+    ranks = ranked["rank"].to_numpy().astype(np.int64) - 1
+    out[rows, ranks] = dataset.item_map.to_indices(ranked["item_id"].to_list())
     return out
 
 
@@ -87,7 +91,30 @@ def compare_models(
     k = config.eval.k
     ranked_a = ranked_matrix(model_a, dataset, held, k)
     ranked_b = ranked_matrix(model_b, dataset, held, k)
-    return evaluate_ab(ranked_a, ranked_b, data, config.eval, config.blend.segment_bounds, names)
+    result = evaluate_ab(
+        ranked_a, ranked_b, data, config.eval, config.blend.segment_bounds, names, held.user_ids
+    )
+    ranked = {names[0]: ranked_a, names[1]: ranked_b}
+    result.examples = examples(dataset, held, ranked, config.eval.examples, config.eval.seed)
+    return result
+
+
+def examples(
+    dataset: Dataset, held: HeldOut, ranked: dict[str, np.ndarray], n: int, seed: int
+) -> list[ExampleList]:
+    """Example lists of n users sampled with the report's seed; ranked: {name: (n_users, k)}."""
+    rows = sample_rows(len(held.user_ids), n, seed)
+    to_ids = dataset.item_map.to_ids
+    lists = {
+        name: [to_ids(matrix[r][matrix[r] >= 0]) for r in rows] for name, matrix in ranked.items()
+    }
+    return example_lists(
+        [held.user_ids[r] for r in rows],
+        [held.histories[r] for r in rows],
+        [to_ids(held.data.relevant[r]) for r in rows],
+        lists,
+        item_titles(dataset.items, dataset.item_text_columns),
+    )
 
 
 def evaluate_model(model: RecommenderModel, dataset: Dataset, split: Split, config: PipelineConfig):

@@ -1,27 +1,36 @@
-"""Pipeline: fit every source on a split and learn the blend — shared by the nightly job, the
-stage commands and the quality benchmark, so they all train the same way.
+"""Pipeline: fit every source on an interaction frame, assemble the text source, learn the blend
+weights — shared by the nightly job, the stage commands and the quality benchmark, so they all
+build their recommenders the same way.
 
-Reads a Dataset and its Split; returns fitted recommenders (saved by the caller).
+Reads a Dataset, an interaction frame (a split's train part, or every interaction) and the
+encoder's outputs; returns fitted recommenders and SegmentWeights (saved by the caller).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.config import PipelineConfig
+from recsys.config import EncoderConfig, PipelineConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.ranking.base import Query, Recommender
-from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.collab import CollabRecommender
+from recsys.ranking.content import ContentRecommender
 from recsys.ranking.popularity import PopularityRecommender
+from recsys.ranking.prior import cold_item_bias
 from recsys.ranking.segments import SegmentWeights
-from recsys.ranking.weights import learn_weights
+from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
+from recsys.text.documents import item_documents
+from recsys.training.blend_weights import learn_weights
 
 
 def histories(frame: pl.DataFrame, n_users: int) -> list[np.ndarray]:
@@ -67,41 +76,131 @@ def matrix(frame: pl.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
     return out
 
 
-def fit_popularity(dataset: Dataset, train: pl.DataFrame) -> PopularityRecommender:
-    return PopularityRecommender.fit(matrix(train, dataset.n_users, dataset.n_items))
+def history_lengths(frame: pl.DataFrame, n_users: int) -> np.ndarray:
+    """(n_users,) interactions per user in `frame`: the blend's segment of a known user."""
+    return np.array([h.size for h in histories(frame, n_users)])
 
 
-def fit_collab(dataset: Dataset, train: pl.DataFrame, config: PipelineConfig) -> CollabRecommender:
+def fit_popularity(
+    dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig | None = None
+) -> PopularityRecommender:
+    return PopularityRecommender.fit(matrix(frame, dataset.n_users, dataset.n_items))
+
+
+def fit_collab(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) -> CollabRecommender:
     """LightFM or ALS; with collab.item_features, LightFM's hybrid mode over item text tokens."""
     features = None
     if config.collab.item_features:
         from recsys.collab.features import item_token_features
 
         features = item_token_features(dataset)[0]
-    interactions = matrix(train, dataset.n_users, dataset.n_items)
+    interactions = matrix(frame, dataset.n_users, dataset.n_items)
     return CollabRecommender.fit(interactions, config.collab, item_features=features)
 
 
-def fit_blend(
+FrameFit = Callable[[Dataset, pl.DataFrame, PipelineConfig], Recommender]
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """How the nightly fits a source on an interaction frame (the text source is built from the
+    encoder's steps instead: text_source): `fit` it, `kind.load` it back from the directory it
+    was saved to. `config` names the PipelineConfig sections the fit reads: with the frame and
+    the ids they key the fitted-source cache."""
+
+    fit: FrameFit
+    kind: type[Recommender]
+    config: tuple[str, ...] = ()
+
+
+FRAME_SOURCES: dict[str, FrameSource] = {
+    "collab": FrameSource(fit_collab, CollabRecommender, ("collab",)),
+    "popularity": FrameSource(fit_popularity, PopularityRecommender),
+}
+
+
+def frame_sources_key(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) -> str:
+    """Hash of what the FRAME_SOURCES fitted on `frame` depend on: the interactions, the ids and
+    their config sections (the key of the fitted-source cache)."""
+    sections = [s for source in FRAME_SOURCES.values() for s in source.config]
+    blob = "".join(config_hash(getattr(config, section)) for section in sections)
+    digest = hashlib.sha256(blob.encode())
+    rows = frame.select([USER_IDX, ITEM_IDX, TIMESTAMP])
+    digest.update(rows.hash_rows(seed=0).to_numpy().tobytes())
+    digest.update("\n".join(dataset.item_map.ids).encode())
+    digest.update("\n".join(dataset.user_map.ids).encode())
+    if config.collab.item_features:  # hybrid features come from item text
+        digest.update("\n".join(item_documents(dataset, config.text)).encode())
+    return digest.hexdigest()[:16]
+
+
+def fit_frame_sources(
+    dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig, names: Sequence[str]
+) -> dict[str, Recommender]:
+    """Every named source fitted on `frame` (names without a FrameSource are skipped)."""
+    return {n: FRAME_SOURCES[n].fit(dataset, frame, config) for n in names if n in FRAME_SOURCES}
+
+
+def cold_prior(
+    features: np.ndarray, frame: pl.DataFrame, encoder: EncoderConfig, weight: float
+) -> np.ndarray | None:
+    """The text popularity prior (recsys.ranking.prior) of the items `frame` never mentions,
+    from base-model features (n_items, hidden), in the towers' cosine units x `weight`; None
+    when it is off or there is nothing to predict (no item, or every item, without interactions)."""
+    counts = np.bincount(frame[ITEM_IDX].to_numpy(), minlength=features.shape[0])  # (n_items,)
+    cold = int((counts == 0).sum())
+    if weight == 0 or cold == 0 or cold == counts.size:
+        return None
+    return cold_item_bias(features, counts, encoder.temperature * weight)
+
+
+def text_source(
+    encoder: Any,
+    item_vectors: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    index: Any | None = None,
+    exact_max_items: int = 100_000,
+    encoder_dir: Path | None = None,
+) -> ContentRecommender:
+    """The content recommender over trained towers: item vectors (n_items, dim) from the item
+    tower, users encoded by the user tower (recorded as `encoder_dir` when the encoder is saved
+    with the model), the cold-item prior `bias`, FAISS `index` for large catalogs."""
+    user_encoder = TowerUserEncoder(encoder, encoder_dir)
+    return ContentRecommender(
+        item_vectors, user_encoder, index, exact_max_items=exact_max_items, item_bias=bias
+    )
+
+
+def known_user_vectors(
+    source: ContentRecommender, per_user: list[np.ndarray], profiles: Sequence[str | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every user encoded once by the source's user tower from their history (+ profile text),
+    and the history_key of each: vectors (n_users, dim), keys (n_users,) uint64. Serving then
+    answers a known user with that exact history without running the tower."""
+    queries = [Query(u, h, p) for u, (h, p) in enumerate(zip(per_user, profiles, strict=True))]
+    vectors = source.user_encoder(queries, source.item_vectors)  # (n_users, dim), batched
+    keys = np.array([history_key(h) for h in per_user], dtype=np.uint64)
+    return vectors, keys
+
+
+def learn_blend_weights(
     sources: dict[str, Recommender], dataset: Dataset, split: Split, config: PipelineConfig
-) -> BlendedRanker:
+) -> SegmentWeights:
     """Weights learned on the validation split (queries = train histories); fixed ones if set."""
-    lengths = np.array([h.size for h in histories(split.train, dataset.n_users)])
-    if config.blend.fixed_weights is not None or split.valid.height == 0:
-        weights = (
-            SegmentWeights.fixed(config.blend.fixed_weights, config.blend.segment_bounds)
-            if config.blend.fixed_weights is not None
-            else SegmentWeights.uniform(list(config.blend.sources), config.blend.segment_bounds)
-        )
-    else:
-        valid = eval_set([split.train], split.valid, dataset.n_users)
-        weights = learn_weights(
-            sources,
-            valid.queries,
-            valid.relevant,
-            valid.exclude,
-            config.blend,
-            k=config.eval.k,
-            user_history_len=lengths,
-        )
-    return BlendedRanker(sources, weights, config.blend, lengths)
+    bounds = config.blend.segment_bounds
+    if config.blend.fixed_weights is not None:
+        return SegmentWeights.fixed(config.blend.fixed_weights, bounds)
+    if split.valid.height == 0:
+        return SegmentWeights.uniform(list(config.blend.sources), bounds)
+    valid = eval_set([split.train], split.valid, dataset.n_users)
+    lengths = history_lengths(split.train, dataset.n_users)
+    return learn_weights(
+        sources,
+        valid.queries,
+        valid.relevant,
+        valid.exclude,
+        config.blend,
+        k=config.eval.k,
+        user_history_len=lengths,
+    )

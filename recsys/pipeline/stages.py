@@ -1,68 +1,69 @@
-"""Pipeline: the nightly job's steps, each writing its outputs into its own step directory.
+"""Pipeline: every step function of the nightly job, each writing into its own step directory.
 
-Every function takes a `Context` and the step's output directory and returns a small JSON-able
-result for the step manifest. Heavy objects are re-read from the step directories, so a run that
-resumes after a crash continues from the files earlier steps left.
+A step takes the `Context` and its output directory and returns a small JSON-able result for the
+step manifest. Heavy objects are re-read through the Context from the files earlier steps left,
+so a run that resumes after a crash continues from them. The order, the conditions and what each
+step provides are the step list in recsys.pipeline.nightly.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
-from recsys.config import PipelineConfig, config_hash
-from recsys.data.dataset import Dataset
-from recsys.data.split import Split
+from recsys import bundle, retention, tracking
+from recsys.config import config_hash
+from recsys.data.stats import dataset_stats
 from recsys.encoder.embed import EmbeddingCache, embed_texts
-from recsys.encoder.features import pooled_features
-from recsys.encoder.setup import profile_texts
-from recsys.index.faiss_index import VectorIndex
-from recsys.pipeline import fit
-from recsys.ranking.base import Query
-from recsys.ranking.collab import CollabRecommender
-from recsys.ranking.content import ContentRecommender
+from recsys.encoder.features import Featurizer
+from recsys.evaluation.report import render_html
+from recsys.pipeline import abtest, fit, publish
+from recsys.pipeline.context import (
+    INDEX,
+    ITEM_BIAS,
+    ITEM_VECTORS,
+    MODEL,
+    USER_KEYS,
+    USER_VECTORS,
+    WEIGHTS,
+    Context,
+)
+from recsys.pipeline.gate import decide
+from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.model import RecommenderModel, write_model_files
-from recsys.ranking.popularity import PopularityRecommender
-from recsys.ranking.prior import cold_item_bias
-from recsys.ranking.user_vectors import TowerUserEncoder, history_key
+from recsys.ranking.segments import SegmentWeights
 from recsys.schema import ITEM_ID, ITEM_IDX
-from recsys.text.documents import item_documents
-from recsys.tracking import NullTracker, Tracker
+from recsys.text.documents import item_documents, profile_texts
 
-ENCODER_DIR = "encoder"
-
-
-@dataclass
-class Context:
-    """What every step may read: the data, the split, config, work directory and tracker."""
-
-    dataset: Dataset
-    split: Split
-    config: PipelineConfig
-    workdir: Path
-    run_dir: Path
-    tracker: Tracker = field(default_factory=NullTracker)
-    progress: bool = True
-    run_id: str | None = None  # the nightly's parent MLflow run
-
-    def step_dir(self, name: str) -> Path:
-        return self.run_dir / name
+Frame = Callable[[Context], pl.DataFrame]  # which interactions a fitting step fits on
+ENCODER_DIR = "encoder"  # the encoder's copy inside the model directory
 
 
-FEATURE_CACHE = "feature-cache"  # train_encoder's default cache_dir, beside the encoders
+def train_frame(ctx: Context) -> pl.DataFrame:
+    """The split's training interactions: what validation choices (weights, gate) are made on."""
+    return ctx.split.train
+
+
+def validate_step(ctx: Context, out: Path) -> dict[str, Any]:
+    return dataset_stats(ctx.dataset)
+
+
+def split_step(ctx: Context, out: Path) -> dict[str, Any]:
+    split = ctx.split
+    return {"train": split.train.height, "valid": split.valid.height, "test": split.test.height}
 
 
 def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Train the two-tower encoder, or reuse the newest one when retraining is not yet due."""
     from recsys.encoder.model import TwoTowerEncoder
-    from recsys.encoder.train import train_encoder
+    from recsys.training.train import train_encoder
 
     enc_config = ctx.config.encoder
     key = config_hash(enc_config)
@@ -80,7 +81,7 @@ def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
             target,
             tracker=ctx.tracker,
             progress=ctx.progress,
-            cache_dir=ctx.workdir / "encoders" / FEATURE_CACHE,
+            cache_dir=ctx.feature_cache(),
         )
         (target / "trained.json").write_text(
             json.dumps({"config_hash": key, "trained_at": time.time()}), encoding="utf-8"
@@ -104,161 +105,199 @@ def _reusable_encoder(workdir: Path, key: str, every_days: int) -> Path | None:
     return best
 
 
-def load_encoder(ctx: Context):
-    from recsys.encoder.model import TwoTowerEncoder
-
-    done = json.loads((ctx.run_dir / "steps" / "encoder.json").read_text(encoding="utf-8"))
-    return TwoTowerEncoder.load(Path(done["result"]["encoder_dir"]))
-
-
 def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
-    """Item vectors through the item tower; unchanged texts come from the embedding cache."""
-    encoder = load_encoder(ctx)
+    """Item vectors through the item tower; unchanged texts come from the embedding cache, and
+    the base model's features of texts frozen training saw from the feature cache."""
+    encoder = ctx.encoder()
     documents = item_documents(ctx.dataset, ctx.config.text)
     cache = EmbeddingCache(ctx.workdir / "cache" / "embeddings")
-    features = ctx.workdir / "encoders" / FEATURE_CACHE  # what frozen training already embedded
 
     def encode(texts: list[str]) -> np.ndarray:
-        return encoder.encode_items(texts, feature_cache=features)
+        return encoder.encode_items(texts, feature_cache=ctx.feature_cache())
 
     vectors, stats = embed_texts(documents, encode, encoder.encoder_hash, cache)
-    np.save(out / "item_vectors.npy", vectors)
+    np.save(out / ITEM_VECTORS, vectors)
     ctx.tracker.log_metrics(stats.as_metrics())
     return {"items": stats.total, "computed": stats.computed, "reused": stats.reused}
 
 
 def index_step(ctx: Context, out: Path) -> dict[str, Any]:
-    vectors = np.load(ctx.step_dir("embed") / "item_vectors.npy", allow_pickle=False)
-    index = VectorIndex.build(vectors, ctx.config.index, tracker=ctx.tracker)
-    index.save(out / "index.faiss")
+    from recsys.index.faiss_index import VectorIndex
+
+    index = VectorIndex.build(ctx.item_vectors(), ctx.config.index, tracker=ctx.tracker)
+    index.save(out / INDEX)
     recall = index.build_recall if index.build_recall is not None else 1.0
     ctx.tracker.set_tags({"index_type": index.factory, "ann_recall_at_10": f"{recall:.4f}"})
     return {"factory": index.factory, "recall_at_10": recall, "items": index.ntotal}
 
 
-def collab_step(ctx: Context, out: Path) -> dict[str, Any]:
-    """Fit the collaborative model and popularity — or reuse them from an earlier run whose
-    training interactions, item catalog and collab config were the same (cache by hash)."""
-    key = _collab_key(ctx)
-    cached = ctx.workdir / "cache" / "collab" / key
-    reused = (cached / "done").is_file()
-    if not reused:
-        staging = cached.with_name(f".{key}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        fit.fit_collab(ctx.dataset, ctx.split.train, ctx.config).save(staging / "collab")
-        fit.fit_popularity(ctx.dataset, ctx.split.train).save(staging / "popularity")
-        (staging / "done").write_text(key, encoding="utf-8")
-        shutil.rmtree(cached, ignore_errors=True)
-        staging.rename(cached)
-    for name in ("collab", "popularity"):
-        shutil.rmtree(out / name, ignore_errors=True)
-        shutil.copytree(cached / name, out / name)
-    return {"model": ctx.config.collab.model, "reused": reused, "key": key}
+def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
+    """The step fitting every source of fit.FRAME_SOURCES on `frame(ctx)`, one sub-directory each
+    — or reusing them from an earlier run that fitted the same frame, catalog and config."""
+
+    def step(ctx: Context, out: Path) -> dict[str, Any]:
+        interactions = frame(ctx)
+        key = fit.frame_sources_key(ctx.dataset, interactions, ctx.config)
+        cached = ctx.workdir / "cache" / "collab" / key
+        reused = (cached / "done").is_file()
+        if not reused:
+            staging = cached.with_name(f".{key}.tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            fitted = fit.fit_frame_sources(ctx.dataset, interactions, ctx.config, fit.FRAME_SOURCES)
+            for name, source in fitted.items():
+                source.save(staging / name)
+            (staging / "done").write_text(key, encoding="utf-8")
+            shutil.rmtree(cached, ignore_errors=True)
+            staging.rename(cached)
+        for name in fit.FRAME_SOURCES:
+            shutil.rmtree(out / name, ignore_errors=True)
+            shutil.copytree(cached / name, out / name)
+        return {"model": ctx.config.collab.model, "reused": reused, "key": key}
+
+    return step
 
 
-def _collab_key(ctx: Context) -> str:
-    """Hash of what the collaborative fit depends on: train interactions, ids, config."""
-    digest = hashlib.sha256(config_hash(ctx.config.collab).encode())
-    train = ctx.split.train.select(["user_idx", "item_idx", "timestamp"])
-    digest.update(train.hash_rows(seed=0).to_numpy().tobytes())
-    digest.update("\n".join(ctx.dataset.item_map.ids).encode())
-    digest.update("\n".join(ctx.dataset.user_map.ids).encode())
-    if ctx.config.collab.item_features:  # hybrid features come from item text
-        digest.update("\n".join(item_documents(ctx.dataset, ctx.config.text)).encode())
-    return digest.hexdigest()[:16]
+def prior_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
+    """The step writing the text popularity prior of the items `frame(ctx)` never mentions, from
+    the base model's features of every item document (read back from the feature cache frozen
+    training filled; computed once otherwise)."""
+
+    def step(ctx: Context, out: Path) -> dict[str, Any]:
+        encoder = ctx.encoder()
+        weight = ctx.config.blend.cold_prior
+        interactions = frame(ctx)
+        counts = np.bincount(interactions[ITEM_IDX].to_numpy(), minlength=ctx.dataset.n_items)
+        cold = int((counts == 0).sum()) if weight > 0 else 0
+        ctx.tracker.log_metrics({"cold_prior_items": float(cold)})
+        bias = None
+        if cold and cold < counts.size:
+            featurizer = Featurizer.for_encoder(
+                encoder.config,
+                encoder.device,
+                runtime=encoder.config.runtime,
+                cache_dir=ctx.feature_cache(),
+            )
+            features = featurizer(item_documents(ctx.dataset, ctx.config.text))  # (n, hidden)
+            bias = fit.cold_prior(features, interactions, encoder.config, weight)
+        if bias is not None:
+            np.save(out / ITEM_BIAS, bias)
+        return {"cold_items": cold, "prior": bias is not None}
+
+    return step
 
 
-def sources(ctx: Context, model_dir: Path) -> dict[str, Any]:
-    """The fitted sources, with the encoder copied inside model_dir so the bundle is whole."""
-    names = ctx.config.blend.sources
-    out: dict[str, Any] = {}
-    if "text" in names:
-        encoder = load_encoder(ctx)
-        encoder.save(model_dir / ENCODER_DIR)
-        vectors = np.load(ctx.step_dir("embed") / "item_vectors.npy", allow_pickle=False)
-        index = VectorIndex.load(ctx.step_dir("index") / "index.faiss", ctx.config.index)
-        user_encoder = TowerUserEncoder(encoder, model_dir / ENCODER_DIR)
-        out["text"] = ContentRecommender(
-            vectors, user_encoder, index, exact_max_items=ctx.config.index.exact_max_items,
-            item_bias=_cold_item_bias(ctx, encoder),
-        )  # fmt: skip
-    if "collab" in names:
-        out["collab"] = CollabRecommender.load(ctx.step_dir("collab") / "collab")
-    if "popularity" in names:
-        out["popularity"] = PopularityRecommender.load(ctx.step_dir("collab") / "popularity")
-    return out
+def weights_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Learn the per-segment blend weights on the split (or take the fixed ones)."""
+    weights = fit.learn_blend_weights(ctx.blend_sources(), ctx.dataset, ctx.split, ctx.config)
+    weights.log(ctx.tracker)
+    weights.save(out / WEIGHTS)
+    return {"weights": weights.to_dict()}
 
 
-def _cold_item_bias(ctx: Context, encoder: Any) -> np.ndarray | None:
-    """The text-predicted popularity prior of the items without training interactions
-    (recsys.ranking.prior), from the base model's pooled features of every item document (read
-    back from the feature cache the frozen training path filled; computed once otherwise)."""
-    weight = ctx.config.blend.cold_prior
-    counts = np.bincount(ctx.split.train[ITEM_IDX].to_numpy(), minlength=ctx.dataset.n_items)
-    cold = int((counts == 0).sum())
-    ctx.tracker.log_metrics({"cold_prior_items": float(cold if weight > 0 else 0)})
-    if weight == 0 or cold == 0 or cold == counts.size:
-        return None
-    enc = encoder.config
-    features = pooled_features(
-        item_documents(ctx.dataset, ctx.config.text), ctx.config.encoder.model_name_or_path,
-        enc.max_length, enc.embed_batch(encoder.device), encoder.device,
-        ctx.workdir / "encoders" / FEATURE_CACHE, runtime=enc.runtime,
-    )  # fmt: skip
-    return cold_item_bias(features, counts, enc.temperature * weight)
+def users_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Encode every user once from the history the bundle stores (+ profile text), so serving
+    answers a known user without running the user tower."""
+    text = ctx.blend_sources()["text"]
+    per_user = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
+    vectors, keys = fit.known_user_vectors(text, per_user, profile_texts(ctx.dataset))
+    np.save(out / USER_VECTORS, vectors)
+    np.save(out / USER_KEYS, keys)
+    return {"known_user_vectors": len(per_user)}
 
 
-def blend_step(ctx: Context, out: Path) -> dict[str, Any]:
-    """Learn the per-segment weights and write the complete serving model (bundle contents)."""
-    model_dir = out / "model"
+def model_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Write the complete serving model (the bundle's contents): the encoder copied in, every
+    source, the learned weights, ids, items, histories and the precomputed top-k."""
+    model_dir = out / MODEL
     if model_dir.exists():
         shutil.rmtree(model_dir)  # a half-written one from a crashed attempt
     model_dir.mkdir(parents=True)
-    ranker = fit.fit_blend(sources(ctx, model_dir), ctx.dataset, ctx.split, ctx.config)
-    ranker.weights.log(ctx.tracker)
+    sources = ctx.blend_sources(model_dir / ENCODER_DIR)
+    weights = SegmentWeights.load(ctx.output(WEIGHTS))
+    lengths = fit.history_lengths(ctx.split.train, ctx.dataset.n_users)
+    ranker = BlendedRanker(sources, weights, ctx.config.blend, lengths)
     items = ctx.dataset.items.select([ITEM_IDX, ITEM_ID, *ctx.dataset.item_text_columns])
     all_histories = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
-    known = _known_user_vectors(ctx, ranker, all_histories)
     write_model_files(
-        model_dir, ranker, items, ctx.dataset.user_map, all_histories,
+        model_dir,
+        ranker,
+        items,
+        ctx.dataset.user_map,
+        all_histories,
         precompute_k=ctx.config.serving.precomputed_k,
-    )  # fmt: skip
-    return {"weights": ranker.weights.to_dict(), "known_user_vectors": known}
+    )
+    return {"sources": ranker.names}
 
 
-def _known_user_vectors(ctx: Context, ranker: Any, all_histories: list[np.ndarray]) -> int:
-    """Encode every user once from the history the bundle stores (+ profile text), so serving
-    answers a known user without running the user tower; returns how many were encoded."""
-    text = ranker.sources.get("text")
-    if not isinstance(text, ContentRecommender) or not isinstance(
-        text.user_encoder, TowerUserEncoder
-    ):
-        return 0
-    profiles = profile_texts(ctx.dataset)
-    queries = [Query(u, h, p) for u, (h, p) in enumerate(zip(all_histories, profiles, strict=True))]
-    vectors = text.user_encoder(queries, text.item_vectors)  # batched by the encoder
-    keys = np.array([history_key(h) for h in all_histories], dtype=np.uint64)
-    text.set_known_users(vectors, keys)
-    return len(all_histories)
+def evaluate_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Candidate vs the current champion on the same held-out users; the A/B report as an
+    artifact. The first run (no champion) evaluates the candidate alone."""
+    candidate = RecommenderModel.load(ctx.model_dir(), verify_files=False)
+    champion_dir = bundle.current_bundle(ctx.workdir)
+    result: dict[str, Any] = {"champion": None}
+    if champion_dir is None:
+        alone = abtest.evaluate_model(candidate, ctx.dataset, ctx.split, ctx.config)
+        means = {name: float(v.mean()) for name, v in alone.metrics.items()}
+        result["users"] = int(next(iter(alone.metrics.values())).size)
+    else:
+        champion = RecommenderModel.load(champion_dir)
+        ab = abtest.compare_models(
+            champion, candidate, ctx.dataset, ctx.split, ctx.config, ("champion", "candidate")
+        )
+        means = {name: float(v.mean()) for name, v in ab.b.metrics.items()}
+        result["users"] = int(ab.overlap.size)
+        result["champion"] = {name: float(v.mean()) for name, v in ab.a.metrics.items()}
+        result["champion_version"] = champion.version
+        result["verdict"] = ab.verdict.decision
+        context = {"champion": champion.version, "candidate": f"run {ctx.run_dir.name}"}
+        report = render_html(ab.comparison, ab.verdict, ab.extras("Nightly gate", **context), out)
+        ctx.tracker.log_artifact(report.parent)
+    result["candidate"] = means
+    k = ctx.config.eval.k
+    ctx.tracker.log_metrics({f"candidate_{name}_at_{k}": value for name, value in means.items()})
+    return result
 
 
-def candidate_model(ctx: Context) -> RecommenderModel:
-    return RecommenderModel.load(ctx.step_dir("blend") / "model", verify_files=False)
+def gate_step(ctx: Context, out: Path) -> dict[str, Any]:
+    evaluation = ctx.result("evaluate")
+    decision = decide(
+        evaluation["candidate"], evaluation["champion"], ctx.config.gate, evaluation.get("users")
+    )
+    ctx.tracker.log_metrics({"promoted": float(decision.promote)})
+    return decision.to_dict()
 
 
-def test_users(ctx: Context) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """Held-out users by external id: their history before the test part, and the test items."""
-    ds = ctx.dataset
-    held = fit.eval_set([ctx.split.train, ctx.split.valid], ctx.split.test, ds.n_users)
-    users = ds.user_map.to_ids(held.user_idx)
-    history = [ds.item_map.to_ids(q.history) for q in held.queries]
-    relevant = [ds.item_map.to_ids(r) for r in held.relevant]
-    return users, history, relevant
+def publish_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Copy the model into a staging directory, publish with one rename, move a pointer.
+
+    The version is derived from the run key, so a rerun after a crash between the rename and
+    this step's manifest finds its own bundle and only moves the pointer."""
+    gate = ctx.result("gate")
+    existing = [m for m in bundle.list_bundles(ctx.workdir) if m.get("run_key") == ctx.run_key]
+    if existing:
+        version = existing[-1]["version"]
+    else:
+        version = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{ctx.run_key[:8]}"
+        fields = publish.manifest_fields(ctx, ctx.result("evaluate")["candidate"], gate)
+        with bundle.staging(ctx.workdir, version) as stage:
+            publish.copy_tree(ctx.model_dir(), stage)
+            publish.save_json(stage / "config.json", ctx.config.model_dump(mode="json"))
+            bundle.publish(stage, ctx.workdir, version, fields)
+    pointer = "CURRENT" if gate["promote"] else "CHALLENGER"
+    if bundle.read_pointer(ctx.workdir, pointer) != version:
+        bundle.set_pointer(ctx.workdir, version, pointer, reason="nightly gate")
+    return {"version": version, "pointer": pointer}
 
 
-def save_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+def register_step(ctx: Context, out: Path) -> dict[str, Any]:
+    alias = "champion" if ctx.result("gate")["promote"] else "challenger"
+    version = ctx.result("publish")["version"]
+    path = bundle.bundles_dir(ctx.workdir) / version
+    ctx.parent.log_artifact(path / bundle.MANIFEST, "bundle")
+    model_name = ctx.config.nightly.registered_model
+    registry_version = tracking.register_bundle(ctx.parent, model_name, version, path, alias)
+    return {"registered_model": model_name, "registry_version": registry_version, "alias": alias}
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def prune_step(ctx: Context, out: Path) -> dict[str, Any]:
+    return retention.prune(ctx.workdir, ctx.config, ctx.run_key)

@@ -1,9 +1,10 @@
 """Ranking stage: the blended ranker — candidates from all sources, per-segment weights, cold start.
 
-Reads the source recommenders (text, collab, popularity), SegmentWeights and BlendConfig; writes
-blend.json, weights.json and one sub-directory per source. The cold-start chain is explicit
-(Gorse-style): known user -> full blend; unknown user with item ids and/or profile text -> the
-sources that can use what is given; nothing at all -> popularity. Every result names its path.
+Reads the source recommenders (recsys.sources: text, collab, popularity), SegmentWeights and
+BlendConfig; writes blend.json, weights.json and one sub-directory per source. The cold-start
+chain is explicit (Gorse-style): known user -> full blend; unknown user with item ids and/or
+profile text -> the sources that can use what is given (recsys.sources says which); nothing at
+all -> popularity. Every result names its path.
 """
 
 from __future__ import annotations
@@ -18,21 +19,21 @@ from typing import Any
 import numpy as np
 
 from recsys.config import BlendConfig
+from recsys.errors import RequestError
 from recsys.ranking.base import Query, Recommender, top_k
 from recsys.ranking.candidates import CandidateScores, blend_scores, build_candidates
 from recsys.ranking.explain import explain_with_history
 from recsys.ranking.segments import SegmentWeights, segment_labels, segment_of
+from recsys.sources import (
+    FALLBACK,
+    PATH_BOTH,
+    PATH_HISTORY,
+    PATH_KNOWN,
+    PATH_POPULARITY,
+    PATH_PROFILE,
+    serves,
+)
 
-PATH_KNOWN, PATH_POPULARITY = "known", "popularity"
-PATH_HISTORY, PATH_PROFILE, PATH_BOTH = "history", "profile", "history+profile"
-# Which sources each cold-start path may use (then only those that can score the query).
-_PATH_SOURCES = {
-    PATH_KNOWN: {"text", "collab", "popularity"},
-    PATH_HISTORY: {"text", "collab", "popularity"},
-    PATH_BOTH: {"text", "collab", "popularity"},
-    PATH_PROFILE: {"text", "popularity"},  # collaborative fold-in needs item ids
-    PATH_POPULARITY: {"popularity"},
-}
 _BATCH_CELLS = 1 << 22  # queries per batch x n_items: bounds the dense score matrices
 _ALLOWED_MODULES = ("recsys.ranking.",)  # load() imports source classes only from here
 
@@ -144,7 +145,7 @@ class BlendedRanker(Recommender):
         paths = [query_path(q) for q in queries]
         for name in self.names:
             scores = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
-            use = [i for i, p in enumerate(paths) if name in _PATH_SOURCES[p]]
+            use = [i for i, p in enumerate(paths) if serves(name, p)]  # recsys.sources
             if use:
                 part = np.asarray(self.sources[name].score([queries[i] for i in use]))
                 scores[use, : part.shape[1]] = part  # (n_use, source n_items); newer items -inf
@@ -224,20 +225,25 @@ class BlendedRanker(Recommender):
         return BlendResult(item_idx, score, per_source, weights, paths, segment, because, sim)
 
     def _relabel(self, paths: list[str], part: slice, used: np.ndarray) -> None:
-        """A query only popularity could serve took the popularity path, whatever it carried."""
-        if "popularity" not in self.names:
+        """A query only the fallback source (popularity) could serve took the popularity path,
+        whatever it carried."""
+        if FALLBACK not in self.names:
             return
-        others = [s for s, name in enumerate(self.names) if name != "popularity"]
-        pop = self.names.index("popularity")
+        others = [s for s, name in enumerate(self.names) if name != FALLBACK]
+        pop = self.names.index(FALLBACK)
         only_pop = (used[:, pop] > 0) & ~(used[:, others] > 0).any(axis=1)
         for row in np.flatnonzero(only_pop):
             paths[part.start + row] = PATH_POPULARITY
 
+    @property
+    def explainable(self) -> bool:
+        """Can recommend_detailed(explain=True) answer: is there a text source with vectors?"""
+        return getattr(self.sources.get("text"), "item_vectors", None) is not None
+
     def _explain_vectors(self) -> np.ndarray:
-        text = self.sources.get("text")
-        vectors = getattr(text, "item_vectors", None)
+        vectors = getattr(self.sources.get("text"), "item_vectors", None)
         if vectors is None:
-            raise ValueError(
+            raise RequestError(
                 "explain=True needs a 'text' source with item_vectors (a ContentRecommender); "
                 f"sources are {self.names}"
             )

@@ -18,6 +18,7 @@ from recsys.collab import MODELS
 from recsys.collab.factors import FactorModel, read_model_files
 from recsys.config import CollabConfig
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.vectors import normalize_rows
 
 
 class CollabRecommender(Recommender):
@@ -127,11 +128,7 @@ class CollabRecommender(Recommender):
         if not 0 <= item_idx < self.n_items:
             raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
         if self._unit_items is None:
-            factors = self.model.item_factors
-            norms = np.linalg.norm(factors, axis=1, keepdims=True)  # (n_items, 1)
-            self._unit_items = np.divide(
-                factors, norms, out=np.zeros_like(factors), where=norms > 0
-            )
+            self._unit_items = normalize_rows(self.model.item_factors)  # (n_items, d)
         scores = (self._unit_items @ self._unit_items[item_idx])[None, :]  # (1, n_items)
         if not self.model.item_trained[item_idx]:
             scores[:] = -np.inf  # its vector is noise: nothing is known about it

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
-from recsys.ranking.user_vectors import encoder_from_spec, history_key, normalize_rows
+from recsys.ranking.user_vectors import UserEncoder, encoder_from_spec, history_key
+from recsys.vectors import normalize_rows
 
-UserEncoderFn = Callable[[Sequence[Query], np.ndarray], np.ndarray]
 _META = "content.json"
 _INDEX = "items.faiss"
 _BIAS = "item_bias.npy"
@@ -43,7 +43,7 @@ class ContentRecommender(Recommender):
     def __init__(
         self,
         item_vectors: np.ndarray,
-        user_encoder: UserEncoderFn,
+        user_encoder: UserEncoder,
         index: Any | None = None,
         known_user_vectors: np.ndarray | None = None,
         exact_max_items: int = 100_000,
@@ -239,7 +239,7 @@ class ContentRecommender(Recommender):
         (directory / _META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path, user_encoder: UserEncoderFn | None = None) -> ContentRecommender:
+    def load(cls, directory: Path, user_encoder: UserEncoder | None = None) -> ContentRecommender:
         """Load vectors (and index); re-attach `user_encoder`, or rebuild the recorded one."""
         directory = Path(directory)
         meta_path = directory / _META
@@ -272,9 +272,14 @@ class ContentRecommender(Recommender):
             index = VectorIndex.load(directory / _INDEX)
         exact_max = meta.get("exact_max_items", 100_000)
         return cls(
-            item_vectors, user_encoder, index, known, exact_max, known_user_keys=keys,
+            item_vectors,
+            user_encoder,
+            index,
+            known,
+            exact_max,
+            known_user_keys=keys,
             item_bias=bias,
-        )  # fmt: skip
+        )
 
 
 def _portable_spec(user_encoder: Any, directory: Path) -> dict[str, Any] | None:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recsys.vectors import normalize_rows
+
 
 def explain_with_history(
     item_vectors: np.ndarray, histories: Sequence[np.ndarray], recommended: np.ndarray
@@ -21,10 +23,7 @@ def explain_with_history(
     the most recent history item: it is the likelier reason.
     """
     n_items = item_vectors.shape[0]
-    norms = np.linalg.norm(item_vectors, axis=1)
-    unit = np.divide(
-        item_vectors, norms[:, None], out=np.zeros_like(item_vectors), where=norms[:, None] > 0
-    )  # (n_items, dim)
+    unit = normalize_rows(item_vectors, item_vectors.dtype)  # (n_items, dim)
     because = np.full(recommended.shape, -1, dtype=np.int64)
     similarity = np.full(recommended.shape, np.nan, dtype=np.float32)
     for row, history in enumerate(histories):

@@ -15,10 +15,13 @@ import numpy as np
 import polars as pl
 
 from recsys.bundle import BundleError, read_manifest, verify
+from recsys.errors import RequestError
 from recsys.ids import IdMap
 from recsys.ranking.base import Query
 from recsys.ranking.blend import BlendedRanker, BlendResult
+from recsys.ranking.topk import TOPK_FILE, PrecomputedTopK
 from recsys.schema import ITEM_ID, ITEM_IDX
+from recsys.sources import SOURCES
 
 ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
     "items.parquet",
@@ -26,7 +29,6 @@ ITEMS_FILE, USERS_FILE, HISTORIES_FILE, RANKER_DIR = (
     "histories.npz",
     "ranker",
 )
-TOPK_FILE = "topk.npz"  # every known user's top-K, ranked at publish (optional)
 
 
 class RecommenderModel:
@@ -90,14 +92,11 @@ class RecommenderModel:
     def warm_up(self) -> None:
         """One request of each kind, so the first real request pays no lazy initialisation."""
         first_user = self.users.to_id(0) if len(self.users) else None
-        self.recommend(user_id=first_user, k=5, explain=True)
+        self.recommend(user_id=first_user, k=5, explain=self.ranker.explainable)
         self.recommend(k=5)
         self.recommend(profile_text="warm up", k=5)  # the text path (tokenizer, BERT) too
         if len(self.item_map):
             self.similar(self.item_map.to_id(0), k=5)
-
-    def has_user(self, user_id: str) -> bool:
-        return user_id in self.users
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self.item_map
@@ -112,7 +111,7 @@ class RecommenderModel:
         mask = np.ones(len(self.item_map), dtype=bool)
         for field, value in filters:
             if field not in self._lowered:
-                raise ValueError(
+                raise RequestError(
                     f"unknown filter field {field!r}; expected one of {self.filter_fields}"
                 )
             hit = self._lowered[field].str.contains(value.lower(), literal=True).to_numpy()
@@ -153,7 +152,7 @@ class RecommenderModel:
         if plain and self.topk is not None and user_id is not None and k <= self.topk.k:
             user_idx = self.users.get_idx(user_id)
             if user_idx >= 0:
-                return self._response(self.topk.result(user_idx, k), False, [])
+                return self._response(self.topk.result(user_idx, k), False, [], "precomputed")
         query, unknown = self.query_for(user_id, item_ids, profile_text)
         excluded = np.concatenate([query.history, self.item_map.to_indices(exclude)]).astype(
             np.int64
@@ -163,19 +162,26 @@ class RecommenderModel:
         )
         return self._response(result, explain, unknown)
 
-    def _response(self, result: BlendResult, explain: bool, unknown: list[str]) -> dict[str, Any]:
+    def _response(
+        self, result: BlendResult, explain: bool, unknown: list[str], ranked: str = "live"
+    ) -> dict[str, Any]:
         items = []
         for row in result.rows()[0]:
             entry = {
                 "item_id": self.item_map.to_id(row["item_idx"]),
                 "score": row["score"],
-                "sources": {s: row["sources"].get(s) for s in ("text", "collab", "popularity")},
+                "sources": {s: row["sources"].get(s) for s in SOURCES},
             }
             if explain:
                 because = row.get("because")
                 entry["because"] = None if because is None else self.item_map.to_id(because)
             items.append(entry)
-        return {"path": result.path[0], "items": items, "unknown_item_ids": unknown}
+        return {
+            "path": result.path[0],
+            "items": items,
+            "unknown_item_ids": unknown,
+            "ranked": ranked,
+        }
 
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
         """Item-to-item; KeyError for an unknown item id."""
@@ -186,19 +192,24 @@ class RecommenderModel:
             if i >= 0
         ]
 
-    def recommend_batch(self, user_ids: Sequence[str], k: int, batch: int = 1024) -> pl.DataFrame:
-        """Top-k for many users (`recsys recommend`): user_id, rank, item_id, score; each user's
-        stored history is the query and is excluded; unknown users get the cold-start path."""
+    def rank_users(
+        self,
+        user_ids: Sequence[str],
+        k: int,
+        histories: Sequence[Sequence[str]] | None = None,
+        batch: int = 1024,
+    ) -> pl.DataFrame:
+        """Top-k for many users at once (`recsys recommend`, offline evaluation): a frame of
+        user_id, rank (1 = best), item_id, score. Each user's history is the query and is
+        excluded: the bundle's stored history, or `histories` (item ids, oldest first; ids the
+        bundle does not know are dropped) when given. Unknown users take the cold-start path."""
         frames = []
         for start in range(0, len(user_ids), batch):
             part = list(user_ids[start : start + batch])
-            queries = []
-            for user_id in part:
-                user_idx = self.users.get_idx(user_id)
-                history = self.history(user_idx) if user_idx >= 0 else np.zeros(0, np.int64)
-                queries.append(Query(user_idx, history.astype(np.int64)))
+            given = [None] * len(part) if histories is None else histories[start : start + batch]
+            queries = [self._batch_query(u, h) for u, h in zip(part, given, strict=True)]
             item_idx, scores = self.ranker.recommend(queries, k, [q.history for q in queries])
-            valid = item_idx >= 0  # (b, k)
+            valid = item_idx >= 0  # (b, k): -1 pads only at the end of a row
             rows, ranks = np.nonzero(valid)
             frames.append(
                 pl.DataFrame(
@@ -213,82 +224,13 @@ class RecommenderModel:
         schema = {"user_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float32}
         return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
-    def rank_users(
-        self, user_ids: Sequence[str], histories: Sequence[Sequence[str]], k: int
-    ) -> list[list[str]]:
-        """Batch top-k (evaluation and `recsys recommend`): each user's own history (given as
-        item ids) is the query and is excluded. Users unknown to the bundle take the cold path."""
-        queries, exclude = [], []
-        for user_id, history in zip(user_ids, histories, strict=True):
+    def _batch_query(self, user_id: str, history: Sequence[str] | None) -> Query:
+        user_idx = self.users.get_idx(user_id)
+        if history is not None:
             idx = self.item_map.to_indices(history)
-            idx = idx[idx >= 0]
-            queries.append(Query(self.users.get_idx(user_id), idx, None))
-            exclude.append(idx)
-        item_idx, _ = self.ranker.recommend(queries, k, exclude)
-        return [[self.item_map.to_id(i) for i in row if i >= 0] for row in item_idx]
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "items": len(self.item_map),
-            "users": len(self.users),
-            "sources": self.ranker.names,
-            "metrics": self.manifest.get("metrics", {}),
-        }
-
-
-class PrecomputedTopK:
-    """Every known user's top-K (their stored history as the query and excluded), ranked once
-    at publish, as Gorse serves from its offline recommendation cache. Arrays: item_idx (n, K)
-    int64 (-1 pads), score (n, K), source scores (S, n, K) (NaN = not used), path per user."""
-
-    def __init__(self, item_idx, score, sources, paths, source_names, path_names):
-        self.item_idx, self.score, self.sources = item_idx, score, sources
-        self.paths, self.source_names, self.path_names = paths, list(source_names), path_names
-
-    @property
-    def k(self) -> int:
-        return int(self.item_idx.shape[1])
-
-    @classmethod
-    def compute(cls, ranker: BlendedRanker, histories: list[np.ndarray], k: int):
-        """Rank every user (their stored history as the query and excluded) in one call; the
-        ranker bounds its own batches."""
-        queries = [Query(u, h.astype(np.int64), None) for u, h in enumerate(histories)]
-        result = ranker.recommend_detailed(queries, k, [q.history for q in queries])
-        sources = np.stack([result.source_scores[name] for name in ranker.names])  # (S, n, k)
-        names = sorted(set(result.path))
-        codes = np.array([names.index(p) for p in result.path], dtype=np.int16)
-        return cls(result.item_idx, result.score, sources, codes, ranker.names, names)
-
-    def save(self, path: Path) -> None:
-        np.savez(
-            path, item_idx=self.item_idx.astype(np.int32), score=self.score, sources=self.sources,
-            paths=self.paths, source_names=np.array(self.source_names),
-            path_names=np.array(self.path_names),
-        )  # fmt: skip
-
-    @classmethod
-    def load(cls, path: Path, n_users: int) -> PrecomputedTopK:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        if arrays["item_idx"].shape[0] != n_users:
-            raise BundleError(
-                f"{path}: top-k for {arrays['item_idx'].shape[0]} users, the bundle has {n_users}"
-            )
-        return cls(
-            arrays["item_idx"].astype(np.int64), arrays["score"], arrays["sources"],
-            arrays["paths"], arrays["source_names"].tolist(), arrays["path_names"].tolist(),
-        )  # fmt: skip
-
-    def result(self, user_idx: int, k: int) -> BlendResult:
-        """The stored answer for one user, cut to k, as the ranker's own result type."""
-        row = slice(user_idx, user_idx + 1)
-        return BlendResult(
-            self.item_idx[row, :k], self.score[row, :k],
-            {name: self.sources[s, row, :k] for s, name in enumerate(self.source_names)},
-            {}, [self.path_names[int(self.paths[user_idx])]], [],
-        )  # fmt: skip
+            return Query(user_idx, idx[idx >= 0].astype(np.int64))
+        stored = self.history(user_idx) if user_idx >= 0 else np.zeros(0, np.int64)
+        return Query(user_idx, stored.astype(np.int64))
 
 
 def write_model_files(

@@ -1,6 +1,6 @@
-"""Ranking stage: the popularity recommender — the same (optionally recency-weighted) counts.
+"""Ranking stage: the popularity recommender — the same interaction counts for every query.
 
-Reads an interaction matrix or frame; writes popularity.npz (counts + item-user incidence, for
+Reads an interaction matrix; writes popularity.npz (counts + item-user incidence, for
 item-to-item co-occurrence) and popularity.json. The fallback for users nothing else can score.
 """
 
@@ -11,12 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import scipy.sparse as sp
 
 from recsys.collab.factors import check_interactions, csr_from_arrays, csr_to_arrays
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
-from recsys.schema import ITEM_IDX, TIMESTAMP, USER_IDX
 
 _ARRAYS = "popularity.npz"
 _META = "popularity.json"
@@ -47,47 +45,6 @@ class PopularityRecommender(Recommender):
         binary.data[:] = 1.0
         item_users = binary.T.tocsr()  # (n_items, n_users)
         return cls(np.diff(item_users.indptr).astype(np.float32), item_users)
-
-    @classmethod
-    def fit_interactions(
-        cls,
-        interactions: pl.DataFrame,
-        n_users: int,
-        n_items: int,
-        half_life_days: float | None = None,
-        now: int | None = None,
-    ) -> PopularityRecommender:
-        """Popularity = interactions per item, each weighted 0.5 ** (age / half_life) when
-        `half_life_days` is set (age from `now`, default the newest timestamp)."""
-        missing = {USER_IDX, ITEM_IDX, TIMESTAMP} - set(interactions.columns)
-        if missing:
-            raise ValueError(
-                f"interactions: expected columns {USER_IDX}, {ITEM_IDX}, {TIMESTAMP}; "
-                f"missing {sorted(missing)}"
-            )
-        users = interactions[USER_IDX].to_numpy().astype(np.int64)
-        items = interactions[ITEM_IDX].to_numpy().astype(np.int64)
-        for name, ids, size in ((USER_IDX, users, n_users), (ITEM_IDX, items, n_items)):
-            bad = np.flatnonzero((ids < 0) | (ids >= size))
-            if bad.size:
-                raise ValueError(
-                    f"interactions.{name}: expected values in [0, {size}), found "
-                    f"{ids[bad[:3]].tolist()} in rows {bad[:5].tolist()}"
-                )
-        weights = np.ones(items.size, dtype=np.float64)
-        if half_life_days is not None:
-            if half_life_days <= 0:
-                raise ValueError(f"half_life_days: expected > 0, found {half_life_days}")
-            stamps = interactions[TIMESTAMP].to_numpy().astype(np.float64)
-            if now is None:
-                now = stamps.max() if stamps.size else 0.0
-            weights = 0.5 ** (np.maximum(now - stamps, 0.0) / (half_life_days * _DAY))
-        ones = np.ones(items.size, dtype=np.float32)
-        matrix = sp.csr_matrix((ones, (users, items)), shape=(n_users, n_items))
-        popularity = np.bincount(items, weights=weights, minlength=n_items)
-        recommender = cls.fit(matrix)
-        recommender.popularity = popularity.astype(np.float32)
-        return recommender
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
         """(n, n_items): the popularity row, the same for every query."""

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.vectors import normalize_rows
+
 RIDGE_LAMBDA = 1.0  # on unit-normalised features; fixed, not tuned on test data
 
 
@@ -78,5 +80,4 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"text prior: expected a 2-d feature matrix, found shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
+    return normalize_rows(x, np.float64)

@@ -8,28 +8,20 @@ from JSON carry a `spec` dict; `ContentRecommender.save` records it so `load` re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from recsys.ranking.base import Query
+from recsys.vectors import normalize_rows
 
 
 class UserEncoder(Protocol):
+    """(queries, item vectors (n_items, dim)) -> (n, dim) user vectors, unit rows or all zero."""
+
     def __call__(self, queries: Sequence[Query], item_vectors: np.ndarray) -> np.ndarray: ...
-
-
-def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    """L2-normalise rows; all-zero rows stay zero (nothing to encode). (n, dim) float32.
-
-    Rows already of unit length are kept bit for bit, so saving and loading normalised vectors
-    reproduces them exactly."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # (n, 1)
-    unit = np.abs(norms - 1.0) < 1e-6
-    return np.divide(vectors, norms, out=vectors.copy(), where=(norms > 0) & ~unit)
 
 
 def history_key(history: np.ndarray) -> np.uint64:
@@ -90,7 +82,7 @@ class TowerUserEncoder:
         return normalize_rows(np.asarray(vectors, dtype=np.float32))
 
 
-def encoder_from_spec(spec: dict[str, Any], base_dir: Path) -> Callable[..., np.ndarray]:
+def encoder_from_spec(spec: dict[str, Any], base_dir: Path) -> UserEncoder:
     """Rebuild a user encoder recorded by `spec`; relative encoder paths start at `base_dir`."""
     kind = spec.get("kind")
     if kind == "history_mean":

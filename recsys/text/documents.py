@@ -1,14 +1,19 @@
-"""Text stage: item documents and user documents (profile + recent titles) from a Dataset.
+"""Text stage: item documents, user profiles and user documents (profile + recent titles).
 
 Reads the text columns of Dataset.items / Dataset.users and an interactions frame; writes nothing.
-The encoder reads the documents; `text_hash` keys its embedding cache.
+The encoder reads the documents; `text_hash` keys its embedding cache. A user document is written
+one way only, `UserDocuments(profile, history)`: the BERT user tower reads exactly these in
+training (every user and position) and when serving (every query), and `user_documents` gives
+each user's document from an interactions frame.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from recsys.config import TextConfig
@@ -50,35 +55,98 @@ def item_documents(dataset: Dataset, config: TextConfig) -> list[str]:
     return [truncate_at_word(doc, config.max_item_chars) for doc in docs]
 
 
-def user_documents(dataset: Dataset, interactions: pl.DataFrame, config: TextConfig) -> list[str]:
-    """One document per user_idx: the profile text, then the titles of the user's most recent
-    `user_history_titles` distinct items in `interactions`, newest first.
-
-    With both present, the profile gets at most half of max_user_chars so history always shows;
-    titles are dropped whole, never cut.
-    """
-    users = _by_index(dataset.users, USER_IDX, dataset.n_users, dataset.source)
-    profiles = users.select(_document(users, dataset.user_text_columns, None))[_TITLE]
-    profiles = profiles.fill_null("").to_list()
-    histories = _recent_titles(dataset, interactions, config)
-    return [
-        _user_document(profile, history, config.max_user_chars)
-        for profile, history in zip(profiles, histories, strict=True)
+def profile_texts(dataset: Dataset) -> list[str | None]:
+    """Each user's profile: the user text columns joined, None when all are empty."""
+    if not dataset.user_text_columns:
+        return [None] * dataset.n_users
+    rows = dataset.users.select(dataset.user_text_columns).rows()
+    joined = [
+        ". ".join(str(v).strip() for v in row if v is not None and str(v).strip()) for row in rows
     ]
+    return [text or None for text in joined]
 
 
-def compose_user_document(
-    profile: str | None, titles_newest_first: Sequence[str], max_chars: int
-) -> str:
-    """The user document for a profile and titles given directly (e.g. an anonymous request at
-    serving time): the same text user_documents builds for a user with that profile and history.
-    A repeated title counts once, at its newest place; the caller keeps at most
-    `user_history_titles` of them."""
+def item_titles(dataset: Dataset, config: TextConfig) -> list[str]:
+    """Per item_idx, the title a user document names the item by: the title column (else the
+    first item text column), whitespace collapsed; "" where the item has none."""
+    column = _history_title_column(dataset, config.title_column)
+    if column is None:
+        return [""] * dataset.n_items
+    items = _by_index(dataset.items, ITEM_IDX, dataset.n_items, dataset.source)
+    titles = items.select(_clean(pl.col(column).cast(pl.Utf8)).alias(_TITLE))[_TITLE]
+    return titles.fill_null("").to_list()
+
+
+def user_document(profile: str | None, titles_newest_first: Sequence[str], max_chars: int) -> str:
+    """A user document from a profile and titles given directly (newest first): the profile
+    (whitespace collapsed, ending its sentence), then "Recent: A; B." A repeated title counts
+    once, at its newest place; blank titles are skipped."""
     profile = " ".join((profile or "").split())
     if profile and profile[-1] not in ".!?":
         profile += "."
     titles = [" ".join(title.split()) for title in titles_newest_first if title and title.strip()]
     return _user_document(profile, list(dict.fromkeys(titles)), max_chars)
+
+
+@dataclass(frozen=True)
+class UserDocuments:
+    """How the document of a user with a profile and a history is written: the profile, then
+    the titles of the `n_titles` newest distinct titled items of the history (item_idx, oldest
+    first), newest first, within `max_chars`. One instance serves training and serving alike."""
+
+    titles: Sequence[str]  # per item_idx; "" = untitled
+    n_titles: int
+    max_chars: int
+
+    @classmethod
+    def for_dataset(cls, dataset: Dataset, config: TextConfig) -> UserDocuments:
+        titles = item_titles(dataset, config)
+        return cls(titles, config.user_history_titles, config.max_user_chars)
+
+    def recent_titles(self, history: np.ndarray) -> list[str]:
+        """Titles of the newest distinct titled items of `history`, newest first."""
+        out: list[str] = []
+        seen: set[int] = set()
+        for item in np.asarray(history, dtype=np.int64)[::-1].tolist():
+            if len(out) == self.n_titles:
+                break
+            if item not in seen:
+                seen.add(item)
+                if self.titles[item]:
+                    out.append(self.titles[item])
+        return out
+
+    def __call__(self, profile: str | None, history: np.ndarray) -> str:
+        return user_document(profile, self.recent_titles(history), self.max_chars)
+
+
+def user_documents(dataset: Dataset, interactions: pl.DataFrame, config: TextConfig) -> list[str]:
+    """One document per user_idx: the profile text, then the titles of the user's most recent
+    `user_history_titles` distinct items in `interactions`, newest first (UserDocuments).
+
+    With both present, the profile gets at most half of max_user_chars so history always shows;
+    titles are dropped whole, never cut.
+    """
+    _check_range(interactions, USER_IDX, dataset.n_users, dataset.source)
+    _check_range(interactions, ITEM_IDX, dataset.n_items, dataset.source)
+    documents = UserDocuments.for_dataset(dataset, config)
+    histories = _histories(interactions, dataset.n_users)
+    return [documents(p, h) for p, h in zip(profile_texts(dataset), histories, strict=True)]
+
+
+def _histories(interactions: pl.DataFrame, n_users: int) -> list[np.ndarray]:
+    """Per user_idx, the item_idx of `interactions` oldest first (by TIMESTAMP, then ROW)."""
+    out = [np.zeros(0, dtype=np.int64) for _ in range(n_users)]
+    order = [c for c in (TIMESTAMP, ROW) if c in interactions.columns]
+    grouped = (
+        interactions.select(USER_IDX, ITEM_IDX, *order)
+        .sort([USER_IDX, *order])
+        .group_by(USER_IDX, maintain_order=True)
+        .agg(pl.col(ITEM_IDX))
+    )
+    for user_idx, items in grouped.iter_rows():
+        out[user_idx] = np.asarray(items, dtype=np.int64)
+    return out
 
 
 def _user_document(profile: str, titles: list[str], max_chars: int) -> str:
@@ -94,35 +162,6 @@ def _user_document(profile: str, titles: list[str], max_chars: int) -> str:
             break
         kept.append(title)
     return f"{prefix} {'; '.join(kept)}." if kept else text
-
-
-def _recent_titles(
-    dataset: Dataset, interactions: pl.DataFrame, config: TextConfig
-) -> list[list[str]]:
-    """Per user_idx, titles of the newest distinct items first (at most user_history_titles)."""
-    histories: list[list[str]] = [[] for _ in range(dataset.n_users)]
-    title_column = _history_title_column(dataset, config.title_column)
-    if config.user_history_titles == 0 or title_column is None or interactions.height == 0:
-        return histories
-    _check_range(interactions, USER_IDX, dataset.n_users, dataset.source)
-    _check_range(interactions, ITEM_IDX, dataset.n_items, dataset.source)
-    items = _by_index(dataset.items, ITEM_IDX, dataset.n_items, dataset.source)
-    titles = items.select(_clean(pl.col(title_column)).alias(_TITLE))[_TITLE]  # (n_items,)
-    order = [c for c in (TIMESTAMP, ROW) if c in interactions.columns]
-    recent = (
-        interactions.select(USER_IDX, ITEM_IDX, *order)
-        .sort([USER_IDX, *order], descending=[False] + [True] * len(order))  # newest first
-        .unique(subset=[USER_IDX, ITEM_IDX], keep="first", maintain_order=True)  # repeats once
-    )
-    recent = (
-        recent.with_columns(titles.gather(recent[ITEM_IDX]).alias(_TITLE))
-        .filter(pl.col(_TITLE).is_not_null() & (pl.col(_TITLE) != ""))
-        .group_by(USER_IDX, maintain_order=True)
-        .agg(pl.col(_TITLE).head(config.user_history_titles))
-    )
-    for user_idx, user_titles in recent.iter_rows():
-        histories[user_idx] = user_titles
-    return histories
 
 
 def _history_title_column(dataset: Dataset, title_column: str) -> str | None:

@@ -276,7 +276,9 @@ def test_same_seed_gives_the_same_files_with_numpy_simd_kernels_disabled(small_d
     probe = "from numpy._core._multiarray_umath import __cpu_dispatch__ as d, __cpu_features__ as f"
     found = subprocess.run(
         [sys.executable, "-c", probe + "; print(' '.join(x for x in d if f.get(x)))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     if not found:
         pytest.fail("this CPU has no dispatched SIMD feature above numpy's baseline to switch off")

@@ -164,3 +164,89 @@ def test_row_with_too_many_fields(write_dir, catalog_files):
     )
     message = _error(write_dir(files))
     assert "interactions.csv" in message and "found 5 in data row 4 (line 5)" in message
+
+
+# ---- edges found by the hostile test of issue 17: each a clear error, never a traceback ----
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("1614556800000", "'1614556800000'"),  # epoch milliseconds
+        ("253402300800", "'253402300800'"),  # 10000-01-01T00:00:00Z in seconds
+        ("-62135596801", "'-62135596801'"),  # before year 1
+    ],
+)
+def test_timestamps_beyond_the_calendar_name_file_column_and_row(
+    write_dir, catalog_files, value, shown
+):
+    files = _edited(catalog_files, "interactions.csv", "u1,i2,1614556900", f"u1,i2,{value}")
+    message = _error(write_dir(files))
+    assert "interactions.csv" in message and "column 'timestamp'" in message
+    assert "within the years 1-9999" in message and f"row 3 {shown}" in message
+
+
+def test_the_last_second_of_year_9999_is_accepted(write_dir, catalog_files):
+    files = _edited(catalog_files, "interactions.csv", "u1,i2,1614556900", "u1,i2,253402300799")
+    assert load_dataset(write_dir(files)).interactions.height == 6
+
+
+def test_datetime_parquet_beyond_the_calendar_is_refused(write_dir, catalog_files):
+    directory = write_dir({k: v for k, v in catalog_files.items() if k != "interactions.csv"})
+    millis = pl.Series("timestamp", [1_614_556_800_000, 400_000_000_000_000])  # 2nd: year ~14645
+    frame = pl.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i2", "i3"]})
+    frame.with_columns(millis.cast(pl.Datetime("ms"))).write_parquet(
+        directory / "interactions.parquet"
+    )
+    message = _error(directory)
+    assert "interactions.parquet" in message and "within the years 1-9999" in message
+    assert "row 2" in message
+
+
+@pytest.mark.parametrize("table", ["items.csv", "interactions.csv"])
+def test_an_empty_csv_file_is_named(write_dir, catalog_files, table):
+    message = _error(write_dir({**catalog_files, table: ""}))
+    assert f"{table}: expected a header line naming the columns, found an empty file" in message
+
+
+@pytest.mark.parametrize(
+    "column, values, expected",
+    [
+        ("item_id", [["i2"], ["i3"]], "expected ids as text or integers"),
+        ("user_id", [{"a": 1}, {"a": 2}], "expected ids as text or integers"),
+        ("timestamp", [[1], [2]], "expected epoch seconds, ISO-8601 text or datetimes"),
+        ("weight", [[1.0], [2.0]], "expected numbers"),
+    ],
+)
+def test_nested_parquet_columns_are_named_with_their_type(
+    write_dir, catalog_files, column, values, expected
+):
+    directory = write_dir({k: v for k, v in catalog_files.items() if k != "interactions.csv"})
+    frame = pl.DataFrame(
+        {"user_id": ["u1", "u1"], "item_id": ["i2", "i3"], "timestamp": [1, 2], "weight": [1, 1]}
+    )
+    frame.with_columns(pl.Series(column, values)).write_parquet(directory / "interactions.parquet")
+    message = _error(directory)
+    assert f"interactions.parquet: column '{column}': {expected}, found values of type" in message
+
+
+def test_a_duration_timestamp_column_is_named(write_dir, catalog_files):
+    from datetime import timedelta
+
+    directory = write_dir({k: v for k, v in catalog_files.items() if k != "interactions.csv"})
+    stamps = [timedelta(seconds=1), timedelta(seconds=2)]
+    frame = pl.DataFrame({"user_id": ["u1", "u1"], "item_id": ["i2", "i3"], "timestamp": stamps})
+    frame.write_parquet(directory / "interactions.parquet")
+    message = _error(directory)
+    assert "column 'timestamp'" in message and "Duration" in message
+
+
+def test_a_requested_list_text_column_is_refused(write_dir, catalog_files):
+    directory = write_dir({k: v for k, v in catalog_files.items() if k != "items.csv"})
+    items = pl.DataFrame(
+        {"item_id": ["007", "i2", "i3", "i4"], "title": list("abcd"), "tags": [["x"]] * 4}
+    )
+    items.write_parquet(directory / "items.parquet")
+    assert load_dataset(directory).item_text_columns == ["title"]  # not chosen by default
+    message = _error(directory, DataConfig(item_text_columns=["title", "tags"]))
+    assert "items.parquet: text column(s) ['tags']: expected text or numbers" in message

@@ -4,6 +4,7 @@ with two A/B variants; every endpoint called over HTTP with `requests`."""
 from __future__ import annotations
 
 import json
+import time
 
 import polars as pl
 import pytest
@@ -40,9 +41,10 @@ def world(tmp_path_factory):
     )
     interactions = pl.read_csv(data / "interactions.csv", schema_overrides={USER_ID: pl.Utf8})
     items = pl.read_csv(data / "items.csv", schema_overrides={ITEM_ID: pl.Utf8})
-    env = {"RECSYS_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {"RECSYS_ADMIN_TOKEN": ADMIN_TOKEN, "RECSYS_LOG_FORMAT": "json", "RECSYS_ACCESS_LOG": "-"}
     with live_server(workdir, config=config, workers=2, env=env) as server:
         yield {
+            "server": server,
             "url": server.url,
             "versions": {"CURRENT": version, "CHALLENGER": challenger},
             "exposure": exposure,
@@ -66,7 +68,9 @@ def test_health_readiness_metrics_and_openapi(world):
     assert _get(world, "/healthz").json() == {"status": "ok"}
     ready = _get(world, "/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "variants": world["versions"]}
+    body = ready.json()
+    assert (body["status"], body["variants"], body["problems"]) == ("ready", world["versions"], {})
+    assert list(body["workers"].values()) == [world["versions"]] * 2  # both workers, the same
     doc = _get(world, "/openapi.json").json()
     schemathesis.openapi.from_dict(doc).validate()
     assert "/admin/reload" in doc["paths"]  # a token is configured
@@ -168,7 +172,8 @@ def test_admin_reload_without_changes_and_exposure_log(world):
     report = admin(world["url"], "reload")
     assert report.status_code == 200
     assert {v["status"] for v in report.json()["variants"].values()} == {"unchanged"}
-    lines = [json.loads(x) for x in world["exposure"].read_text().splitlines()]
+    files = sorted(world["exposure"].parent.glob("exposure.*.jsonl"))  # one per worker process
+    lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
     assert lines, "no exposure written"
     keys = {"time", "user_id", "variant", "bundle", "item_ids", "scores", "positions"}
     assert all(set(r) == keys for r in lines)
@@ -186,3 +191,56 @@ def test_metrics_are_merged_over_workers(world):
     for i in range(6):  # new connections: both workers answer some of them
         assert _get(world, f"/v1/users/m{i}/recommendations", k=2).status_code == 200
     assert served() - before == 6
+
+
+def test_request_id_is_echoed_and_logs_are_json_lines(world):
+    given = _get_with_id(world, "/v1/users/u1/recommendations", "e2e-request-7")
+    assert given.headers["X-Request-ID"] == "e2e-request-7"
+    made = requests.get(world["url"] + "/healthz", timeout=30).headers["X-Request-ID"]
+    assert len(made) == 32 and made != "e2e-request-7"  # none given: one is made
+    bad = _get_with_id(world, "/healthz", "no spaces allowed")  # unusable: replaced
+    assert bad.headers["X-Request-ID"] != "no spaces allowed"
+    deadline = time.monotonic() + 10
+    while "e2e-request-7" not in world["server"].log_tail(10**7) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = [x for x in world["server"].log_tail(10**7).splitlines() if x.strip()]
+    records = [json.loads(line) for line in lines]  # every line the server wrote is JSON
+    assert {"ts", "level", "logger", "message", "pid"} <= set(records[0])
+    access = [r for r in records if r["logger"] == "gunicorn.access"]
+    assert any("request_id=e2e-request-7" in r["message"] for r in access)
+    assert any(r["logger"] == "recsys.serving" for r in records)  # the app's own loggers too
+
+
+def _get_with_id(world, path, request_id):
+    return requests.get(world["url"] + path, headers={"X-Request-ID": request_id}, timeout=30)
+
+
+def test_answers_are_counted_by_path_and_by_precomputed_or_live(world):
+    user, _ = _known_user(world)
+    variant = _get(world, f"/v1/users/{user}/recommendations", k=3).json()["variant"]
+
+    def answers(path, ranked):
+        return metric(world["url"], "recsys_recommendations_total", path=path, ranked=ranked)
+
+    before = {key: answers(*key) for key in [("known", "precomputed"), ("known", "live")]}
+    profile_before = answers("profile", "live")
+    for _ in range(3):
+        _get(world, f"/v1/users/{user}/recommendations", k=3)  # plain: precomputed top-k
+    _get(world, f"/v1/users/{user}/recommendations", k=3, explain="true")  # explain: live
+    url = world["url"] + "/v1/recommendations"
+    requests.post(url, json={"profile_text": "anything at all", "k": 3}, timeout=30)
+    assert answers("known", "precomputed") - before[("known", "precomputed")] == 3
+    assert answers("known", "live") - before[("known", "live")] == 1
+    assert answers("profile", "live") - profile_before == 1
+    assert metric(world["url"], "recsys_recommendations_total", variant=variant) > 0
+
+
+def test_bundle_age_and_build_info(world):
+    text = requests.get(world["url"] + "/metrics", timeout=10).text
+    for variant, version in world["versions"].items():
+        age = metric(world["url"], "recsys_bundle_age_seconds", variant=variant, version=version)
+        assert 0 < age < 3600
+    from recsys import __version__
+
+    assert metric(world["url"], "recsys_build_info", version=__version__) == 1
+    assert "recsys_build_info{" in text and 'torch="' in text

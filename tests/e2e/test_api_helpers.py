@@ -9,10 +9,10 @@ from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from support import build_test_bundle, small_sample
+from support import build_test_bundle, dump_toml, small_sample
 
 from recsys import bundle
-from recsys.config import dump_toml, load_config
+from recsys.config import load_config
 
 ADMIN_TOKEN = "e2e-admin-token"
 

@@ -3,10 +3,13 @@ incremental re-embedding, the promotion gate, bad input, and MLflow lineage."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -71,6 +74,11 @@ def test_publish_then_nothing_new_then_incremental(world, tmp_path):
     assert _step(tmp_path, third.run_key, "encoder")["trained"] is False  # not due yet
     embed = _step(tmp_path, third.run_key, "embed")
     assert (embed["computed"], embed["reused"]) == (3, 297)
+    # runs/: the run in progress whole; the first run (its bundle kept) only as step manifests
+    assert {p.name for p in (tmp_path / "runs" / first.run_key).iterdir()} == {"steps"}
+    assert (tmp_path / "runs" / third.run_key / "blend" / "model").is_dir()
+    assert _step(tmp_path, third.run_key, "prune")["runs_trimmed"] == [first.run_key]
+    assert _run(world["data"], config, tmp_path).published is None  # still "nothing new"
 
 
 def test_new_items_get_a_text_popularity_prior(world, tmp_path):
@@ -130,6 +138,26 @@ def test_gate_holds_a_degraded_candidate(world, tmp_path):
     assert tracking.bundle_for_alias(name, "challenger")[0] == second.published
 
 
+def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
+    """`recsys recommend --all` = RecommenderModel.rank_users over every known user: each
+    user's stored history is the query and is excluded."""
+    from recsys.ranking.model import RecommenderModel
+
+    assert _run(world["data"], fast_config(world["bert"]), tmp_path / "work").published
+    out = tmp_path / "top.csv"
+    proc = _cli(["recommend", "--all", "--k", "5", "--out", str(out), "--workdir",
+                 str(tmp_path / "work"), "-q"])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = pl.read_csv(out, schema_overrides={"user_id": pl.Utf8, "item_id": pl.Utf8})
+    model = RecommenderModel.load(bundle.current_bundle(tmp_path / "work"))
+    assert written["user_id"].n_unique() == len(model.users)
+    assert written.group_by("user_id").len()["len"].max() == 5
+    user = model.users.to_id(0)
+    mine = written.filter(pl.col("user_id") == user).sort("rank")["item_id"].to_list()
+    assert mine == [it["item_id"] for it in model.recommend(user_id=user, k=5)["items"]]
+    assert not set(mine) & set(model.item_map.to_ids(model.history(0)))
+
+
 def _cli(args, env=None, **kw):
     return subprocess.run(
         [sys.executable, "-m", "jobs.cli", *args],
@@ -172,7 +200,10 @@ STEPS = [
     "embed",
     "index",
     "collab",
-    "blend",
+    "prior",
+    "weights",
+    "users",
+    "model",
     "evaluate",
     "gate",
     "publish",
@@ -272,3 +303,46 @@ def test_real_mlflow_server(world, tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def _prom(path) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "workdir"))
+            out[(sample.name, labels)] = sample.value
+    return out
+
+
+def test_json_result_textfile_metrics_and_quiet_logs(world, tmp_path):
+    """--json prints the result on stdout; the job writes its Prometheus textfile metrics; a
+    failed run keeps the last success time; without a terminal no progress bar is drawn and
+    every step line is timestamped."""
+    config = write_config(tmp_path / "c.toml", fast_config(world["bert"]))
+    work, prom = tmp_path / "work", tmp_path / "textfile" / "recsys.prom"
+    args = ["nightly", "--config", str(config), "--workdir", str(work), "--no-tracking"]
+    args += ["--json", "--metrics-file", str(prom)]
+    proc = _cli([*args, "--data", str(world["data"])])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["published"] and result["promoted"] is True
+    assert [s["step"] for s in result["steps"]] == [*STEPS[:-1], "prune"]
+    assert "\r" not in proc.stderr and "Loading weights" not in proc.stderr
+    step_lines = [line for line in proc.stderr.splitlines() if "] validate" in line]
+    assert step_lines and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", x) for x in step_lines)
+    metrics = _prom(prom)
+    success = metrics[("recsys_nightly_last_success_timestamp_seconds", ())]
+    assert abs(success - time.time()) < 600
+    assert metrics[("recsys_nightly_last_run_success", ())] == 1
+    assert metrics[("recsys_nightly_gate_promoted", ())] == 1
+    assert metrics[("recsys_nightly_step_duration_seconds", (("step", "encoder"),))] > 0
+    broken = tmp_path / "broken"
+    shutil.copytree(world["data"], broken)
+    pl.read_csv(broken / "items.csv").drop("item_id").write_csv(broken / "items.csv")
+    failed = _cli([*args, "--data", str(broken)])
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    metrics = _prom(prom)
+    assert metrics[("recsys_nightly_last_run_success", ())] == 0
+    assert metrics[("recsys_nightly_last_success_timestamp_seconds", ())] == success

@@ -1,12 +1,9 @@
-"""Frozen features: the disk cache (hits, incremental reuse) and the top-layer state cache."""
+"""Frozen features: the disk cache (hits, incremental reuse)."""
 
 import numpy as np
-import pytest
-import torch
 
 from recsys.encoder.backbone import load_backbone, pooled_embeddings
-from recsys.encoder.features import pooled_features, top_layer_inputs
-from recsys.encoder.sources import StateSource, TokenSource, pooled_all, top_layers_model
+from recsys.encoder.features import Featurizer
 
 TEXTS = ["the red robot", "a love story about the prince", "ghost ship", "jazz city night"]
 
@@ -27,13 +24,13 @@ def _counting_loader(path):
 
 def test_cache_hit_needs_no_backbone(tiny_bert_dir, tmp_path):
     load, seen = _counting_loader(tiny_bert_dir)
-    first = pooled_features(TEXTS, tiny_bert_dir, 32, 2, "cpu", tmp_path, load)
+    first = Featurizer(tiny_bert_dir, 32, 2, cache_dir=tmp_path, loader=load)(TEXTS)
     assert seen["texts"] == len(TEXTS)
 
     def must_not_load():
         raise AssertionError("the cache should have answered")
 
-    again = pooled_features(TEXTS, tiny_bert_dir, 32, 2, "cpu", tmp_path, must_not_load)
+    again = Featurizer(tiny_bert_dir, 32, 2, cache_dir=tmp_path, loader=must_not_load)(TEXTS)
     np.testing.assert_array_equal(first, again)
     tokenizer, model = load()
     direct = pooled_embeddings(tokenizer, model, TEXTS, 32, 4, "cpu")
@@ -42,10 +39,10 @@ def test_cache_hit_needs_no_backbone(tiny_bert_dir, tmp_path):
 
 def test_a_changed_catalog_embeds_only_new_texts(tiny_bert_dir, tmp_path):
     load, seen = _counting_loader(tiny_bert_dir)
-    old = pooled_features(TEXTS, tiny_bert_dir, 32, 8, "cpu", tmp_path, load)
+    old = Featurizer(tiny_bert_dir, 32, 8, cache_dir=tmp_path, loader=load)(TEXTS)
     changed = [TEXTS[0], "a new horror movie", TEXTS[2], TEXTS[3]]
     seen["texts"] = 0
-    new = pooled_features(changed, tiny_bert_dir, 32, 8, "cpu", tmp_path, load)
+    new = Featurizer(tiny_bert_dir, 32, 8, cache_dir=tmp_path, loader=load)(changed)
     assert seen["texts"] == 1
     np.testing.assert_array_equal(new[[0, 2, 3]], old[[0, 2, 3]])
     assert not np.allclose(new[1], old[1])
@@ -53,27 +50,6 @@ def test_a_changed_catalog_embeds_only_new_texts(tiny_bert_dir, tmp_path):
 
 def test_max_length_is_part_of_the_key(tiny_bert_dir, tmp_path):
     load, seen = _counting_loader(tiny_bert_dir)
-    pooled_features(TEXTS, tiny_bert_dir, 32, 8, "cpu", tmp_path, load)
-    pooled_features(TEXTS, tiny_bert_dir, 3, 8, "cpu", tmp_path, load)
+    Featurizer(tiny_bert_dir, 32, 8, cache_dir=tmp_path, loader=load)(TEXTS)
+    Featurizer(tiny_bert_dir, 3, 8, cache_dir=tmp_path, loader=load)(TEXTS)
     assert seen["texts"] == 2 * len(TEXTS)
-
-
-@pytest.mark.parametrize("top", [1, 2])
-def test_top_layers_over_cached_states_reproduce_the_full_bert(tiny_bert_dir, tmp_path, top):
-    tokenizer, bert = load_backbone(tiny_bert_dir)
-    states, lengths = top_layer_inputs(
-        TEXTS, tiny_bert_dir, top, 16, 2, "cpu", tmp_path, lambda: (tokenizer, bert)
-    )
-    assert states.shape == (len(TEXTS), 16, bert.config.hidden_size)
-    source = StateSource(top_layers_model(bert, top).eval(), states, lengths)
-    with torch.no_grad():
-        via_states = pooled_all(source, batch_size=3).numpy()
-    full = pooled_embeddings(tokenizer, bert, TEXTS, 16, 4, "cpu")
-    np.testing.assert_allclose(via_states, full, rtol=2e-2, atol=2e-3)  # float16 cache
-    tokens = TokenSource(tokenizer, bert, TEXTS, 16)
-    np.testing.assert_allclose(pooled_all(tokens, 3).numpy(), full, rtol=1e-5, atol=1e-5)
-
-
-def test_top_layers_out_of_range_is_an_error(tiny_bert_dir):
-    with pytest.raises(ValueError, match="trainable_layers must be in 1..2"):
-        top_layer_inputs(TEXTS, tiny_bert_dir, 3, 16, 2, "cpu", None)

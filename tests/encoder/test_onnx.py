@@ -6,7 +6,7 @@ import torch
 
 from recsys.encoder import onnx as ox
 from recsys.encoder.backbone import load_backbone, pooled_embeddings
-from recsys.encoder.features import pooled_features
+from recsys.encoder.features import Featurizer
 
 TEXTS = [
     "the red robot",
@@ -90,8 +90,8 @@ def test_runtime_setting_is_checked():
 
 def test_pooled_features_under_onnxruntime_match_torch(tiny_bert_dir, tmp_path):
     torch_dir, onnx_dir = tmp_path / "torch", tmp_path / "onnx"
-    by_torch = pooled_features(TEXTS, tiny_bert_dir, 32, 2, "cpu", torch_dir, runtime="torch")
-    by_onnx = pooled_features(TEXTS, tiny_bert_dir, 32, 2, "cpu", onnx_dir, runtime="onnxruntime")
+    by_torch = Featurizer(tiny_bert_dir, 32, 2, runtime="torch", cache_dir=torch_dir)(TEXTS)
+    by_onnx = Featurizer(tiny_bert_dir, 32, 2, runtime="onnxruntime", cache_dir=onnx_dir)(TEXTS)
     np.testing.assert_allclose(by_onnx, by_torch, rtol=1e-4, atol=1e-5)
     assert len(list(onnx_dir.glob("*.onnx"))) == 1  # the graph is cached beside the features
     assert not list(torch_dir.glob("*.onnx"))

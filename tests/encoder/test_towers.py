@@ -1,14 +1,16 @@
-"""Towers: shapes, unit norm, causality, padding invariance, profile slot, BERT towers."""
+"""Towers: shapes, unit norm, causality, padding invariance, profile slot, BERT towers, the
+padded history input."""
 
+import numpy as np
 import torch
 
 from recsys.encoder.backbone import load_backbone
 from recsys.encoder.towers import (
-    BertItemTower,
     BertUserTower,
     ItemAdapter,
     SequenceUserTower,
     last_states,
+    pad_histories,
 )
 
 DIM, HIDDEN = 16, 32
@@ -78,16 +80,20 @@ def test_profile_slot_changes_the_state_only_when_present():
     torch.testing.assert_close(present[1], without[1])
 
 
-def test_bert_towers_over_the_tiny_bert(tiny_bert_dir):
+def test_bert_user_tower_over_the_tiny_bert(tiny_bert_dir):
     tokenizer, bert = load_backbone(tiny_bert_dir)
     batch = tokenizer(["the red robot", "a love story about the prince"], padding=True,
                       return_tensors="pt")  # fmt: skip
     hidden = bert.config.hidden_size
-    item_tower = BertItemTower(bert, ItemAdapter(hidden, DIM, 0.0)).eval()
     user_tower = BertUserTower(bert, hidden, DIM).eval()
-    items = item_tower(batch["input_ids"], batch["attention_mask"])
     users = user_tower(batch["input_ids"], batch["attention_mask"])
-    assert items.shape == users.shape == (2, DIM)
-    torch.testing.assert_close(items.norm(dim=-1), torch.ones(2))
+    assert users.shape == (2, DIM)
     torch.testing.assert_close(users.norm(dim=-1), torch.ones(2))
-    assert user_tower.bert is item_tower.bert  # one shared BERT
+    assert user_tower.bert is bert  # the item tower's BERT, shared
+
+
+def test_pad_histories_keeps_the_newest_items():
+    idx, mask, lengths = pad_histories([np.array([1, 2, 3, 4]), np.array([], np.int64)], 3)
+    assert idx.tolist() == [[2, 3, 4], [0, 0, 0]]
+    assert mask.tolist() == [[True] * 3, [False] * 3]
+    assert lengths.tolist() == [3, 0]

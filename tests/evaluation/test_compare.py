@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recsys.config import EvalConfig
-from recsys.evaluation.compare import Cell, Comparison, compare, verdict
+from recsys.evaluation.compare import EXPLORATORY, PRIMARY, Cell, Comparison, compare
 from recsys.evaluation.evaluate import EvalInput, evaluate_ab, evaluate_variant
 from recsys.evaluation.segments import (
     build_segments,
@@ -15,6 +15,7 @@ from recsys.evaluation.segments import (
     popularity_buckets,
     popularity_segments,
 )
+from recsys.evaluation.verdict import verdict
 
 FAST = EvalConfig(bootstrap=200)
 
@@ -49,7 +50,7 @@ def test_planted_regression_is_held(synthetic):
     result = evaluate_ab(ranked_a, ranked_b, data, FAST)
     assert result.verdict.decision == "hold"
     assert "significantly worse" in result.verdict.reasons[0]
-    assert any(r.startswith("regression:") for r in result.verdict.reasons[1:])
+    assert any(r.startswith("regression (exploratory):") for r in result.verdict.reasons[1:])
 
 
 def test_gain_below_min_lift_is_inconclusive(synthetic):
@@ -60,15 +61,62 @@ def test_gain_below_min_lift_is_inconclusive(synthetic):
     assert "min_lift" in result.verdict.reasons[0] and "+500.0%" in result.verdict.rule
 
 
-def test_correction_counts_every_cell(synthetic):
+def test_correction_is_within_each_family(synthetic):
     ranked_a, ranked_b, data = synthetic(n_users=600, p_a=0.2, p_b=0.25)
     holm = evaluate_ab(ranked_a, ranked_b, data, FAST).comparison
     none = evaluate_ab(ranked_a, ranked_b, data, FAST.model_copy(update={"correction": "none"}))
+    assert [(c.metric, c.segment) for c in holm.family(PRIMARY)] == [("ndcg", "all")]
+    primary = holm.cell("ndcg")
+    assert primary.p_adjusted == primary.p_value  # a family of one: nothing to correct
+    exploratory = holm.family(EXPLORATORY)
+    assert len(exploratory) == len(holm.cells) - 1
+    finite = [c.p_value for c in exploratory if np.isfinite(c.p_value)]
     for corrected, raw in zip(holm.cells, none.comparison.cells, strict=True):
         assert corrected.p_value == raw.p_value
         if np.isfinite(raw.p_value):
             assert corrected.p_adjusted >= raw.p_adjusted
-    assert f"over {len(holm.cells)} tests" in verdict(holm, FAST).rule
+    smallest = min(exploratory, key=lambda c: c.p_value)  # Holm: p_(1) x m
+    assert smallest.p_adjusted == pytest.approx(min(1.0, smallest.p_value * len(finite)))
+    assert "primary family of 1 test;" in verdict(holm, FAST).rule
+
+
+def test_primary_decision_does_not_depend_on_secondary_metrics_or_segments(synthetic):
+    """The issue: with every cell in one Holm family, the primary p-value (and the decision)
+    depended on how many secondary metrics and segments were configured."""
+    ranked_a, ranked_b, data = synthetic(n_users=600, p_a=0.2, p_b=0.26, seed=7)
+    full = evaluate_ab(ranked_a, ranked_b, data, FAST)  # 5 metrics x ~11 segments
+    alone_config = FAST.model_copy(update={"metrics": ["ndcg"]})
+    alone = compare(
+        {"ndcg": full.a.metrics["ndcg"]}, {"ndcg": full.b.metrics["ndcg"]}, {}, alone_config
+    )
+    assert len(full.comparison.cells) > 40 and len(alone.cells) == 1
+    primary = full.comparison.cell("ndcg")
+    assert primary.p_adjusted == alone.cells[0].p_adjusted == primary.p_value
+    assert full.verdict.decision == verdict(alone, alone_config).decision == "promote"
+    # under the old rule (Holm over all cells) the same data would not have been promoted
+    from recsys.evaluation.stats import adjust_pvalues
+
+    all_cells = adjust_pvalues([c.p_value for c in full.comparison.cells], "holm")
+    assert all_cells[full.comparison.cells.index(primary)] > FAST.alpha
+
+
+def test_primary_family_is_corrected_together(synthetic):
+    ranked_a, ranked_b, data = synthetic(n_users=600, p_a=0.2, p_b=0.25)
+    config = FAST.model_copy(update={"primary_family": ["recall", "hit_rate"]})
+    comparison = evaluate_ab(ranked_a, ranked_b, data, config).comparison
+    family = comparison.family(PRIMARY)
+    assert [c.metric for c in family] == ["ndcg", "recall", "hit_rate"]
+    assert all(c.segment == "all" for c in family)
+    raw = sorted(c.p_value for c in family)
+    assert min(c.p_adjusted for c in family) == pytest.approx(min(1.0, 3 * raw[0]))
+    assert "primary family of 3 tests" in verdict(comparison, config).rule
+
+
+def test_primary_metrics_must_be_configured_metrics():
+    with pytest.raises(ValueError, match="not among metrics"):
+        EvalConfig(metrics=["ndcg", "recall"], primary_metric="mrr")
+    with pytest.raises(ValueError, match=r"\['map'\]"):
+        EvalConfig(primary_family=["map", "recall"], metrics=["ndcg", "recall"])
 
 
 def test_wilcoxon_can_drive_the_decision(synthetic):

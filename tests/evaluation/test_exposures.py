@@ -1,25 +1,21 @@
-"""Live A/B report: reading the exposure log, outcomes within the window, and the comparison."""
+"""Exposure logs: reading one or many files (one per API process), and outcomes in the window."""
 
 import json
 from datetime import UTC, datetime
 
-import numpy as np
 import polars as pl
 import pytest
 
-from recsys.config import EvalConfig
 from recsys.evaluation.exposures import (
     ExposureLogError,
-    live_ab_report,
+    exposure_files,
     outcomes,
     parse_window,
     read_exposures,
 )
-from recsys.evaluation.report import render_html
 
 T0 = 1_700_000_000
 HOUR = 3600
-FAST = EvalConfig(bootstrap=200)
 
 
 def _write(path, records):
@@ -96,65 +92,43 @@ def test_outcomes_count_only_top_k_items_inside_the_window():
         outcomes(exposures, interactions.drop("timestamp"), 60, 2)
 
 
-def _traffic(click_a: float, click_b: float, n_users: int = 400, seed: int = 0):
-    """Users alternate between variants; each exposure is clicked (one of its 10 items, within
-    the hour) with the variant's probability."""
-    rng = np.random.default_rng(seed)
-    exposures, clicks = [], []
-    for u in range(n_users):
-        variant, p = ("control", click_a) if u % 2 == 0 else ("treatment", click_b)
-        for e in range(5):
-            t = T0 + e * 6 * HOUR + u
-            items = [f"i{x}" for x in rng.choice(500, 10, replace=False)]
-            exposures.append((t, f"u{u}", variant, items))
-            if rng.random() < p:
-                clicks.append((f"u{u}", items[rng.integers(10)], t + int(rng.integers(HOUR))))
-    clicks.append(("late", "i0", T0 + 100 * HOUR))  # interactions are complete until here
-    frame = pl.DataFrame(exposures, schema=["time", "user_id", "variant", "item_ids"], orient="row")
-    inter = pl.DataFrame(clicks, schema=["user_id", "item_id", "timestamp"], orient="row")
-    return frame, inter
+def test_anonymous_exposures_keep_a_null_user_id(tmp_path):
+    """Not the string "None": an anonymous exposure must never pass for a user."""
+    good = {"time": T0, "variant": "a", "item_ids": ["x"]}
+    log = _write(
+        tmp_path / "e.jsonl",
+        [{**good, "user_id": None}, {**good, "user_id": "None"}, {**good, "user_id": ""}],
+    )
+    assert read_exposures(log)["user_id"].to_list() == [None, "None", None]
+    _write(tmp_path / "bad.jsonl", [{**good, "user_id": {"id": 1}}])
+    with pytest.raises(ExposureLogError, match="user_id: expected a string, a number or null"):
+        read_exposures(tmp_path / "bad.jsonl")
 
 
-def test_clicked_more_often_variant_wins(tmp_path):
-    exposures, interactions = _traffic(click_a=0.15, click_b=0.30)
-    result = live_ab_report(exposures, interactions, window_seconds=HOUR, k=10, config=FAST)
-    hit = result.comparison.cell("hit_rate")
-    assert hit.n_users == 2000  # exposures
-    assert hit.ci_a[0] <= 0.15 <= hit.ci_a[1] and hit.ci_b[0] <= 0.30 <= hit.ci_b[1]
-    assert hit.diff_ci[0] > 0 and hit.significant
-    assert result.comparison.cell("ctr").mean_b == pytest.approx(hit.mean_b / 10)
-    assert result.verdict.decision == "promote" and "treatment" in result.verdict.reasons[0]
-    path = render_html(result.comparison, result.verdict, result.extras, tmp_path)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["comparison"]["unit"] == "exposures"
-    assert path.read_text().count("data:image/png;base64,") == 3  # no per-user differences
-
-
-def test_equal_traffic_is_inconclusive():
-    exposures, interactions = _traffic(click_a=0.2, click_b=0.2)
-    treated = exposures.filter(pl.col("variant") == "control").with_columns(
-        variant=pl.lit("treatment"), user_id=pl.col("user_id") + "_t"
-    )  # the same users and clicks again under the other name: no difference at all
-    clicks_t = interactions.with_columns(user_id=pl.col("user_id") + "_t")
-    both = pl.concat([exposures.filter(pl.col("variant") == "control"), treated])
-    result = live_ab_report(both, pl.concat([interactions, clicks_t]), HOUR, 10, config=FAST)
-    hit = result.comparison.cell("hit_rate")
-    assert hit.diff == 0.0 and hit.p_value == 1.0
-    assert result.verdict.decision == "inconclusive"
-
-
-def test_recent_exposures_are_left_out_and_variants_are_checked():
-    exposures, interactions = _traffic(click_a=0.2, click_b=0.3, n_users=40)
-    # exposure e of user u is at T0 + 6e h + u s; with a 1 h window it is complete when it ends
-    # by 13 h: all 40 users at 0 h and 6 h, only u0 at 12 h
-    until = T0 + 13 * HOUR
-    result = live_ab_report(exposures, interactions, HOUR, 10, FAST, observed_until=until)
-    assert result.comparison.cell("hit_rate").n_users == 81
-    assert "119 too recent" in result.extras.context["exposures"]
-    with pytest.raises(ValueError, match="no exposure with a complete"):
-        live_ab_report(exposures, interactions, HOUR, 10, FAST, observed_until=T0)
-    with pytest.raises(ValueError, match="variants \\['x'\\] not in the exposure log"):
-        live_ab_report(exposures, interactions, HOUR, 10, FAST, variants=("control", "x"))
-    three = pl.concat([exposures, exposures.head(1).with_columns(variant=pl.lit("c"))])
-    with pytest.raises(ValueError, match="expected 2 variants"):
-        live_ab_report(three, interactions, HOUR, 10, FAST)
+def test_several_files_one_per_process(tmp_path):
+    """The API writes exposure.<host>.<pid>.jsonl per process; a glob, the directory, or the
+    configured path itself reads them all, each exposure once, in time order."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for pid, times in ((11, [T0 + 5, T0 + 1]), (12, [T0 + 3])):
+        _write(
+            logs / f"exposure.pod-a.{pid}.jsonl",
+            [{"time": t, "user_id": f"p{pid}", "variant": "a", "item_ids": ["x"]} for t in times],
+        )
+    (logs / "notes.txt").write_text("not a log")
+    frame = read_exposures(str(logs / "exposure.*.jsonl"))
+    assert frame["time"].to_list() == [T0 + 1, T0 + 3, T0 + 5]
+    assert frame["file"].str.ends_with("exposure.pod-a.11.jsonl").to_list() == [True, False, True]
+    assert frame["line"].to_list() == [2, 1, 1]
+    configured = logs / "exposure.jsonl"  # [serving] exposure_log: stands for its siblings
+    assert exposure_files(configured) == exposure_files(str(logs / "exposure.*.jsonl"))
+    assert exposure_files(logs) == exposure_files(configured)
+    both = [str(logs / "exposure.pod-a.11.jsonl"), str(logs / "exposure.*.jsonl")]
+    assert read_exposures(both).height == 3  # a file named twice is read once
+    with pytest.raises(ExposureLogError, match="no exposure log found"):
+        read_exposures(str(tmp_path / "nothing.*.jsonl"))
+    with pytest.raises(ExposureLogError, match="no exposure log found"):
+        read_exposures(tmp_path / "missing.jsonl")
+    _write(logs / "exposure.pod-b.1.jsonl", [{"time": T0, "user_id": "u"}])
+    with pytest.raises(ExposureLogError, match="exposure.pod-b.1.jsonl: 1 bad exposure line"):
+        read_exposures(configured)

@@ -1,4 +1,5 @@
-"""Statistics: bootstrap CI coverage by simulation, Holm by hand, paired and proportion tests."""
+"""Statistics: bootstrap CI coverage by simulation, Holm by hand, paired and proportion tests,
+the delta method for ratio metrics over users, and the sample-ratio-mismatch test."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,11 @@ from recsys.evaluation.compare import compare
 from recsys.evaluation.stats import (
     adjust_pvalues,
     bootstrap_means,
+    delta_ztest,
     paired_tests,
     percentile_ci,
+    ratio_delta,
+    srm_pvalue,
     two_proportion_ztest,
     welch_ttest,
 )
@@ -107,3 +111,52 @@ def test_welch_ttest():
     a, b = rng.normal(0, 1, 50), rng.normal(0.2, 2, 70)
     assert welch_ttest(a, b) == pytest.approx(sps.ttest_ind(b, a, equal_var=False).pvalue)
     assert welch_ttest(np.ones(3), np.ones(4)) == 1.0
+
+
+def test_ratio_delta_hand_case():
+    # R = 3 / 4; residuals y - R n = [0.25, -0.75, 0.5], sample variance 0.875 / 2;
+    # Var(R) = 0.4375 / (3 users x mean(n)^2 = 16 / 9)
+    rate, var = ratio_delta(np.array([1, 0, 2]), np.array([1, 1, 2]))
+    assert rate == 0.75
+    assert var == pytest.approx(0.4375 / (3 * 16 / 9))
+    assert np.isnan(ratio_delta(np.array([1]), np.array([2]))[1])  # one user: no variance
+    assert all(np.isnan(ratio_delta(np.array([]), np.array([]))))
+
+
+def test_ratio_delta_matches_the_spread_over_repeated_experiments():
+    """Users with many exposures and their own click propensity: the delta-method variance of
+    hits / exposures is the variance of that ratio over repeated experiments, while the binomial
+    variance (exposures taken as independent) is far too small."""
+    rng = np.random.default_rng(5)
+    rates, deltas, binomial = [], [], []
+    for _ in range(400):
+        exposures = 1 + rng.geometric(0.08, 300)  # (users,) heavy-tailed activity
+        propensity = rng.beta(0.5, 2.0, 300)  # (users,) each user's own click rate
+        hits = rng.binomial(exposures, propensity)
+        rate, var = ratio_delta(hits, exposures)
+        rates.append(rate)
+        deltas.append(var)
+        binomial.append(rate * (1 - rate) / exposures.sum())
+    empirical = np.var(rates, ddof=1)
+    assert np.mean(deltas) == pytest.approx(empirical, rel=0.2)
+    assert np.mean(binomial) < empirical / 3
+
+
+def test_delta_ztest():
+    assert delta_ztest(0.2, 0.0001, 0.2, 0.0001) == 1.0
+    z = 0.02 / np.sqrt(0.0002)
+    assert delta_ztest(0.2, 0.0001, 0.22, 0.0001) == pytest.approx(2 * sps.norm.sf(z))
+    assert delta_ztest(0.3, 0.0, 0.3, 0.0) == 1.0 and delta_ztest(0.3, 0.0, 0.4, 0.0) == 0.0
+    assert np.isnan(delta_ztest(0.3, float("nan"), 0.4, 0.0))
+
+
+def test_srm_pvalue():
+    assert srm_pvalue([500, 500], [0.5, 0.5]) == 1.0
+    assert srm_pvalue([600, 400], [1, 1]) == pytest.approx(sps.chisquare([600, 400]).pvalue)
+    assert srm_pvalue([600, 400], [0.5, 0.5]) < 1e-9
+    assert srm_pvalue([600, 400], [60, 40]) == 1.0  # shares are normalised
+    three = srm_pvalue([700, 200, 100], [0.7, 0.2, 0.1])
+    assert three == 1.0
+    assert np.isnan(srm_pvalue([0, 0], [0.5, 0.5]))
+    with pytest.raises(ValueError, match="one share per variant"):
+        srm_pvalue([10, 10], [1.0])

@@ -1,13 +1,13 @@
-"""BlendedRanker: segments, normalisation, candidates, learning, per-source scores, saving."""
+"""BlendedRanker: segments, normalisation, candidates, per-source scores, saving (weight learning:
+tests/training/test_blend_weights.py)."""
 
 import numpy as np
 import pytest
-from blend_world import contract_content, make_world
+from blend_world import contract_content, make_world, text_and_noise
 from contract import RecommenderContract, contract_matrix
 
 from recsys import tracking
 from recsys.config import BlendConfig, CollabConfig
-from recsys.evaluation.metrics import per_user_metrics
 from recsys.ranking.base import Query
 from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.candidates import build_candidates, normalize
@@ -15,8 +15,6 @@ from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.content import ContentRecommender
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.segments import SegmentWeights, segment_labels, segment_of
-from recsys.ranking.user_vectors import HistoryMeanEncoder
-from recsys.ranking.weights import learn_weights, simplex_grid
 
 TWO = BlendConfig(sources=["text", "collab"], candidates_per_source=30)
 
@@ -43,13 +41,6 @@ class TestBlendContract(RecommenderContract):
 @pytest.fixture(scope="module")
 def world():
     return make_world()
-
-
-def _sources(world):
-    return {
-        "text": ContentRecommender(world.item_vectors, HistoryMeanEncoder()),
-        "collab": ContentRecommender(world.noise_vectors, HistoryMeanEncoder()),  # pure noise
-    }
 
 
 def test_segments_follow_the_bounds():
@@ -86,7 +77,8 @@ def test_candidates_are_the_union_of_top_n_after_exclusions():
 
 
 def test_score_is_minus_inf_outside_the_candidates(world):
-    ranker = BlendedRanker(_sources(world), SegmentWeights.uniform(TWO.sources, [0, 5, 50]), TWO)
+    weights = SegmentWeights.uniform(TWO.sources, [0, 5, 50])
+    ranker = BlendedRanker(text_and_noise(world), weights, TWO)
     scores = ranker.score(world.queries()[:5])
     finite = np.isfinite(scores).sum(axis=1)
     assert (finite >= TWO.candidates_per_source).all()
@@ -95,7 +87,7 @@ def test_score_is_minus_inf_outside_the_candidates(world):
 
 def test_single_source_weight_reproduces_that_source_ranking(world):
     weights = SegmentWeights.fixed({"text": 1.0, "collab": 0.0}, [0, 5, 50])
-    sources = _sources(world)
+    sources = text_and_noise(world)
     queries, exclude = world.queries()[:20], world.histories[:20]
     blended, _ = BlendedRanker(sources, weights, TWO).recommend(queries, 10, exclude)
     alone, _ = sources["text"].recommend(queries, 10, exclude)
@@ -106,7 +98,7 @@ def test_a_source_that_cannot_score_gets_weight_zero(world):
     # the collab slot only knows users 0..9; the others are unknown to it and it cannot fold in
     collab = ContentRecommender(world.noise_vectors, lambda qs, v: np.zeros((len(qs), v.shape[1])))
     collab.known_user_vectors = world.noise_vectors[:10]
-    sources = {"text": _sources(world)["text"], "collab": collab}
+    sources = {"text": text_and_noise(world)["text"], "collab": collab}
     weights = SegmentWeights.fixed({"text": 0.25, "collab": 0.75}, [0, 5, 50])
     ranker = BlendedRanker(sources, weights, TWO)
     queries = [Query(user_idx=3, history=world.histories[3]), Query(history=world.histories[3])]
@@ -119,7 +111,7 @@ def test_a_source_that_cannot_score_gets_weight_zero(world):
 
 
 def test_per_source_scores_are_the_raw_source_scores(world):
-    sources = _sources(world)
+    sources = text_and_noise(world)
     ranker = BlendedRanker(sources, SegmentWeights.uniform(TWO.sources, [0, 5, 50]), TWO)
     queries = world.queries()[:6]
     result = ranker.recommend_detailed(queries, 8, exclude=world.histories[:6])
@@ -131,88 +123,6 @@ def test_per_source_scores_are_the_raw_source_scores(world):
     rows = result.rows()
     assert set(rows[0][0]) == {"item_idx", "score", "sources"}
     assert set(rows[0][0]["sources"]) == {"text", "collab"}
-
-
-def test_simplex_grid():
-    grid = simplex_grid(3, 6)
-    assert grid.shape == (21, 3)
-    np.testing.assert_allclose(grid.sum(axis=1), 1.0)
-
-
-def test_learning_recovers_the_informative_source_and_beats_the_noise(world):
-    sources, queries = _sources(world), world.queries()
-    config = TWO.model_copy(update={"weight_grid": 5})
-    weights = learn_weights(sources, queries, world.held_out, world.histories, config, 10, 20)
-    assert weights.default["text"] > weights.default["collab"]
-    lengths = np.array([h.size for h in world.histories])
-    assert weights.stats["users"]["1-5"] == ((lengths >= 1) & (lengths <= 5)).sum()
-    assert weights.stats["users"]["6-50"] == ((lengths >= 6) & (lengths <= 50)).sum()
-    assert weights.stats["chosen"]["0"] == weights.stats["chosen"]["51+"] == "global (few users)"
-    for segment in weights.per_segment.values():
-        assert segment["text"] > segment["collab"]
-    again = learn_weights(sources, queries, world.held_out, world.histories, config, 10, 20)
-    assert again == weights  # deterministic
-    ndcg = {}
-    for name, fixed in {
-        "learned": weights,
-        "noise": SegmentWeights.fixed({"collab": 1}, [0, 5, 50]),
-    }.items():
-        ranked, _ = BlendedRanker(sources, fixed, config).recommend(queries, 10, world.histories)
-        ndcg[name] = per_user_metrics(ranked, world.held_out, 10, ("ndcg",))["ndcg"].mean()
-    assert ndcg["learned"] > 2 * ndcg["noise"]
-    assert weights.stats["ndcg"]["all"] == pytest.approx(ndcg["learned"])
-
-
-class NextTopicEncoder:
-    """A real user encoder of the content call shape that bets on drift: the mean vector of the
-    topic after the one most of the history is about."""
-
-    def __init__(self, topic: np.ndarray):
-        self.topic = topic
-
-    def __call__(self, queries, item_vectors):
-        n_topics = self.topic.max() + 1
-        out = np.zeros((len(queries), item_vectors.shape[1]))
-        for row, query in enumerate(queries):
-            if query.history.size:
-                home = np.bincount(self.topic[query.history], minlength=n_topics).argmax()
-                out[row] = item_vectors[self.topic == (home + 1) % n_topics].mean(axis=0)
-        return out
-
-
-def test_each_segment_learns_the_source_that_serves_it():
-    # short histories stay on topic (text is right); long ones drift (the "collab" slot is)
-    world = make_world(drift_after=5)
-    sources = {
-        "text": ContentRecommender(world.item_vectors, HistoryMeanEncoder()),
-        "collab": ContentRecommender(world.item_vectors, NextTopicEncoder(world.topic)),
-    }
-    config = TWO.model_copy(update={"weight_grid": 5})
-    weights = learn_weights(
-        sources, world.queries(), world.held_out, world.histories, config, 10, 20
-    )
-    assert weights.for_segment("1-5")["text"] > weights.for_segment("1-5")["collab"]
-    assert weights.stats["chosen"]["6-50"] == "own"
-    assert weights.per_segment["6-50"]["collab"] > weights.per_segment["6-50"]["text"]
-    ranker = BlendedRanker(sources, weights, config)
-    learned = ranker.recommend(world.queries(), 10, world.histories)[0]
-    segment_blind = BlendedRanker(
-        sources, SegmentWeights.fixed(weights.default, [0, 5, 50]), config
-    )
-    blind = segment_blind.recommend(world.queries(), 10, world.histories)[0]
-    ndcg = [
-        per_user_metrics(r, world.held_out, 10, ("ndcg",))["ndcg"].mean() for r in (learned, blind)
-    ]
-    assert ndcg[0] > ndcg[1]
-
-
-def test_fixed_weights_bypass_learning(world):
-    config = TWO.model_copy(update={"fixed_weights": {"text": 3.0, "collab": 1.0}})
-    weights = learn_weights(_sources(world), [], [], None, config)
-    assert weights.default == {"text": 0.75, "collab": 0.25} and weights.per_segment == {}
-    bad = TWO.model_copy(update={"fixed_weights": {"popularity": 1.0}})
-    with pytest.raises(ValueError, match="not in blend.sources"):
-        learn_weights(_sources(world), [], [], None, bad)
 
 
 def _example_weights() -> SegmentWeights:
@@ -251,7 +161,7 @@ def test_segment_weights_logged_to_mlflow():
 
 def test_blend_save_load_round_trip(tmp_path, world):
     weights = SegmentWeights([0, 5, 50], {"text": 0.7, "collab": 0.3}, {"1-5": {"text": 1.0}})
-    ranker = BlendedRanker(_sources(world), weights, TWO, np.arange(len(world.histories)))
+    ranker = BlendedRanker(text_and_noise(world), weights, TWO, np.arange(len(world.histories)))
     ranker.save(tmp_path / "blend")
     loaded = BlendedRanker.load(tmp_path / "blend")
     queries = world.queries()[:10]
@@ -261,4 +171,5 @@ def test_blend_save_load_round_trip(tmp_path, world):
 
 def test_mismatched_sources_and_config_are_reported(world):
     with pytest.raises(ValueError, match="must name the same recommenders"):
-        BlendedRanker(_sources(world), SegmentWeights.uniform(["text"], [0, 5, 50]), BlendConfig())
+        weights = SegmentWeights.uniform(["text"], [0, 5, 50])
+        BlendedRanker(text_and_noise(world), weights, BlendConfig())

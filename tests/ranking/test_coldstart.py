@@ -13,7 +13,8 @@ from recsys.ranking.content import ContentRecommender
 from recsys.ranking.explain import explain_with_history
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.segments import SegmentWeights
-from recsys.ranking.user_vectors import HistoryMeanEncoder, normalize_rows
+from recsys.ranking.user_vectors import HistoryMeanEncoder
+from recsys.vectors import normalize_rows
 
 BOUNDS = [0, 5, 50]
 

@@ -10,7 +10,8 @@ from contract import RecommenderContract
 from recsys.index.faiss_index import VectorIndex
 from recsys.ranking.base import Query
 from recsys.ranking.content import ContentRecommender
-from recsys.ranking.user_vectors import HistoryMeanEncoder, history_key, normalize_rows
+from recsys.ranking.user_vectors import HistoryMeanEncoder, history_key
+from recsys.vectors import normalize_rows
 
 N_ITEMS, DIM, N_USERS = 80, 8, 12
 

@@ -1,14 +1,12 @@
-"""PopularityRecommender: the shared contract, hand-counted popularity, recency, co-occurrence."""
+"""PopularityRecommender: the shared contract, hand-counted popularity, co-occurrence."""
 
 import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 from contract import RecommenderContract, contract_matrix
 
 from recsys.ranking.base import Query
 from recsys.ranking.popularity import PopularityRecommender
-from recsys.schema import ITEM_IDX, TIMESTAMP, USER_IDX
 
 
 class TestPopularityContract(RecommenderContract):
@@ -35,27 +33,6 @@ def test_counts_users_per_item_and_ranks_them_for_everyone():
 def test_repeated_weights_count_once():
     matrix = _matrix([[1], [1]]) * 4.0  # a user's weight 4 is still one user
     assert PopularityRecommender.fit(matrix).popularity[1] == 2.0
-
-
-def test_recency_weighting_halves_per_half_life():
-    day = 86_400
-    frame = pl.DataFrame(
-        {
-            USER_IDX: [0, 1, 2, 0],
-            ITEM_IDX: [0, 0, 1, 2],
-            TIMESTAMP: [10 * day, 10 * day, 12 * day, 11 * day],
-        }
-    )
-    rec = PopularityRecommender.fit_interactions(frame, 3, 4, half_life_days=1.0)
-    np.testing.assert_allclose(rec.popularity, [2 * 0.25, 1.0, 0.5, 0.0])
-    plain = PopularityRecommender.fit_interactions(frame, 3, 4)
-    assert plain.popularity.tolist() == [2.0, 1.0, 1.0, 0.0]
-
-
-def test_fit_interactions_rejects_out_of_range_items():
-    frame = pl.DataFrame({USER_IDX: [0, 0], ITEM_IDX: [1, 9], TIMESTAMP: [1, 2]})
-    with pytest.raises(ValueError, match=r"item_idx.*\[0, 4\).*\[9\].*rows \[1\]"):
-        PopularityRecommender.fit_interactions(frame, 1, 4)
 
 
 def test_fit_rejects_negative_weights_naming_the_user():

@@ -37,4 +37,4 @@ def test_right_token_reaches_the_holder(make_app):
     assert "pointer CURRENT is not set" in reload.get_json()["detail"]
     rollback = client.post("/admin/rollback", headers=auth)
     assert rollback.status_code == 409
-    assert "no previous bundle" in rollback.get_json()["detail"]
+    assert "nothing to roll back to" in rollback.get_json()["detail"]

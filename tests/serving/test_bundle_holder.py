@@ -70,7 +70,7 @@ def test_swap_replaces_one_reference_and_old_snapshots_keep_working(built, workd
     assert holder.reload()["CURRENT"]["status"] == "unchanged"
 
 
-def test_refused_bundle_keeps_the_old_one_and_is_not_retried_by_the_watcher(built, workdir):
+def test_refused_bundle_is_retried_only_once_its_files_change(built, workdir):
     _, first = built
     metrics = Metrics()
     holder = BundleHolder(workdir, ["CURRENT"], metrics, poll_seconds=0)
@@ -78,16 +78,21 @@ def test_refused_bundle_keeps_the_old_one_and_is_not_retried_by_the_watcher(buil
     before = holder.snapshot
     broken = _clone(workdir, first, "broken")
     victim = next(p for p in (bundle.bundles_dir(workdir) / broken).rglob("*.npz"))
-    victim.write_bytes(victim.read_bytes()[:-10])  # truncated: sha256 mismatch
+    intact = victim.read_bytes()
+    victim.write_bytes(intact[:-10])  # truncated: sha256 mismatch
     bundle.set_pointer(workdir, broken)
     report = holder.reload(force=False)
     assert report["CURRENT"]["status"] == "failed"
     assert "sha256 mismatch" in report["CURRENT"]["error"]
     assert holder.snapshot is before and _failures(metrics) == 1
-    assert holder.reload(force=False)["CURRENT"]["error"] == "refused before; not retried"
+    again = holder.reload(force=False)["CURRENT"]["error"]  # the watcher: no retry storm
+    assert again.startswith("refused before, files unchanged since:") and "sha256" in again
     assert _failures(metrics) == 1
     holder.reload(force=True)  # an operator's explicit reload tries again
     assert _failures(metrics) == 2 and holder.snapshot is before
+    victim.write_bytes(intact)  # repaired on disk: the watcher's next look loads it
+    assert holder.reload(force=False)["CURRENT"]["status"] == "loaded"
+    assert holder.snapshot.versions() == {"CURRENT": broken} and holder.problems == {}
 
 
 def test_rollback_goes_back_to_the_previous_champion(built, workdir):
@@ -111,16 +116,29 @@ def test_variants_pinning_the_same_version_share_one_loaded_model(built, workdir
     assert served["CURRENT"].model is served[first].model
 
 
-def test_missing_variant_target_keeps_the_app_not_ready(built, workdir):
+def test_a_variant_without_a_bundle_is_served_by_control_and_named_by_readyz(built, workdir):
     config = ServingConfig(variants={"CURRENT": 0.5, "CHALLENGER": 0.5}, poll_seconds=0)
     app = create_app(config, workdir=workdir)
     start_holder(app, load_now=True, watch=False)
     client = app.test_client()
-    ready = client.get("/readyz")
-    assert ready.status_code == 503 and "CHALLENGER" in ready.get_json()["detail"]
+    ready = client.get("/readyz").get_json()
+    assert ready["variants"] == {"CURRENT": built[1]}
+    assert ready["problems"]["CHALLENGER"]["status"] == "unavailable"
+    assert "pointer CHALLENGER is not set" in ready["problems"]["CHALLENGER"]["error"]
     bundle.set_pointer(workdir, built[1], name="CHALLENGER")
     app.extensions["recsys"].holder.reload()
-    assert client.get("/readyz").status_code == 200
+    ready = client.get("/readyz").get_json()
+    assert ready["variants"] == {"CURRENT": built[1], "CHALLENGER": built[1]}
+    assert ready["problems"] == {}
+
+
+def test_control_without_a_bundle_is_not_ready_and_says_why(built, workdir):
+    (workdir / "CURRENT").unlink()
+    app = create_app(ServingConfig(poll_seconds=0), workdir=workdir)
+    start_holder(app, load_now=True, watch=False)
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503
+    assert "pointer CURRENT is not set" in ready.get_json()["detail"]
 
 
 def test_watcher_thread_picks_up_a_new_pointer(built, workdir):
@@ -146,9 +164,9 @@ def test_known_users_are_served_from_vectors_encoded_at_publish(built):
     import numpy as np
 
     from recsys.data.loaders import load_dataset
-    from recsys.encoder.setup import profile_texts
     from recsys.ranking.base import Query
     from recsys.ranking.model import RecommenderModel
+    from recsys.text.documents import profile_texts
 
     source, version = built
     model = RecommenderModel.load(source / "bundles" / version)

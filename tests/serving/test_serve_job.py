@@ -46,3 +46,51 @@ def test_bad_config_fails_before_exec(tmp_path):
 
     with pytest.raises(ConfigError, match="serving.max_k"):
         serve.run(_args("--workdir", str(tmp_path), "--config", str(config)))
+
+
+def test_recsys_bind_workers_threads_reach_gunicorn(tmp_path):
+    """Without --host/--port/--workers/--threads, RECSYS_BIND/WORKERS/THREADS decide (12-factor):
+    the real `recsys serve` listens on RECSYS_BIND."""
+    import os
+    import subprocess
+    import time
+
+    import requests
+
+    from serving.live import _stop, free_port
+
+    assert "--bind" not in serve.gunicorn_command(_args())
+    port = free_port()
+    env = {**os.environ, "RECSYS_BIND": f"127.0.0.1:{port}", "RECSYS_WORKERS": "1"}
+    env["RECSYS_THREADS"] = "2"
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prometheus")
+    command = [sys.executable, "-m", "jobs.cli", "serve", "--workdir", str(tmp_path / "var")]
+    log = open(tmp_path / "serve.log", "wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)  # fmt: skip
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while answer is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            except requests.RequestException:  # not listening yet, or the worker still loading
+                time.sleep(0.2)
+        assert answer is not None and answer.status_code == 200, (
+            tmp_path / "serve.log"
+        ).read_text()
+        text = (tmp_path / "serve.log").read_text()
+        assert f"Listening at: http://127.0.0.1:{port}" in text
+        assert "Using worker: gthread" in text and text.count("Booting worker") == 1
+    finally:
+        _stop(process)
+        log.close()
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("RECSYS_WORKERS", "two"), ("RECSYS_THREADS", "0"), ("RECSYS_BIND", "8000")],
+)
+def test_bad_serving_variables_fail_before_exec(tmp_path, capsys, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    assert serve.run(_args("--workdir", str(tmp_path))) == 2
+    assert name in capsys.readouterr().err

@@ -17,10 +17,10 @@ from recsys.data.dataset import Dataset
 from recsys.ids import IdMap
 from recsys.schema import INTERACTION_DTYPES, ITEM_ID, ITEM_IDX, ROW, TIMESTAMP, USER_ID, USER_IDX
 from recsys.text.documents import (
-    compose_user_document,
     item_documents,
     text_hash,
     truncate_at_word,
+    user_document,
     user_documents,
 )
 
@@ -141,7 +141,7 @@ def test_composed_user_document_matches_the_dataset_one(max_chars):
     expected = user_documents(dataset, dataset.interactions, config)
     titles = [["Dr. No", "The Matrix", "The Matrix", "Amélie"], ["", "Amélie"], []]
     for user, (text, history) in enumerate(zip([profile, None, "  "], titles, strict=True)):
-        assert compose_user_document(text, history, max_chars) == expected[user]
+        assert user_document(text, history, max_chars) == expected[user]
 
 
 def test_out_of_range_interactions_are_a_clear_error():
