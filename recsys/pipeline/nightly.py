@@ -55,8 +55,21 @@ def _refit_text(ctx: Context) -> bool:
     return ctx.config.nightly.refit and ctx.uses_text
 
 
+def _collab_tags(result: dict[str, Any]) -> dict[str, Any]:
+    """The evaluated candidate's fit (MLflow beside the manifest's `fit` record)."""
+    return {
+        "evaluated_sources_key": result["key"],
+        "evaluated_interactions": result.get("interactions"),
+    }
+
+
 def _refit_tags(result: dict[str, Any]) -> dict[str, Any]:
-    return {"refit": "true", "refit_sources_key": result["key"]}
+    """The published sources' fit, on every interaction."""
+    return {
+        "refit": "true",
+        "refit_sources_key": result["key"],
+        "refit_interactions": result.get("interactions"),
+    }
 
 
 TRAIN = stages.train_frame  # the split's train part: validation choices are made on it
@@ -69,7 +82,9 @@ STEPS: tuple[Step, ...] = (
     Step("encoder", stages.encoder_step, _text, (files.ENCODER,), _encoder_tags),
     Step("embed", stages.embed_step, _text, (files.ITEM_VECTORS,)),
     Step("index", stages.index_step, _text, (files.INDEX,), _index_tags),
-    Step("collab", stages.fit_sources_step(TRAIN), provides=tuple(FRAME_SOURCES)),
+    Step(
+        "collab", stages.fit_sources_step(TRAIN), provides=tuple(FRAME_SOURCES), tags=_collab_tags
+    ),
     Step("prior", stages.prior_step(TRAIN), _text, (files.ITEM_BIAS,)),
     Step("weights", stages.weights_step, provides=(files.WEIGHTS,)),
     Step("users", stages.users_step, _text, (files.USER_VECTORS, files.USER_KEYS)),

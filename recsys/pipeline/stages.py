@@ -162,7 +162,8 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
         for name in fit.FRAME_SOURCES:
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(cached / name, out / name)
-        return {"model": ctx.config.collab.model, "reused": reused, "key": key}
+        model = ctx.config.collab.model
+        return {"model": model, "reused": reused, "key": key, "interactions": interactions.height}
 
     return step
 

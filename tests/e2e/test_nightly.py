@@ -301,10 +301,14 @@ def test_real_mlflow_server(world, tmp_path):
         experiment = client.get_experiment_by_name("recsys-nightly")
         runs = client.search_runs([experiment.experiment_id])
         names = {r.info.run_name for r in runs}
-        assert {"nightly", "encoder", "evaluate", "publish", "register"} <= names
+        assert {"nightly", "encoder", "evaluate", "refit", "publish", "register"} <= names
         parent = next(r for r in runs if r.info.run_name == "nightly")
         assert parent.info.status == "FINISHED"
         assert {"data_hash", "config_hash", "encoder_hash", "index_type"} <= set(parent.data.tags)
+        tags = parent.data.tags  # both fits: the evaluated candidate's and the published one's
+        assert tags["refit"] == "true"
+        assert tags["refit_sources_key"] != tags["evaluated_sources_key"]
+        assert int(tags["refit_interactions"]) > int(tags["evaluated_interactions"]) > 0
         version = client.get_model_version_by_alias(name, "champion")
         assert version.tags["bundle_version"] == result.published
         assert version.run_id == parent.info.run_id
