@@ -55,6 +55,16 @@ def _refit_text(ctx: Context) -> bool:
     return ctx.config.nightly.refit and ctx.uses_text
 
 
+def _tune(ctx: Context) -> bool:
+    collab = ctx.config.collab  # the collab source is fitted (and so resolved) in every config
+    return collab.model == "auto" or collab.tune
+
+
+def _tune_tags(result: dict[str, Any]) -> dict[str, Any]:
+    chosen = result["chosen"]
+    return {"collab_model": chosen["model"], "collab_factors": chosen["factors"]}
+
+
 def _collab_tags(result: dict[str, Any]) -> dict[str, Any]:
     """The evaluated candidate's fit (MLflow beside the manifest's `fit` record)."""
     return {
@@ -82,6 +92,7 @@ STEPS: tuple[Step, ...] = (
     Step("encoder", stages.encoder_step, _text, (files.ENCODER,), _encoder_tags),
     Step("embed", stages.embed_step, _text, (files.ITEM_VECTORS,)),
     Step("index", stages.index_step, _text, (files.INDEX,), _index_tags),
+    Step("tune", stages.tune_step, _tune, tags=_tune_tags),
     Step(
         "collab", stages.fit_sources_step(TRAIN), provides=tuple(FRAME_SOURCES), tags=_collab_tags
     ),
