@@ -106,18 +106,19 @@ def product_facts(workdir: Path, log: Path) -> dict:
     bundle = Path(bundle) if Path(bundle).is_absolute() else workdir / "bundles" / bundle
     manifest = json.loads((bundle / "manifest.json").read_text())
     weights = json.loads((bundle / "ranker" / "weights.json").read_text())
-    epochs = [
-        json.loads(line[line.index("{") :])
-        for line in log.read_text().splitlines()
-        if "encoder epoch " in line and ": {" in line
-    ]
-    best = max(epochs, key=lambda e: e.get("valid_ndcg", -1.0), default={})
+    steps = {}  # the run's step manifests: seconds per step, the encoder's result
+    for path in sorted((workdir / "runs" / manifest["run_key"] / "steps").glob("*.json")):
+        record = json.loads(path.read_text())
+        steps[record["step"]] = record
+    encoder = steps.get("encoder", {}).get("result", {})
+    best = encoder.get("best_epoch")
     return {
         "bundle": manifest["version"],
         "internal_metrics": manifest["metrics"],  # the candidate on the nightly's own split
         "blend_weights": {"default": weights["default"], "per_segment": weights["per_segment"]},
-        "encoder_epochs": len(epochs),
-        "encoder_best_epoch": int(best["epoch"]) + 1 if best else None,  # 1-based
+        "collab": manifest.get("fit", {}).get("collab", {}).get("model"),
+        "step_seconds": {name: round(r["seconds"], 1) for name, r in steps.items()},
+        "encoder_best_epoch": None if best is None else int(best) + 1,  # 1-based
         "encoder_stopped_at_max_minutes": "stopped at max_minutes" in log.read_text(),
     }
 
@@ -194,9 +195,10 @@ def run_products(
         runs.append(metrics(ranked, held))
         facts.append(product)
         say(
-            f"  nightly run {run + 1}: {product['nightly_seconds']:.0f} s (encoder: "
-            f"{product['encoder_epochs']} epochs, best {product['encoder_best_epoch']}, stopped "
-            f"at max_minutes: {product['encoder_stopped_at_max_minutes']}); recommend "
+            f"  nightly run {run + 1}: {product['nightly_seconds']:.0f} s (encoder: best epoch "
+            f"{product['encoder_best_epoch']}, stopped at max_minutes: "
+            f"{product['encoder_stopped_at_max_minutes']}; collab {product['collab']}; steps "
+            f"{product['step_seconds']}); recommend "
             f"{product['recommend_seconds']:.0f} s; blend weights {product['blend_weights']}; "
             f"the nightly's own NDCG@10 (internal split) "
             f"{product['internal_metrics'].get('ndcg', float('nan')):.4f}; outside-in NDCG@10 "
