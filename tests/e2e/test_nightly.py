@@ -15,7 +15,14 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 import pytest
-from support import REPO, build_tiny_bert, fast_config, small_sample, write_config
+from support import (
+    REPO,
+    build_tiny_bert,
+    fast_config,
+    small_sample,
+    stop_process,
+    write_config,
+)
 
 import mlflow
 from recsys import bundle, tracking
@@ -313,12 +320,7 @@ def test_real_mlflow_server(world, tmp_path):
         assert version.tags["bundle_version"] == result.published
         assert version.run_id == parent.info.run_id
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 def _prom(path) -> dict[tuple[str, tuple], float]:
