@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS items (
     embedded_by TEXT,
     hidden INTEGER NOT NULL DEFAULT 0,
     seq INTEGER NOT NULL,   -- meta.changes at the row's last change
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    retired INTEGER NOT NULL DEFAULT 0  -- 1: a published champion contains its text
 );
 CREATE INDEX IF NOT EXISTS items_seq ON items (seq);
 CREATE TABLE IF NOT EXISTS events (
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp INTEGER NOT NULL,  -- epoch seconds, when it happened
     type TEXT,
     weight REAL NOT NULL,
-    ingested_at REAL NOT NULL    -- epoch seconds, when the store took it
+    ingested_at REAL NOT NULL,   -- epoch seconds, when the store took it
+    retired INTEGER NOT NULL DEFAULT 0  -- 1: a published champion contains it
 );
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id, seq);
 """
@@ -56,6 +58,7 @@ class ItemRow:
     hidden: bool
     seq: int
     updated_at: float
+    retired: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Event:
     type: str | None
     weight: float
     ingested_at: float
+    retired: bool = False
 
 
 def store_path(workdir: str | Path, store: str = "sqlite") -> Path:
@@ -134,10 +138,10 @@ class LiveStore:
         conn = self._conn()
         return {
             "overlay_items": conn.execute(
-                "SELECT COUNT(*) FROM items WHERE fields IS NOT NULL"
+                "SELECT COUNT(*) FROM items WHERE fields IS NOT NULL AND NOT retired"
             ).fetchone()[0],
             "hidden_items": conn.execute("SELECT COUNT(*) FROM items WHERE hidden").fetchone()[0],
-            "events": conn.execute("SELECT COUNT(*) FROM events").fetchone()[0],
+            "events": conn.execute("SELECT COUNT(*) FROM events WHERE NOT retired").fetchone()[0],
         }
 
     # ---- writing ----
@@ -155,13 +159,16 @@ class LiveStore:
                 " VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (item_id) DO UPDATE SET"
                 " fields = excluded.fields, vector = excluded.vector,"
                 " embedded_by = excluded.embedded_by, seq = excluded.seq,"
-                " updated_at = excluded.updated_at",
+                " updated_at = excluded.updated_at, retired = 0",
                 (item_id, text, blob, embedded_by, seq, time.time()),
             )
 
         return self._write(work)
 
     def set_hidden(self, item_id: str, hidden: bool) -> int:
+        """Hide or unhide (the row stays, so workers fetching changed rows see an unhide; rows
+        left with neither text nor flag go at the next retire)."""
+
         def work(conn, seq):
             conn.execute(
                 "INSERT INTO items (item_id, hidden, seq, updated_at) VALUES (?, ?, ?, ?)"
@@ -169,8 +176,6 @@ class LiveStore:
                 " seq = excluded.seq, updated_at = excluded.updated_at",
                 (item_id, int(hidden), seq, time.time()),
             )
-            # an unhidden bundle item with no overlay text needs no row at all
-            conn.execute("DELETE FROM items WHERE fields IS NULL AND hidden = 0")
 
         return self._write(work)
 
@@ -199,23 +204,30 @@ class LiveStore:
         return out[0], out[-1]
 
     def retire(self, items: Iterable[tuple[str, int]], events_through: int) -> dict[str, int]:
-        """What a published bundle contains leaves the overlay: events with seq <= events_through,
-        and each (item_id, seq) whose row has not changed since (a later upsert stays). A hidden
-        item keeps its flag (only its text and vector go). Raises the epoch: workers re-read."""
+        """A new champion contains these rows: events with seq <= events_through, and each
+        (item_id, seq) whose row has not changed since (a later upsert stays). They are marked
+        retired (no longer exported or counted; a worker still on the previous bundle keeps
+        applying them until it swaps), and the rows retired by the previous call are deleted
+        (raising the epoch: workers re-read). A hidden item keeps its flag."""
         counts = {"items": 0, "events": 0}
 
         def work(conn, seq):
+            conn.execute(
+                "UPDATE items SET fields = NULL, vector = NULL, embedded_by = NULL, retired = 0"
+                " WHERE retired"
+            )
+            conn.execute("DELETE FROM items WHERE fields IS NULL AND hidden = 0")
+            conn.execute("DELETE FROM events WHERE retired")
+            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'")
             for item_id, item_seq in items:
                 cur = conn.execute(
-                    "UPDATE items SET fields = NULL, vector = NULL, embedded_by = NULL, seq = ?"
+                    "UPDATE items SET retired = 1"
                     " WHERE item_id = ? AND seq <= ? AND fields IS NOT NULL",
-                    (seq, item_id, item_seq),
+                    (item_id, item_seq),
                 )
                 counts["items"] += cur.rowcount
-            conn.execute("DELETE FROM items WHERE fields IS NULL AND hidden = 0")
-            cur = conn.execute("DELETE FROM events WHERE seq <= ?", (events_through,))
+            cur = conn.execute("UPDATE events SET retired = 1 WHERE seq <= ?", (events_through,))
             counts["events"] = cur.rowcount
-            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'")
 
         self._write(work)
         return counts
@@ -228,7 +240,7 @@ class LiveStore:
 
 
 def _item(row: tuple) -> ItemRow:
-    item_id, fields, vector, embedded_by, hidden, seq, updated_at = row
+    item_id, fields, vector, embedded_by, hidden, seq, updated_at, retired = row
     return ItemRow(
         item_id=item_id,
         fields=None if fields is None else json.loads(fields),
@@ -237,4 +249,5 @@ def _item(row: tuple) -> ItemRow:
         hidden=bool(hidden),
         seq=int(seq),
         updated_at=float(updated_at),
+        retired=bool(retired),
     )
