@@ -329,15 +329,15 @@ class LiveConfig(_Section):
     token_env: str = "RECSYS_ADMIN_TOKEN"
     """Environment variable holding the bearer token of the write routes (PUT /v1/items/{id},
     hide, unhide, POST /v1/events); unset or empty: those routes are disabled (404)."""
-    max_text_bytes: int = Field(8192, ge=64)
-    """Largest UTF-8 size of one text column of an upserted item; larger is refused with 422."""
+    max_text_chars: int = Field(4096, ge=64)
+    """Most characters in one text column of an upserted item; longer is refused with 422."""
     max_events: int = Field(1000, ge=1)
     """Most events one POST /v1/events may carry."""
     poll_seconds: float = Field(0.2, ge=0.0)
     """How often a worker checks the store's change counter (on requests; 0: every request)."""
     unknown_items: Literal["refuse"] = "refuse"
-    """An event naming an item neither the served bundle nor the overlay knows: refused (422),
-    and none of the batch is stored."""
+    """An event naming an item neither the served bundle nor the overlay knows: refused (404
+    unknown_item), and none of the batch is stored."""
     rerank_cache: int = Field(10_000, ge=0)
     """Users with live events whose re-ranked top list each worker keeps until their next event
     (later plain requests only filter it); 0: re-rank on every such request."""

@@ -64,14 +64,19 @@ def put_item(item_id: str) -> Response:
     )
 
 
-def _item_fields(body: object) -> dict[str, str | None]:
-    """{column: text or null}: columns the served bundle's items have, at most max_text_bytes."""
+def _item_fields(body: object) -> dict[str, str]:
+    """{column: text}: columns the served bundle's items have, each with a non-blank text of at
+    most [live] max_text_chars characters (what the OpenAPI document says, exactly)."""
     model = _route(None).model
     if not isinstance(body, dict):
         raise ApiError(
             422, "validation_error", f"body: expected an object of text columns, found {body!r:.80}"
         )
-    limit = state().live.max_text_bytes
+    limit = state().live.max_text_chars
+    if not body:
+        raise ApiError(
+            422, "validation_error", f"body: expected some of the columns {model.filter_fields}"
+        )
     for name, value in body.items():
         if name not in model.filter_fields:
             raise ApiError(
@@ -79,23 +84,15 @@ def _item_fields(body: object) -> dict[str, str | None]:
                 "validation_error",
                 f"body.{name:.40}: unknown field; expected some of {model.filter_fields}",
             )
-        if value is not None and not isinstance(value, str):
+        if not isinstance(value, str) or not value.strip():
             raise ApiError(
-                422, "validation_error", f"body.{name}: expected text or null, found {value!r:.80}"
+                422, "validation_error", f"body.{name}: expected non-blank text, not {value!r:.60}"
             )
-        if value is not None and len(value.encode("utf-8")) > limit:
+        if len(value) > limit:
             raise ApiError(
-                422,
-                "validation_error",
-                f"body.{name}: {len(value.encode('utf-8'))} bytes of text; at most {limit}",
+                422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
             )
-    if not any(isinstance(v, str) and v.strip() for v in body.values()):
-        raise ApiError(
-            422,
-            "validation_error",
-            f"body: expected at least one non-empty text column of {model.filter_fields}",
-        )
-    return {name: body.get(name) for name in model.filter_fields if name in body}
+    return {name: body[name] for name in model.filter_fields if name in body}
 
 
 @live.post("/items/<item_id>/hide")
@@ -142,7 +139,7 @@ def post_events() -> Response:
     for n, event in enumerate(events):
         if not view.knows(served.model, event.item_id):
             raise ApiError(
-                422,
+                404,
                 "unknown_item",
                 f"body[{n}].item_id: {event.item_id!r} is in neither bundle {served.version} nor "
                 "the live overlay; PUT /v1/items/{id} first (nothing of this request was stored)",

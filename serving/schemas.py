@@ -189,7 +189,7 @@ class LiveEvent(_Strict):
 
     user_id: ExternalId
     item_id: ExternalId
-    timestamp: int | None = Field(
+    timestamp: Annotated[int, BeforeValidator(_integral)] | None = Field(
         None, ge=0, le=253402300799, description="epoch seconds (default: when it is stored)"
     )
     type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)] | None = None

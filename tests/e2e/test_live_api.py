@@ -140,11 +140,13 @@ def test_events_leave_the_next_answer_and_survive_a_restart(world):
         ("put", "/v1/items/live-bad", {"title": "x"}, {}, 401),
         ("put", "/v1/items/live-bad", {"title": "x"}, {"Authorization": "Bearer nope"}, 401),
         ("put", "/v1/items/live-bad", {"colour": "red"}, AUTH, 422),
-        ("put", "/v1/items/live-bad", {"title": "x" * 9000}, AUTH, 422),
+        ("put", "/v1/items/live-bad", {"title": "x" * 5000}, AUTH, 422),
+        ("put", "/v1/items/live-bad", {}, AUTH, 422),
+        ("put", "/v1/items/live-bad", ["title"], AUTH, 422),
         ("put", "/v1/items/live-bad", {"title": 3}, AUTH, 422),
         ("put", "/v1/items/live-bad", {"title": "  "}, AUTH, 422),
         ("post", "/v1/items/no-such-item/hide", None, AUTH, 404),
-        ("post", "/v1/events", {"user_id": "u1", "item_id": "no-such-item"}, AUTH, 422),
+        ("post", "/v1/events", {"user_id": "u1", "item_id": "no-such-item"}, AUTH, 404),
         ("post", "/v1/events", {"user_id": "u1", "item_id": "i00001", "extra": 1}, AUTH, 422),
         ("post", "/v1/events", {"user_id": "u1", "item_id": "i00001", "weight": -1}, AUTH, 422),
         ("post", "/v1/events", [], AUTH, 422),
@@ -165,7 +167,7 @@ def test_mixed_batch_with_one_unknown_item_stores_none(world):
     before = store.sizes()["events"]
     batch = [{"user_id": "u1", "item_id": "i00001"}, {"user_id": "u1", "item_id": "nope-1"}]
     response = requests.post(f"{world['url']}/v1/events", json=batch, headers=AUTH, timeout=30)
-    assert response.status_code == 422 and "body[1].item_id" in response.json()["detail"]
+    assert response.status_code == 404 and "body[1].item_id" in response.json()["detail"]
     assert store.sizes()["events"] == before
 
 
