@@ -320,8 +320,7 @@ class ServingConfig(_Section):
 
 
 class LiveConfig(_Section):
-    """Changes between nightlies: catalog overlay, hidden items, live user events
-    (recsys.live_store, serving/live_*.py)."""
+    """Between nightlies: overlay items, hidden items, user events (recsys.live_store)."""
 
     store: str = "sqlite"
     """Where overlay items and events live: "sqlite" (<workdir>/live/live.db, WAL mode, shared by
