@@ -330,8 +330,9 @@ class LiveConfig(_Section):
     hide, unhide, POST /v1/events); unset or empty: those routes are disabled (404)."""
     max_text_chars: int = Field(4096, ge=64)
     """Most characters in one text column of an upserted item; longer is refused with 422."""
-    max_events: int = Field(1000, ge=1)
-    """Most events one POST /v1/events may carry."""
+    max_events: int = Field(200, ge=1)
+    """Most events one POST /v1/events may carry (422 beyond); at most ~300 bytes each, so 200
+    fit the default [serving] max_body_bytes (a larger body is a 413)."""
     poll_seconds: float = Field(0.2, ge=0.0)
     """How often a worker checks the store's change counter (on requests; 0: every request)."""
     unknown_items: Literal["refuse"] = "refuse"

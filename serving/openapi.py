@@ -70,7 +70,7 @@ def build_openapi(st: ServingState) -> dict[str, Any]:
             paths[f"/admin/{action}"] = {"post": _admin(action, summary)}
     if st.live_token is not None:
         components["ItemText"] = _item_text(st)
-        paths.update(_live_paths())
+        paths.update(_live_paths(st.live.max_events))
     if st.bench_routes:
         paths["/v1/_bare"] = {"get": _simple("Benchmark baseline", "BareResponse", [])}
     return {
@@ -103,12 +103,17 @@ def _item_text(st: ServingState) -> dict[str, Any]:
     }
 
 
-def _live_paths() -> dict[str, Any]:
+def _live_paths(max_events: int) -> dict[str, Any]:
     secured = {"security": [{"bearerAuth": []}]}
     events = {
         "oneOf": [
             {"$ref": _REF.format(model="LiveEvent")},
-            {"type": "array", "items": {"$ref": _REF.format(model="LiveEvent")}, "minItems": 1},
+            {
+                "type": "array",
+                "items": {"$ref": _REF.format(model="LiveEvent")},
+                "minItems": 1,
+                "maxItems": max_events,
+            },
         ]
     }
     paths: dict[str, Any] = {

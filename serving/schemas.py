@@ -189,8 +189,8 @@ class LiveEvent(_Strict):
 
     user_id: ExternalId
     item_id: ExternalId
-    timestamp: Annotated[int, BeforeValidator(_integral)] | None = Field(
-        None, ge=0, le=253402300799, description="epoch seconds (default: when it is stored)"
+    timestamp: Annotated[int, Field(ge=0, le=253402300799), BeforeValidator(_integral)] | None = (
+        Field(None, description="epoch seconds (default: when it is stored)")
     )
     type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)] | None = None
     weight: float = Field(1.0, gt=0.0, le=1e6, allow_inf_nan=False)
