@@ -338,9 +338,14 @@ class LiveConfig(_Section):
     unknown_items: Literal["refuse"] = "refuse"
     """An event naming an item neither the served bundle nor the overlay knows: refused (404
     unknown_item), and none of the batch is stored."""
+    rerank_on_events: bool = False
+    """A plain request of a known user with live events: false: the precomputed list, filtered
+    (events' items removed, nothing reordered: fast); true: ranked from history + events once
+    per event, that list kept per worker (rerank_cache) and filtered until the next event.
+    Requests ranked live anyway (exclude, filter, explain, ...) always use history + events."""
     rerank_cache: int = Field(10_000, ge=0)
-    """Users with live events whose re-ranked top list each worker keeps until their next event
-    (later plain requests only filter it); 0: re-rank on every such request."""
+    """With rerank_on_events: users whose re-ranked list each worker keeps until their next
+    event; 0: re-rank on every such request."""
 
 
 class PipelineConfig(_Section):

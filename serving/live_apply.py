@@ -2,10 +2,12 @@
 LiveView; writes nothing) — hidden items filtered out of every answer, a user's events appended to
 their history (and excluded), overlay items merged in by text score.
 
-A plain known-user request without events stays on the precomputed list, only filtered (it asks
-the list for k + hidden items, so filtering never shortens it); a user with events is ranked
-live once from history + events, and that list is kept (LiveView.ranked) until the next event:
-later plain requests only filter it.
+A plain known-user request stays on the precomputed list, only filtered (it asks the list for
+k + hidden + event items, so filtering never shortens it): hidden items and the user's event
+items leave it, the rest keep their order. Any other request of a user with events is ranked from
+the stored history plus the events (the sequence tower re-encodes from it). With [live]
+rerank_on_events, a plain request of a user with events is ranked that way too, once per event
+(LiveView.ranked keeps the list until the next one; later plain requests only filter it).
 """
 
 from __future__ import annotations
@@ -32,32 +34,22 @@ def recommend(
     explain: bool = False,
 ) -> dict[str, Any]:
     """model.recommend's answer with the live store applied (same keywords, same shape)."""
-    from recsys.ranking.overlay import user_text_vector  # the model stack: in the worker
-
     view.sync()
     hidden = [h for h in view.hidden if model.has_item(h)]
     seq, events = view.user_events(model, user_id)
     plain = not (item_ids or profile_text is not None or exclude or filters or explain)
-    depth = k + len(hidden)
-    vector = None
-    if plain and events:
-        result = view.ranked(model.version, user_id, seq)
-        if result is None or result["depth"] < depth:
-            result = model.recommend(user_id=user_id, item_ids=events, k=max(depth, RERANK_DEPTH))
-            result["depth"] = max(depth, RERANK_DEPTH)
-            result["vector"] = user_text_vector(model, user_id, events, None)
-            view.keep_ranked(model.version, user_id, seq, result)
-            ranked = "live"
-        else:
-            ranked = "cached"
-        result = {**result, "ranked": ranked}
-        vector = result["vector"]
-    elif plain and getattr(model, "topk", None) is not None and depth <= model.topk.k:
-        result = model.recommend(user_id=user_id, k=depth)
+    depth = k + len(hidden) + len(events)  # what filtering may remove from a stored list
+    topk = getattr(model, "topk", None)
+    known = user_id is not None and model.users.get_idx(user_id) >= 0
+    vector, encode = None, [*item_ids, *events]
+    if plain and events and view.config.rerank_on_events:
+        result, vector = _reranked(model, view, user_id, seq, events, depth)
+    elif plain and (known or not events) and topk is not None and depth <= topk.k:
+        result, encode = model.recommend(user_id=user_id, k=depth), []  # filtered below
     else:
         result = model.recommend(
             user_id=user_id,
-            item_ids=[*item_ids, *events],
+            item_ids=encode,
             profile_text=profile_text,
             k=k,
             exclude=[*exclude, *hidden],
@@ -66,12 +58,29 @@ def recommend(
         )
         unknown = set(result.get("unknown_item_ids", ())) - set(events)
         result["unknown_item_ids"] = [i for i in item_ids if i in unknown]
-    items = [it for it in result["items"] if it["item_id"] not in view.hidden]
+    drop = view.hidden | set(events)
+    items = [it for it in result["items"] if it["item_id"] not in drop]
     out = {k_: v for k_, v in result.items() if k_ not in ("depth", "vector")}
     out["items"] = _with_overlay(
-        model, view, items, k, user_id, [*item_ids, *events], profile_text, exclude, filters, vector
+        model, view, items, k, user_id, encode, profile_text, exclude, filters, vector
     )
     return out
+
+
+def _reranked(model, view, user_id, seq, events, depth) -> tuple[dict[str, Any], Any]:
+    """[live] rerank_on_events: the user's list ranked from history + events, once per event
+    (kept by the view until the next one); later plain requests only filter it."""
+    from recsys.ranking.overlay import user_text_vector  # the model stack: in the worker
+
+    result = view.ranked(model.version, user_id, seq)
+    ranked = "cached"
+    if result is None or result["depth"] < depth:
+        result = model.recommend(user_id=user_id, item_ids=events, k=max(depth, RERANK_DEPTH))
+        result["depth"] = max(depth, RERANK_DEPTH)
+        result["vector"] = user_text_vector(model, user_id, events, None)
+        view.keep_ranked(model.version, user_id, seq, result)
+        ranked = "live"
+    return {**result, "ranked": ranked}, result["vector"]
 
 
 def _with_overlay(model, view, items, k, user_id, item_ids, profile, exclude, filters, vector):
@@ -118,9 +127,11 @@ def similar(model: Any, view: LiveView, item_id: str, k: int) -> list[dict[str, 
     """Items most like a bundle or overlay item, hidden ones left out; None when the item is
     unknown or hidden."""
     view.sync()
-    if item_id in view.hidden or not view.knows(model, item_id):
+    if item_id in view.hidden:
         return None
     overlay = view.overlay(model)
+    if not model.has_item(item_id) and item_id not in overlay.ids:
+        return None
     if not len(overlay) and not view.hidden:
         return model.similar(item_id, k=k)
     from recsys.ranking.overlay import similar as overlay_similar

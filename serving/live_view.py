@@ -117,7 +117,7 @@ class LiveView:
         cached = self._overlays.get(model.version)
         if cached is not None and cached[0] == self.item_gen:
             return cached[1]
-        from recsys.ranking.overlay import Overlay  # the model stack: loaded in the worker
+        from recsys.ranking.overlay import NoItemTower, Overlay  # the model stack: in the worker
 
         with self._lock:
             gen = self.item_gen
@@ -126,7 +126,10 @@ class LiveView:
                 for r in self.items.values()
                 if r.fields is not None and not model.has_item(r.item_id)
             ]
-            overlay = self._build(model, rows) if rows else Overlay()
+            try:
+                overlay = self._build(model, rows) if rows else Overlay()
+            except NoItemTower:  # a bundle that cannot embed text serves without the overlay
+                overlay = Overlay()
             self._overlays[model.version] = (gen, overlay)
             return overlay
 
@@ -144,6 +147,9 @@ class LiveView:
             for row, vector in zip(missing, vectors, strict=True):
                 self._vectors[(model.version, row.item_id, row.seq)] = vector
         stacked = np.stack([self._vector(model, r) for r in rows]).astype(np.float32)  # (m, dim)
+        current = {(version, r.item_id, r.seq) for r in rows}
+        for key in [k for k in self._vectors if k[0] == version and k not in current]:
+            del self._vectors[key]  # replaced or retired rows
         return Overlay([r.item_id for r in rows], stacked, [r.fields for r in rows])
 
     def _vector(self, model: Any, row: ItemRow) -> np.ndarray:

@@ -9,6 +9,7 @@ result's blended score (ties keep the list's order); in similar-items both sides
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,14 +91,12 @@ def merge_ranked(
     """`items` (a ranked answer, best first, each with sources.text) with overlay items `ids`
     (text scores `scores`, (m,)) placed by text score, cut to k."""
     out = list(items)
+    texts = [_text(it) for it in out]  # (len(out),) text score of each result, None if none
     for j in np.argsort(-scores, kind="stable"):
         score = float(scores[j])
         if not np.isfinite(score):
             continue
-        at = next(
-            (n for n, it in enumerate(out) if _text(it) is not None and _text(it) < score),
-            None,
-        )
+        at = next((n for n, t in enumerate(texts) if t is not None and t < score), None)
         if at is None:
             if len(out) >= k:
                 continue
@@ -107,12 +106,13 @@ def merge_ranked(
         entry = {"item_id": ids[j], "score": blended, "sources": dict.fromkeys(SOURCES)}
         entry["sources"]["text"] = score
         out.insert(at, entry)
+        texts.insert(at, score)
     return out[:k]
 
 
 def _text(item: dict[str, Any]) -> float | None:
     value = (item.get("sources") or {}).get("text")
-    return None if value is None or not np.isfinite(value) else float(value)
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def similar(
