@@ -34,6 +34,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
     parser.add_argument(
+        "--live",
+        action="store_true",
+        help="merge the work directory's live store (overlay items, events) into the data; once "
+        "the bundle is champion, the store retires what it contains",
+    )
+    parser.add_argument(
         "--metrics-file",
         type=Path,
         default=None,
@@ -49,15 +55,19 @@ def run(args: argparse.Namespace, until: str | None = None) -> int:
     root = workdir(args)
     read_pointer(root)  # an unreadable CURRENT fails here, not after an hour of training
     metrics_file = _metrics_file(args, root) if until is None else None
+    data, live = args.data, None
+    if getattr(args, "live", False):
+        data, live = _merged_live(args, root)
     try:
         result = run_nightly(
-            args.data,
+            data,
             config(args),
             root,
             say=lambda message: print(f"{_now()} {message}", file=out, flush=True),
             track=not args.no_tracking,
             progress=progress(args),
             until=until,
+            live=live,
         )
     except LockedError:
         raise  # another run is at work: its own outcome is what the metrics should say
@@ -70,11 +80,37 @@ def run(args: argparse.Namespace, until: str | None = None) -> int:
             metrics_file, root, success=True, steps=result.steps, promoted=result.promoted,
             published=result.published is not None,
         )  # fmt: skip
+    if live is not None and result.promoted:
+        _retire(args, root, result.published, out)
     if args.json:
         print(json.dumps(dataclasses.asdict(result), indent=2))
     else:
         print(f"{_now()} run {result.run_key}: {result.message}")
     return 0
+
+
+def _merged_live(args: argparse.Namespace, root: Path) -> tuple[Path, dict]:
+    """--data plus the live store, merged into <workdir>/live/nightly-input/ (replaced)."""
+    from jobs.live import open_store
+    from recsys.pipeline.live_merge import export_live, merge_live
+
+    export = root / "live" / "nightly-export"
+    record = export_live(open_store(args), export)
+    merged = root / "live" / "nightly-input"
+    merge_live(args.data, export, merged)
+    return merged, record
+
+
+def _retire(args: argparse.Namespace, root: Path, version: str, out) -> None:
+    """The champion contains the exported rows: the store lets them go (later changes stay)."""
+    from jobs.live import open_store
+    from recsys.bundle import bundle_path, read_manifest
+
+    record = read_manifest(bundle_path(root, version)).get("live") or {}
+    items = [(item_id, seq) for item_id, seq in record.get("items", [])]
+    counts = open_store(args).retire(items, int(record.get("events_through", 0)))
+    print(f"{_now()} live store: retired {counts['items']} items, {counts['events']} events "
+          f"contained in bundle {version}", file=out)  # fmt: skip
 
 
 def _metrics_file(args: argparse.Namespace, root: Path) -> Path:

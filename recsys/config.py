@@ -319,6 +319,35 @@ class ServingConfig(_Section):
     this path (JSON lines); unset: no log."""
 
 
+class LiveConfig(_Section):
+    """Between nightlies: overlay items, hidden items, user events (recsys.live_store)."""
+
+    store: str = "sqlite"
+    """Where overlay items and events live: "sqlite" (<workdir>/live/live.db, WAL mode, shared by
+    every API worker of the host) or a path to another SQLite file."""
+    token_env: str = "RECSYS_ADMIN_TOKEN"
+    """Environment variable holding the bearer token of the write routes (PUT /v1/items/{id},
+    hide, unhide, POST /v1/events); unset or empty: those routes are disabled (404)."""
+    max_text_chars: int = Field(4096, ge=64)
+    """Most characters in one text column of an upserted item; longer is refused with 422."""
+    max_events: int = Field(200, ge=1)
+    """Most events one POST /v1/events may carry (422 beyond); at most ~300 bytes each, so 200
+    fit the default [serving] max_body_bytes (a larger body is a 413)."""
+    poll_seconds: float = Field(0.2, ge=0.0)
+    """How often a worker checks the store's change counter (on requests; 0: every request)."""
+    unknown_items: Literal["refuse"] = "refuse"
+    """An event naming an item neither the served bundle nor the overlay knows: refused (404
+    unknown_item), and none of the batch is stored."""
+    rerank_on_events: bool = False
+    """A plain request of a known user with live events: false: the precomputed list, filtered
+    (events' items removed, nothing reordered: fast); true: ranked from history + events once
+    per event, that list kept per worker (rerank_cache) and filtered until the next event.
+    Requests ranked live anyway (exclude, filter, explain, ...) always use history + events."""
+    rerank_cache: int = Field(10_000, ge=0)
+    """With rerank_on_events: users whose re-ranked list each worker keeps until their next
+    event; 0: re-rank on every such request."""
+
+
 class PipelineConfig(_Section):
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
@@ -331,6 +360,7 @@ class PipelineConfig(_Section):
     gate: GateConfig = GateConfig()
     nightly: NightlyConfig = NightlyConfig()
     serving: ServingConfig = ServingConfig()
+    live: LiveConfig = LiveConfig()
 
 
 class ConfigError(UserError, ValueError):

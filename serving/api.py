@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from recsys.errors import RequestError
 from recsys.sources import SOURCES
+from serving import live_apply
 from serving.errors import ApiError, describe_validation
 from serving.holder import Served
 from serving.schemas import ID_PATTERN, split_filters
@@ -29,9 +30,12 @@ def user_recommendations(user_id: str) -> Response:
     _check_id(user_id, "path.user_id")
     query = _parse_query(state().models.user_query)
     served = _route(user_id)
+    view = state().live_view
     result = _timed(
         served,
-        lambda m: m.recommend(
+        lambda m: live_apply.recommend(
+            m,
+            view,
             user_id=user_id,
             k=query.k,
             exclude=query.exclude,
@@ -50,9 +54,12 @@ def anonymous_recommendations() -> Response:
     except ValidationError as exc:
         raise ApiError(422, "validation_error", describe_validation(exc, "body")) from None
     served = _route(body.user_id)
+    view = state().live_view
     result = _timed(
         served,
-        lambda m: m.recommend(
+        lambda m: live_apply.recommend(
+            m,
+            view,
             item_ids=body.item_ids,
             profile_text=body.profile_text,
             k=body.k,
@@ -69,9 +76,10 @@ def similar_items(item_id: str) -> Response:
     _check_id(item_id, "path.item_id")
     query = _parse_query(state().models.similar_query)
     served = _route(query.user_id)
-    if not served.model.has_item(item_id):
-        raise ApiError(404, "unknown_item", f"item {item_id!r} is not in bundle {served.version}")
-    items = _timed(served, lambda m: m.similar(item_id, k=query.k))
+    items = _timed(served, lambda m: live_apply.similar(m, state().live_view, item_id, query.k))
+    if items is None:
+        where = f"bundle {served.version} or the live overlay (or it is hidden)"
+        raise ApiError(404, "unknown_item", f"item {item_id!r} is not in {where}")
     return jsonify(
         bundle=served.version,
         variant=g.variant,

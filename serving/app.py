@@ -1,6 +1,6 @@
 """Serving stage: the Flask application factory (reads a work directory's bundles through the
-holder; writes the exposure log). Blueprints: api (/v1), health (/healthz, /readyz, /metrics,
-/openapi.json), admin (/admin)."""
+holder; writes the exposure log and, on the live routes, the live store). Blueprints: api (/v1),
+live (/v1 writes: items, events), health (/healthz, /readyz, /metrics, /openapi.json), admin."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 from flask import Flask, Response, g, jsonify, request
 
-from recsys.config import PipelineConfig, ServingConfig, load_config
+from recsys.config import LiveConfig, PipelineConfig, ServingConfig, TextConfig, load_config
+from recsys.live_store import LiveStore, store_path
 from serving import errors, logs
 from serving.admin import admin
 from serving.api import api
@@ -18,6 +19,8 @@ from serving.exposure import ExposureLog
 from serving.fleet import Fleet
 from serving.health import health
 from serving.holder import BundleHolder, Loader, load_verified
+from serving.live_api import live
+from serving.live_view import LiveView
 from serving.metrics import Metrics
 from serving.routing import VariantRouter
 from serving.schemas import RequestModels
@@ -38,8 +41,10 @@ def create_app(
     """A fresh app over one work directory. Loads nothing: the holder starts on the first request
     (or from gunicorn's post_worker_init), in the worker process."""
     registered_model = None  # the admin rollback moves this model's champion alias
+    live_config, text_config = LiveConfig(), TextConfig()
     if isinstance(config, PipelineConfig):
         registered_model = config.nightly.registered_model
+        live_config, text_config = config.live, config.text
         config = config.serving
     config = config or ServingConfig()
     workdir = Path(workdir or os.environ.get(WORKDIR_ENV) or "var")
@@ -70,7 +75,11 @@ def create_app(
         admin_token=os.environ.get(ADMIN_TOKEN_ENV) or None,
         bench_routes=os.environ.get(BENCH_ROUTES_ENV) == "1",
         registered_model=registered_model,
+        live=live_config,
+        text=text_config,
+        live_token=os.environ.get(live_config.token_env) or None,
     )
+    _attach_live(app.extensions["recsys"], workdir)
     logs.init_app(app)
     errors.init_app(app)
     _register_blueprints(app)
@@ -79,6 +88,12 @@ def create_app(
     app.before_request(_before)
     app.after_request(_after)
     return app
+
+
+def _attach_live(st: ServingState, workdir: Path) -> None:
+    """The live store of the work directory (opened lazily, per thread and process)."""
+    st.live_store = LiveStore(store_path(workdir, st.live.store))
+    st.live_view = LiveView(st.live_store, st.live, st.text, st.metrics)
 
 
 def create_app_from_env() -> Flask:
@@ -95,6 +110,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api)
     app.register_blueprint(health)
     app.register_blueprint(admin)
+    app.register_blueprint(live)
 
 
 def _before() -> None:

@@ -1,6 +1,7 @@
 """Serving stage: Prometheus metrics of the API (latency per route and variant, answers by
 cold-start path and precomputed/live, bundle info and age, swaps, load failures, variant
-fallbacks, side-channel failures, build info), exposed at /metrics in the text format.
+fallbacks, side-channel failures, build info, live overlay size, events ingested, event-to-visible
+time), exposed at /metrics in the text format.
 
 Several gunicorn workers: each worker is a process with its own counters. When the environment
 variable PROMETHEUS_MULTIPROC_DIR is set before prometheus_client is first imported (the checked-in
@@ -98,6 +99,26 @@ class Metrics:
             "Writes to a side channel (the exposure log) that failed; the answer was still served",
             ["channel"],
             registry=reg,
+        )
+
+        self.live_events = Counter(
+            "recsys_live_events_ingested",
+            "User events stored by POST /v1/events",
+            registry=reg,
+        )
+        self.live_visible = Histogram(
+            "recsys_live_event_visible_seconds",
+            "From an event's (or overlay change's) commit to a worker applying it",
+            ["kind"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 60.0),
+            registry=reg,
+        )
+        self.live_size = Gauge(
+            "recsys_live_overlay_size",
+            "Live store rows a worker applies: overlay items, hidden items, pending events",
+            ["kind"],
+            registry=reg,
+            multiprocess_mode="livemax",
         )
 
     def serving(self, variant: str, version: str, previous: str | None) -> None:

@@ -22,13 +22,17 @@ _RESPONSES = [
     schemas.ReadyResponse,
     schemas.AdminResponse,
     schemas.BareResponse,
+    schemas.ItemResponse,
+    schemas.HideResponse,
+    schemas.EventsResponse,
 ]
 _ERRORS = {
     400: "malformed request (e.g. the body is not valid JSON)",
     401: "missing or wrong bearer token",
-    404: "not found (unknown item; admin routes when no admin token is configured)",
+    404: "not found (unknown item, or an event naming one: nothing stored; admin routes when no "
+    "admin token is configured)",
     409: "refused: nothing to roll back to, or a bundle failed verification or loading (the old "
-    "one keeps serving), or the workers disagree",
+    "one keeps serving), or the workers disagree; PUT: the bundle has no item tower",
     413: "request body larger than serving.max_body_bytes",
     415: "the body is not application/json",
     422: "invalid parameters or body: wrong type, out of range, unknown field",
@@ -40,7 +44,8 @@ def build_openapi(st: ServingState) -> dict[str, Any]:
     """The document for this app as it runs now (filter fields come from the loaded bundles)."""
     models = st.models
     _, defs = models_json_schema(
-        [(m, "validation") for m in (models.body,)] + [(m, "serialization") for m in _RESPONSES],
+        [(m, "validation") for m in (models.body, schemas.LiveEvent)]
+        + [(m, "serialization") for m in _RESPONSES],
         ref_template=_REF,
     )
     components = defs["$defs"]
@@ -63,6 +68,9 @@ def build_openapi(st: ServingState) -> dict[str, Any]:
             ("rollback", "CURRENT back to the previous bundle, then reload"),
         ):
             paths[f"/admin/{action}"] = {"post": _admin(action, summary)}
+    if st.live_token is not None:
+        components["ItemText"] = _item_text(st)
+        paths.update(_live_paths(st.live.max_events))
     if st.bench_routes:
         paths["/v1/_bare"] = {"get": _simple("Benchmark baseline", "BareResponse", [])}
     return {
@@ -74,6 +82,78 @@ def build_openapi(st: ServingState) -> dict[str, Any]:
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _item_text(st: ServingState) -> dict[str, Any]:
+    """PUT /v1/items/{id}'s body: text columns every variant's bundle has, each non-blank."""
+    snapshot = st.holder.snapshot
+    fields = (
+        sorted(set.intersection(*(set(s.model.filter_fields) for s in snapshot.served.values())))
+        if snapshot is not None
+        else []
+    )
+    text = {"type": "string", "pattern": r"\S", "maxLength": st.live.max_text_chars}
+    return {
+        "type": "object",
+        "description": "the item's text columns (those of the served catalog), as the nightly "
+        "reads them; embedded by the served bundle's item tower",
+        "properties": dict.fromkeys(fields, text),
+        "additionalProperties": False,
+        "minProperties": 1,
+    }
+
+
+def _live_paths(max_events: int) -> dict[str, Any]:
+    secured = {"security": [{"bearerAuth": []}]}
+    events = {
+        "oneOf": [
+            {"$ref": _REF.format(model="LiveEvent")},
+            {
+                "type": "array",
+                "items": {"$ref": _REF.format(model="LiveEvent")},
+                "minItems": 1,
+                "maxItems": max_events,
+            },
+        ]
+    }
+    paths: dict[str, Any] = {
+        "/v1/items/{item_id}": {
+            "put": {
+                "summary": "Add or replace an item between nightlies (the live overlay)",
+                "operationId": "putItem",
+                "parameters": [_path_id("item_id")],
+                "requestBody": {"required": True, "content": _json("ItemText")},
+                "responses": _responses("ItemResponse", [400, 401, 409, 413, 415, 422, 503]),
+                **secured,
+            }
+        },
+        "/v1/events": {
+            "post": {
+                "summary": "Store user events (one object or an array); used by the next request",
+                "operationId": "postEvents",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": events}},
+                },
+                "responses": _responses("EventsResponse", [400, 401, 404, 413, 415, 422, 503]),
+                **secured,
+            }
+        },
+    }
+    for action, summary in (
+        ("hide", "Remove an item from every answer of every worker until unhidden"),
+        ("unhide", "Restore a hidden item"),
+    ):
+        paths[f"/v1/items/{{item_id}}/{action}"] = {
+            "post": {
+                "summary": summary,
+                "operationId": f"{action}Item",
+                "parameters": [_path_id("item_id")],
+                "responses": _responses("HideResponse", [401, 404, 422, 503]),
+                **secured,
+            }
+        }
+    return paths
 
 
 def _filter_pattern(st: ServingState) -> str:

@@ -177,3 +177,42 @@ class AdminResponse(_Strict):
 
 class BareResponse(_Strict):
     ok: bool
+
+
+# ---- the live routes (serving/live_api.py) ----
+
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,32}$"
+
+
+class LiveEvent(_Strict):
+    """One user event: what a user did with an item, when (epoch seconds; default: now)."""
+
+    user_id: ExternalId
+    item_id: ExternalId
+    timestamp: Annotated[int, Field(ge=0, le=253402300799), BeforeValidator(_integral)] | None = (
+        Field(None, description="epoch seconds (default: when it is stored)")
+    )
+    type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)] | None = None
+    weight: float = Field(1.0, gt=0.0, le=1e6, allow_inf_nan=False)
+
+
+class EventsResponse(_Strict):
+    stored: int = Field(description="events stored (all of the request's, or none on an error)")
+    first_seq: int
+    last_seq: int
+
+
+class ItemResponse(_Strict):
+    item_id: str
+    bundle: str = Field(description="the bundle whose item tower embedded it (PUT)")
+    in_bundle: bool = Field(
+        description="the served bundle already has this item: its new text is kept for the next "
+        "nightly; until then the bundle's vector serves"
+    )
+    seq: int = Field(description="the store's change counter after this write")
+
+
+class HideResponse(_Strict):
+    item_id: str
+    hidden: bool
+    seq: int

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from recsys.config import ServingConfig
+from recsys.config import LiveConfig, ServingConfig, TextConfig
+from recsys.live_store import LiveStore
 from serving.exposure import ExposureLog
 from serving.holder import BundleHolder
+from serving.live_view import LiveView
 from serving.metrics import Metrics
 from serving.routing import VariantRouter
 from serving.schemas import RequestModels
@@ -27,6 +29,11 @@ class ServingState:
     admin_token: str | None
     bench_routes: bool
     registered_model: str | None = None  # [nightly] registered_model; None: derived (tracking)
+    live: LiveConfig = LiveConfig()
+    text: TextConfig = TextConfig()  # how overlay items' documents are written (as the nightly)
+    live_store: LiveStore | None = None
+    live_view: LiveView | None = None
+    live_token: str | None = None  # $[live] token_env; None: the live write routes are disabled
 
 
 def state() -> ServingState:

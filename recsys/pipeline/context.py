@@ -62,6 +62,7 @@ class Context:
     run_key: str = ""
     data_hash: str = ""
     providers: dict[str, str] = field(default_factory=dict)  # file -> step that wrote it
+    live: dict[str, Any] | None = None  # the live export merged into the data (its manifest record)
 
     @property
     def run_dir(self) -> Path:

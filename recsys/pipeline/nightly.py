@@ -129,11 +129,13 @@ def run_nightly(
     track: bool = True,
     progress: bool = True,
     until: str | None = None,
+    live: dict[str, Any] | None = None,
 ) -> NightlyResult:
     """The whole job under the work-directory lock. Raises on bad input before any publishing.
 
     `until` stops after the named step (the stage commands: train-encoder, embed, ...); a later
-    full run reuses what it left."""
+    full run reuses what it left. `live`: the record of a live export merged into data_dir
+    (recsys.pipeline.live_merge), stamped on the bundle's manifest."""
     workdir = Path(workdir)
     with WorkdirLock(workdir), ExitStack() as stack:
         data_hash = data_fingerprint(Path(data_dir))
@@ -148,7 +150,7 @@ def run_nightly(
         split = split_interactions(dataset.interactions, config.split)
         parent = _parent_run(stack, track, config, key, data_hash, workdir)
         ctx = Context(dataset, split, config, workdir, runner, parent, parent, progress, track)
-        ctx.run_key, ctx.data_hash = key, data_hash
+        ctx.run_key, ctx.data_hash, ctx.live = key, data_hash, live
         for step in STEPS:
             if not step.when(ctx):
                 continue

@@ -48,6 +48,8 @@ def manifest_fields(
         "library_versions": library_versions(),
         "fit": fit_record(ctx),
     }
+    if ctx.live is not None:  # what of the live store this bundle contains (LiveStore.retire)
+        fields["live"] = {k: ctx.live[k] for k in ("events_through", "events", "items")}
     if ctx.uses_text:
         encoder = ctx.result(ctx.providers[ENCODER])
         index = ctx.result(ctx.providers[INDEX])

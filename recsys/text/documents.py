@@ -18,7 +18,7 @@ import polars as pl
 
 from recsys.config import TextConfig
 from recsys.data.dataset import Dataset
-from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
+from recsys.schema import ITEM_ID, ITEM_IDX, ROW, TIMESTAMP, USER_IDX
 
 # Prose columns go in as written; any other column is labelled with its name ("Categories: a, b")
 # so the encoder can tell a list of tags from a sentence.
@@ -53,6 +53,20 @@ def item_documents(dataset: Dataset, config: TextConfig) -> list[str]:
     docs = items.select(_document(items, columns, config.title_column))[_TITLE]
     docs = docs.fill_null("").to_list()
     return [truncate_at_word(doc, config.max_item_chars) for doc in docs]
+
+
+def documents_of(
+    rows: Sequence[dict[str, str | None]], columns: Sequence[str], config: TextConfig
+) -> list[str]:
+    """Item documents of items given as {column: text} (the API's overlay items), written exactly
+    as item_documents writes a catalog's: `columns` are the catalog's text columns."""
+    columns = [c for c in columns if c != ITEM_ID]
+    frame = pl.DataFrame(
+        {c: [row.get(c) for row in rows] for c in columns}, schema=dict.fromkeys(columns, pl.Utf8)
+    )
+    ordered = _title_first(list(columns), config.title_column)
+    docs = frame.select(_document(frame, ordered, config.title_column))[_TITLE]
+    return [truncate_at_word(doc, config.max_item_chars) for doc in docs.fill_null("").to_list()]
 
 
 def profile_texts(dataset: Dataset) -> list[str | None]:

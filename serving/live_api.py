@@ -1,0 +1,155 @@
+"""Serving stage: the live write routes behind a bearer token — PUT /v1/items/{id} (an overlay
+item, embedded by the served bundle's item tower), POST /v1/items/{id}/hide|unhide, POST /v1/events
+(writes the live store, recsys.live_store; every worker reads it, serving/live_view.py).
+
+Each request is validated whole before anything is written, and written in one transaction:
+nothing is ever partially applied.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import TypeAdapter, ValidationError
+
+from serving.api import _check_id, _json_body, _route
+from serving.errors import ApiError, describe_validation
+from serving.schemas import LiveEvent
+from serving.state import state
+
+live = Blueprint("live", __name__, url_prefix="/v1")
+_EVENTS = TypeAdapter(list[LiveEvent])
+
+
+def _authorize() -> None:
+    """No token configured: the write routes do not exist (404). Otherwise a matching bearer."""
+    token = state().live_token
+    if token is None:
+        where = state().live.token_env
+        raise ApiError(404, "not_found", f"live write routes are disabled: ${where} is not set")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8"), token.encode("utf-8")
+    ):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "expected header 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="recsys-live"'},
+        )
+
+
+@live.put("/items/<item_id>")
+def put_item(item_id: str) -> Response:
+    """An item's text columns -> embedded now, recommendable by every worker within the poll."""
+    _authorize()
+    _check_id(item_id, "path.item_id")
+    fields = _item_fields(_json_body())
+    served = _route(None)
+    from recsys.ranking.overlay import embed_items  # torch only where items are embedded
+
+    try:
+        vector = embed_items(served.model, [fields], state().text)[0]  # (dim,)
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        if status is None:
+            raise
+        raise ApiError(status, "no_item_tower", str(exc)) from None
+    seq = state().live_store.upsert_item(item_id, fields, vector, served.version)
+    state().live_view.sync(force=True)
+    return jsonify(
+        item_id=item_id, bundle=served.version, in_bundle=served.model.has_item(item_id), seq=seq
+    )
+
+
+def _item_fields(body: object) -> dict[str, str]:
+    """{column: text}: columns the served bundle's items have, each with a non-blank text of at
+    most [live] max_text_chars characters (what the OpenAPI document says, exactly)."""
+    model = _route(None).model
+    if not isinstance(body, dict):
+        raise ApiError(
+            422, "validation_error", f"body: expected an object of text columns, found {body!r:.80}"
+        )
+    limit = state().live.max_text_chars
+    if not body:
+        raise ApiError(
+            422, "validation_error", f"body: expected some of the columns {model.filter_fields}"
+        )
+    for name, value in body.items():
+        if name not in model.filter_fields:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"body.{name:.40}: unknown field; expected some of {model.filter_fields}",
+            )
+        if not isinstance(value, str) or not value.strip():
+            raise ApiError(
+                422, "validation_error", f"body.{name}: expected non-blank text, not {value!r:.60}"
+            )
+        if len(value) > limit:
+            raise ApiError(
+                422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
+            )
+    return {name: body[name] for name in model.filter_fields if name in body}
+
+
+@live.post("/items/<item_id>/hide")
+def hide(item_id: str) -> Response:
+    """Removed from every answer of every worker (precomputed lists too) until unhidden."""
+    return _set_hidden(item_id, True)
+
+
+@live.post("/items/<item_id>/unhide")
+def unhide(item_id: str) -> Response:
+    return _set_hidden(item_id, False)
+
+
+def _set_hidden(item_id: str, hidden: bool) -> Response:
+    _authorize()
+    _check_id(item_id, "path.item_id")
+    served, view = _route(None), state().live_view
+    view.sync(force=True)
+    if not view.knows(served.model, item_id):
+        where = f"bundle {served.version} or the live overlay"
+        raise ApiError(404, "unknown_item", f"item {item_id!r} is not in {where}")
+    seq = state().live_store.set_hidden(item_id, hidden)
+    view.sync(force=True)
+    return jsonify(item_id=item_id, hidden=hidden, seq=seq)
+
+
+@live.post("/events")
+def post_events() -> Response:
+    """One event (an object) or a batch (an array), stored durably, used by the next request."""
+    _authorize()
+    body = _json_body()
+    batch = body if isinstance(body, list) else [body]
+    limit = state().live.max_events
+    if len(batch) > limit or not batch:
+        raise ApiError(
+            422, "validation_error", f"body: expected 1 to {limit} events, found {len(batch)}"
+        )
+    try:
+        events = _EVENTS.validate_python(batch)
+    except ValidationError as exc:
+        raise ApiError(422, "validation_error", describe_validation(exc, "body")) from None
+    served, view = _route(None), state().live_view
+    view.sync(force=True)
+    for n, event in enumerate(events):
+        if not view.knows(served.model, event.item_id):
+            raise ApiError(
+                404,
+                "unknown_item",
+                f"body[{n}].item_id: {event.item_id!r} is in neither bundle {served.version} nor "
+                "the live overlay; PUT /v1/items/{id} first (nothing of this request was stored)",
+            )
+    now = int(time.time())
+    rows = [
+        {**e.model_dump(), "timestamp": e.timestamp if e.timestamp is not None else now}
+        for e in events
+    ]
+    first, last = state().live_store.add_events(rows)
+    state().metrics.live_events.inc(len(rows))
+    view.sync(force=True)
+    return jsonify(stored=len(rows), first_seq=first, last_seq=last)

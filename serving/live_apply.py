@@ -1,0 +1,139 @@
+"""Serving stage: answers with the live store applied (reads a served model and the worker's
+LiveView; writes nothing) — hidden items filtered out of every answer, a user's events appended to
+their history (and excluded), overlay items merged in by text score.
+
+A plain known-user request stays on the precomputed list, only filtered (it asks the list for
+k + hidden + event items, so filtering never shortens it): hidden items and the user's event
+items leave it, the rest keep their order. Any other request of a user with events is ranked from
+the stored history plus the events (the sequence tower re-encodes from it). With [live]
+rerank_on_events, a plain request of a user with events is ranked that way too, once per event
+(LiveView.ranked keeps the list until the next one; later plain requests only filter it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from recsys.errors import RequestError
+from serving.live_view import LiveView
+
+RERANK_DEPTH = 100  # a re-ranked list of a user with events is kept this deep (or k + hidden)
+
+
+def recommend(
+    model: Any,
+    view: LiveView,
+    *,
+    user_id: str | None = None,
+    item_ids: Sequence[str] = (),
+    profile_text: str | None = None,
+    k: int = 10,
+    exclude: Sequence[str] = (),
+    filters: Sequence[tuple[str, str]] = (),
+    explain: bool = False,
+) -> dict[str, Any]:
+    """model.recommend's answer with the live store applied (same keywords, same shape)."""
+    view.sync()
+    hidden = [h for h in view.hidden if model.has_item(h)]
+    seq, events = view.user_events(model, user_id)
+    plain = not (item_ids or profile_text is not None or exclude or filters or explain)
+    depth = k + len(hidden) + len(events)  # what filtering may remove from a stored list
+    topk = getattr(model, "topk", None)
+    known = user_id is not None and model.users.get_idx(user_id) >= 0
+    vector, encode = None, [*item_ids, *events]
+    if plain and events and view.config.rerank_on_events:
+        result, vector = _reranked(model, view, user_id, seq, events, depth)
+    elif plain and (known or not events) and topk is not None and depth <= topk.k:
+        result, encode = model.recommend(user_id=user_id, k=depth), []  # filtered below
+    else:
+        result = model.recommend(
+            user_id=user_id,
+            item_ids=encode,
+            profile_text=profile_text,
+            k=k,
+            exclude=[*exclude, *hidden],
+            filters=filters,
+            explain=explain,
+        )
+        unknown = set(result.get("unknown_item_ids", ())) - set(events)
+        result["unknown_item_ids"] = [i for i in item_ids if i in unknown]
+    drop = view.hidden | set(events)
+    items = [it for it in result["items"] if it["item_id"] not in drop]
+    out = {k_: v for k_, v in result.items() if k_ not in ("depth", "vector")}
+    out["items"] = _with_overlay(
+        model, view, items, k, user_id, encode, profile_text, exclude, filters, vector
+    )
+    return out
+
+
+def _reranked(model, view, user_id, seq, events, depth) -> tuple[dict[str, Any], Any]:
+    """[live] rerank_on_events: the user's list ranked from history + events, once per event
+    (kept by the view until the next one); later plain requests only filter it."""
+    from recsys.ranking.overlay import user_text_vector  # the model stack: in the worker
+
+    result = view.ranked(model.version, user_id, seq)
+    ranked = "cached"
+    if result is None or result["depth"] < depth:
+        result = model.recommend(user_id=user_id, item_ids=events, k=max(depth, RERANK_DEPTH))
+        result["depth"] = max(depth, RERANK_DEPTH)
+        result["vector"] = user_text_vector(model, user_id, events, None)
+        view.keep_ranked(model.version, user_id, seq, result)
+        ranked = "live"
+    return {**result, "ranked": ranked}, result["vector"]
+
+
+def _with_overlay(model, view, items, k, user_id, item_ids, profile, exclude, filters, vector):
+    """The answer with overlay items placed by their text score (none: the answer cut to k)."""
+    from recsys.ranking.overlay import merge_ranked, user_text_vector
+
+    overlay = view.overlay(model)
+    if not len(overlay):
+        return items[:k]
+    if vector is None:
+        vector = user_text_vector(model, user_id, item_ids, profile)
+    if vector is None:
+        return items[:k]
+    skip = set(view.hidden) | set(exclude) | set(item_ids) | _event_items(view, user_id)
+    keep = [
+        j
+        for j, item_id in enumerate(overlay.ids)
+        if item_id not in skip and _passes(overlay.fields[j], filters, model)
+    ]
+    if not keep:
+        return items[:k]
+    scores = overlay.vectors[keep] @ vector  # (m_keep,) cosine, as the text source scores
+    return merge_ranked(items, [overlay.ids[j] for j in keep], scores, k)
+
+
+def _event_items(view: LiveView, user_id: str | None) -> set[str]:
+    """Every item of the user's live events, overlay items included (they are excluded too)."""
+    return {item for _, item in view.events.get(user_id, ())} if user_id else set()
+
+
+def _passes(fields: dict, filters: Sequence[tuple[str, str]], model: Any) -> bool:
+    """The filters as the bundle applies them: the value contained in the column, any case."""
+    for field, value in filters:
+        if field not in model.filter_fields:
+            raise RequestError(
+                f"unknown filter field {field!r}; expected one of {model.filter_fields}"
+            )
+        if value.lower() not in str(fields.get(field) or "").lower():
+            return False
+    return True
+
+
+def similar(model: Any, view: LiveView, item_id: str, k: int) -> list[dict[str, Any]] | None:
+    """Items most like a bundle or overlay item, hidden ones left out; None when the item is
+    unknown or hidden."""
+    view.sync()
+    if item_id in view.hidden:
+        return None
+    overlay = view.overlay(model)
+    if not model.has_item(item_id) and item_id not in overlay.ids:
+        return None
+    if not len(overlay) and not view.hidden:
+        return model.similar(item_id, k=k)
+    from recsys.ranking.overlay import similar as overlay_similar
+
+    return overlay_similar(model, overlay, item_id, k, view.hidden)

@@ -1,0 +1,178 @@
+"""Serving stage: one worker's view of the live store (reads recsys.live_store; writes nothing) —
+hidden items, overlay items embedded for each served bundle, each user's events since the bundle.
+
+Requests call `sync()`: at most every [live] poll_seconds it reads the store's change counters
+(one indexed read) and fetches only the rows newer than what it has; a raised epoch (rows retired
+by a published bundle) re-reads everything. Every worker of every host reads the same store, so
+they all give the same answer within the poll interval.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recsys.config import LiveConfig, TextConfig
+from recsys.live_store import ItemRow, LiveStore
+from serving.metrics import Metrics
+
+if TYPE_CHECKING:
+    from recsys.ranking.overlay import Overlay
+
+
+def events_through(model: Any) -> int:
+    """The last live-event seq a bundle already contains (its manifest's live record)."""
+    return int((model.manifest.get("live") or {}).get("events_through", 0))
+
+
+class LiveView:
+    """What this worker applies from the live store; `sync()` keeps it current."""
+
+    def __init__(self, store: LiveStore, config: LiveConfig, text: TextConfig, metrics: Metrics):
+        self.store, self.config, self.text, self.metrics = store, config, text, metrics
+        self._lock = threading.Lock()
+        self._checked = -math.inf
+        self.changes, self.epoch = -1, -1
+        self.items: dict[str, ItemRow] = {}
+        self.hidden: frozenset[str] = frozenset()
+        self.events: dict[str, list[tuple[int, str]]] = {}  # user -> [(seq, item_id)], oldest first
+        self.event_seq = 0
+        self.item_gen = 0  # raised whenever an item row changes: overlays are rebuilt
+        self._overlays: dict[str, tuple[int, Overlay]] = {}  # bundle version -> (item_gen, overlay)
+        self._vectors: dict[tuple[str, str, int], np.ndarray] = {}  # (version, item, seq) -> (dim,)
+        self._ranked: OrderedDict[tuple[str, str], tuple[int, dict]] = OrderedDict()
+
+    # ---- following the store ----
+
+    def sync(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self.config.poll_seconds:
+            return
+        with self._lock:
+            self._checked = time.monotonic()
+            changes, epoch = self.store.counters()
+            if epoch != self.epoch:
+                self._reset()
+            elif changes == self.changes:
+                return
+            self._apply_items(self.store.items_since(max(self.changes, 0)))
+            self._apply_events(self.store.events_since(self.event_seq))
+            self.changes, self.epoch = changes, epoch
+            self._report_size()
+
+    def _reset(self) -> None:
+        self.items, self.hidden, self.events = {}, frozenset(), {}
+        self.changes, self.event_seq = -1, 0
+        self.item_gen += 1
+        self._ranked.clear()
+
+    def _apply_items(self, rows: list[ItemRow]) -> None:
+        if not rows:
+            return
+        now = time.time()
+        for row in rows:
+            self.items[row.item_id] = row
+            self.metrics.live_visible.labels(kind="item").observe(max(0.0, now - row.updated_at))
+        self.hidden = frozenset(i for i, row in self.items.items() if row.hidden)
+        self.items = {i: r for i, r in self.items.items() if r.hidden or r.fields is not None}
+        self.item_gen += 1
+
+    def _apply_events(self, events: list) -> None:
+        now = time.time()
+        for event in events:
+            self.events.setdefault(event.user_id, []).append((event.seq, event.item_id))
+            self.event_seq = max(self.event_seq, event.seq)
+            self.metrics.live_visible.labels(kind="event").observe(
+                max(0.0, now - event.ingested_at)
+            )
+
+    def _report_size(self) -> None:
+        overlay = sum(1 for row in self.items.values() if row.fields is not None)
+        self.metrics.live_size.labels(kind="overlay_items").set(overlay)
+        self.metrics.live_size.labels(kind="hidden_items").set(len(self.hidden))
+        self.metrics.live_size.labels(kind="events").set(sum(map(len, self.events.values())))
+
+    # ---- what a request uses ----
+
+    def user_events(self, model: Any, user_id: str | None) -> tuple[int, list[str]]:
+        """(last seq, item ids oldest first) of the user's events the bundle does not contain
+        yet and knows the item of; (0, []) when none."""
+        if user_id is None:
+            return 0, []
+        events = self.events.get(user_id)
+        if not events:
+            return 0, []
+        through = events_through(model)
+        fresh = [(seq, item) for seq, item in list(events) if seq > through]
+        return (fresh[-1][0] if fresh else 0), [i for _, i in fresh if model.has_item(i)]
+
+    def overlay(self, model: Any) -> Overlay:
+        """The overlay items the bundle does not contain, in its tower's space (items embedded
+        by another bundle are embedded again, once per change)."""
+        cached = self._overlays.get(model.version)
+        if cached is not None and cached[0] == self.item_gen:
+            return cached[1]
+        from recsys.ranking.overlay import NoItemTower, Overlay  # the model stack: in the worker
+
+        with self._lock:
+            gen = self.item_gen
+            rows = [
+                r
+                for r in self.items.values()
+                if r.fields is not None and not model.has_item(r.item_id)
+            ]
+            try:
+                overlay = self._build(model, rows) if rows else Overlay()
+            except NoItemTower:  # a bundle that cannot embed text serves without the overlay
+                overlay = Overlay()
+            self._overlays[model.version] = (gen, overlay)
+            return overlay
+
+    def _build(self, model: Any, rows: list[ItemRow]) -> Overlay:
+        from recsys.ranking.overlay import Overlay, embed_items
+
+        version = model.version
+        missing = [
+            r
+            for r in rows
+            if r.embedded_by != version and (version, r.item_id, r.seq) not in self._vectors
+        ]
+        if missing:
+            vectors = embed_items(model, [r.fields for r in missing], self.text)
+            for row, vector in zip(missing, vectors, strict=True):
+                self._vectors[(model.version, row.item_id, row.seq)] = vector
+        stacked = np.stack([self._vector(model, r) for r in rows]).astype(np.float32)  # (m, dim)
+        current = {(version, r.item_id, r.seq) for r in rows}
+        for key in [k for k in self._vectors if k[0] == version and k not in current]:
+            del self._vectors[key]  # replaced or retired rows
+        return Overlay([r.item_id for r in rows], stacked, [r.fields for r in rows])
+
+    def _vector(self, model: Any, row: ItemRow) -> np.ndarray:
+        if row.embedded_by == model.version and row.vector is not None:
+            return row.vector
+        return self._vectors[(model.version, row.item_id, row.seq)]
+
+    def knows(self, model: Any, item_id: str) -> bool:
+        """The item is in the bundle or is an overlay item (hidden or not)."""
+        row = self.items.get(item_id)
+        return model.has_item(item_id) or (row is not None and row.fields is not None)
+
+    # ---- re-ranked lists of users with events, kept until their next event ----
+
+    def ranked(self, version: str, user_id: str, seq: int) -> dict | None:
+        hit = self._ranked.get((version, user_id))
+        return hit[1] if hit is not None and hit[0] == seq else None
+
+    def keep_ranked(self, version: str, user_id: str, seq: int, result: dict) -> None:
+        if self.config.rerank_cache <= 0:
+            return
+        with self._lock:
+            self._ranked[(version, user_id)] = (seq, result)
+            self._ranked.move_to_end((version, user_id))
+            while len(self._ranked) > self.config.rerank_cache:
+                self._ranked.popitem(last=False)
