@@ -162,6 +162,37 @@ def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
     assert mine == [it["item_id"] for it in model.recommend(user_id=user, k=5)["items"]]
     assert not set(mine) & set(model.item_map.to_ids(model.history(0)))
 
+    listed = tmp_path / "users.txt"
+    listed.write_text("\n".join(model.users.ids[:7]) + "\n")
+    wd = ["--workdir", str(tmp_path / "work")]
+    out = tmp_path / "top.parquet"
+    proc = _cli(["recommend", "--users", str(listed), "--k", "3", "--out", str(out), "--json", *wd])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)  # the file is as without --json; stdout is its summary
+    assert summary["bundle"] == model.version and (summary["users"], summary["rows"]) == (7, 21)
+    assert pl.read_parquet(summary["out"]).height == 21
+
+
+def test_evaluate_json_is_one_document_with_tracking_logs_on_stderr(world, tmp_path):
+    """`recsys evaluate --json`, tracking on: MLflow's own log lines stay on stderr."""
+    work = tmp_path / "work"
+    assert _run(world["data"], fast_config(world["bert"]), work).published
+    config = write_config(tmp_path / "c.toml", fast_config(world["bert"]))
+    args = ["evaluate", "--a", "CURRENT", "--b", "CURRENT", "--data", str(world["data"])]
+    args += ["--out", str(tmp_path / "report"), "--workdir", str(work), "--config", str(config)]
+    proc = _cli([*args, "--json"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["verdict"]["decision"] == "inconclusive"  # one bundle against itself
+    assert result["a"]["version"] == result["b"]["version"] == bundle.read_pointer(work)
+    ndcg = result["metrics"]["ndcg"]
+    assert ndcg["family"] == "primary" and ndcg["mean_a"] == ndcg["mean_b"] > 0
+    assert json.loads(Path(result["summary"]).read_text())["verdict"] == {
+        k: v for k, v in result["verdict"].items() if k != "label"
+    }
+    run = tracking.client(work).get_run(result["mlflow_run_id"])
+    assert run.data.tags["verdict"] == "inconclusive"
+
 
 def _cli(args, env=None, **kw):
     return subprocess.run(
