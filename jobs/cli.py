@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("ab-report", "jobs.ab_report", "live A/B report from the API's exposure log"),
     ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
     ("serve", "jobs.serve", "the REST API under gunicorn"),
+    ("gc", "jobs.gc", "remove old bundles, runs, encoders and caches (the configured retention)"),
     ("config", "jobs.config", "show or validate the effective config, or print its JSON Schema"),
     ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
     ("embed", "jobs.stage", "run the pipeline up to embedding every item"),
