@@ -19,12 +19,12 @@ from recsys.errors import UserError
 from recsys.pipeline import gc
 from recsys.steps import LockedError, WorkdirLock, lock_holder
 
-# (result key, what the line calls it)
+# (result key, what the line calls it); runs_trimmed: cut to their step manifests
 REMOVALS = (
     ("bundles_removed", "bundles"),
     ("staging_removed", "stale bundle stagings"),
     ("runs_removed", "runs"),
-    ("runs_trimmed", "runs trimmed to their manifests"),
+    ("runs_trimmed", "finished runs' step outputs"),
     ("encoders_removed", "encoders"),
     ("embedding_caches_removed", "embedding caches"),
     ("collab_caches_removed", "fitted-source caches"),
