@@ -19,22 +19,11 @@ import numpy as np
 import polars as pl
 import sasrec
 from outside_in import Variant, hold_out_newest
+from quality import ALS_GRID, LIGHTFM_GRID  # the same grids as the internal benchmark
 
 from recsys.pipeline.fit import EvalSet, eval_set, histories, matrix
 
 K = 10
-LIGHTFM_GRID = [
-    {"factors": f, "epochs": e, "learning_rate": lr}
-    for f in (32, 64, 128)
-    for e in (10, 30)
-    for lr in (0.05,)
-] + [{"factors": 64, "epochs": 30, "learning_rate": 0.025}]  # the grid of benchmarks/quality.py
-ALS_GRID = [
-    {"factors": f, "regularization": r, "alpha": a}
-    for f in (32, 64, 128)
-    for r in (0.01, 0.1)
-    for a in (1.0, 10.0)
-]
 Metrics = dict[str, np.ndarray]  # {"ndcg": (n_users,), "recall": (n_users,)}
 Say = Callable[[str], None]
 

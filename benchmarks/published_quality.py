@@ -14,11 +14,15 @@ values averaged over its seeds).
 
     python benchmarks/published_quality.py [--datasets ml-100k ml-100k-sparse8 ...]
         [--seeds 0 1 2] [--product-runs 1] [--threads 1] [--config FILE] [--keep DIR]
-        [--json-out FILE] [--quick]
+        [--json-out FILE] [--quick] [--products LABEL[:RECSYS_X=V,...] ...]
 
 The nightly is not bit-for-bit repeatable (two runs on the same REST learned other blend
 weights; LightFM with [collab] threads = 0 runs Hogwild threads): --product-runs N runs it N times
 on fresh work directories, reports mean ± sd, and tests on each user's NDCG@10 averaged over runs.
+
+--products runs several product settings (RECSYS_* config overrides for the nightly, e.g.
+'no refit:RECSYS_NIGHTLY__REFIT=false') beside the same peers, each with its own tables, and
+compares each with the first: per-user NDCG@10 paired tests and the nightly wall-time ratio.
 
 Variants: ml-100k, ml-latest-small, and NAME-sparse8 (each user's newest 8 interactions).
 --quick: the first 200 users of each variant, a 1-minute encoder budget for the nightly (unless
@@ -58,15 +62,16 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def run_product(variant, work: Path, args: argparse.Namespace) -> dict:
-    """Contract dir -> `recsys nightly` -> `recsys recommend --all`; wall times and the file."""
+def run_product(variant, work: Path, args: argparse.Namespace, setting: dict[str, str]) -> dict:
+    """Contract dir -> `recsys nightly` -> `recsys recommend --all`; wall times and the file.
+    `setting`: RECSYS_* variables for the nightly (a product configuration beside the default)."""
     from outside_in import write_contract_dir
 
     data, workdir, recs = work / "data", work / "workdir", work / "recommendations.csv"
     write_contract_dir(variant, data)
     config = ["--config", str(args.config)] if args.config else []
     recsys = str(Path(sys.executable).with_name("recsys"))
-    env = dict(os.environ, RECSYS_MLFLOW_DIR=str(work / "mlflow"), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, RECSYS_MLFLOW_DIR=str(work / "mlflow"), HF_HUB_OFFLINE="1", **setting)
     times = {}
     for step, argv in (
         ("nightly", ["nightly", "--data", str(data)]),
@@ -101,18 +106,19 @@ def product_facts(workdir: Path, log: Path) -> dict:
     bundle = Path(bundle) if Path(bundle).is_absolute() else workdir / "bundles" / bundle
     manifest = json.loads((bundle / "manifest.json").read_text())
     weights = json.loads((bundle / "ranker" / "weights.json").read_text())
-    epochs = [
-        json.loads(line[line.index("{") :])
-        for line in log.read_text().splitlines()
-        if "encoder epoch " in line and ": {" in line
-    ]
-    best = max(epochs, key=lambda e: e.get("valid_ndcg", -1.0), default={})
+    steps = {}  # the run's step manifests: seconds per step, the encoder's result
+    for path in sorted((workdir / "runs" / manifest["run_key"] / "steps").glob("*.json")):
+        record = json.loads(path.read_text())
+        steps[record["step"]] = record
+    encoder = steps.get("encoder", {}).get("result", {})
+    best = encoder.get("best_epoch")
     return {
         "bundle": manifest["version"],
         "internal_metrics": manifest["metrics"],  # the candidate on the nightly's own split
         "blend_weights": {"default": weights["default"], "per_segment": weights["per_segment"]},
-        "encoder_epochs": len(epochs),
-        "encoder_best_epoch": int(best["epoch"]) + 1 if best else None,  # 1-based
+        "collab": manifest.get("fit", {}).get("collab", {}).get("model"),
+        "step_seconds": {name: round(r["seconds"], 1) for name, r in steps.items()},
+        "encoder_best_epoch": None if best is None else int(best) + 1,  # 1-based
         "encoder_stopped_at_max_minutes": "stopped at max_minutes" in log.read_text(),
     }
 
@@ -174,22 +180,25 @@ def print_table(title: str, table: dict[str, dict]) -> None:
     )
 
 
-def run_products(variant, held, work: Path, args: argparse.Namespace) -> tuple[list, list]:
+def run_products(
+    variant, held, work: Path, args: argparse.Namespace, setting: dict[str, str]
+) -> tuple[list, list]:
     """--product-runs nightlies, each on a fresh work directory: (metrics, facts) per run."""
     from outside_in import read_recommendations, seen_in_lists
     from peers import K, metrics
 
     runs, facts = [], []
     for run in range(args.product_runs):
-        product = run_product(variant, work / f"product-{run}", args)
+        product = run_product(variant, work / f"product-{run}", args, setting)
         ranked = read_recommendations(product.pop("file"), variant, held.user_idx, K)
         product["rest_items_in_lists"] = seen_in_lists(ranked, held.exclude)
         runs.append(metrics(ranked, held))
         facts.append(product)
         say(
-            f"  nightly run {run + 1}: {product['nightly_seconds']:.0f} s (encoder: "
-            f"{product['encoder_epochs']} epochs, best {product['encoder_best_epoch']}, stopped "
-            f"at max_minutes: {product['encoder_stopped_at_max_minutes']}); recommend "
+            f"  nightly run {run + 1}: {product['nightly_seconds']:.0f} s (encoder: best epoch "
+            f"{product['encoder_best_epoch']}, stopped at max_minutes: "
+            f"{product['encoder_stopped_at_max_minutes']}; collab {product['collab']}; steps "
+            f"{product['step_seconds']}); recommend "
             f"{product['recommend_seconds']:.0f} s; blend weights {product['blend_weights']}; "
             f"the nightly's own NDCG@10 (internal split) "
             f"{product['internal_metrics'].get('ndcg', float('nan')):.4f}; outside-in NDCG@10 "
@@ -211,27 +220,91 @@ def run_variant(name: str, work: Path, args: argparse.Namespace) -> dict:
         f"REST {variant.rest.height} interactions; test items tied with the user's previous "
         f"interaction: {variant.tied.mean():.1%}"
     )
-    runs, facts = run_products(variant, held, work, args)
-    results = {BUNDLE: runs}
+    products = {}
+    for label, setting in args.products.items():
+        say(
+            f"  product {label!r}: {' '.join(f'{k}={v}' for k, v in setting.items()) or 'defaults'}"
+        )
+        products[label] = run_products(variant, held, work / _slug(label), args, setting)
     peer_results, chosen = run_peers(variant, args.seeds, args.threads, args.quick, say)
-    results.update(peer_results)
     out = {
         "users": int(held.user_idx.size),
         "items": variant.dataset.n_items,
         "rest_interactions": variant.rest.height,
         "tied_test_share": float(variant.tied.mean()),
-        "nightly_seconds": [f["nightly_seconds"] for f in facts],
-        "nightly_runs": facts,
         "chosen": chosen,
-        "all": compare(results, None),
+        "products": {},
     }
-    print_table(f"{name}: all {held.user_idx.size} held-out users", out["all"])
-    if variant.tied.any():
-        out["untied"] = compare(results, ~variant.tied)
-        print_table(
-            f"{name}: without tied test items ({(~variant.tied).sum()} users)", out["untied"]
-        )
+    for label, (runs, facts) in products.items():
+        results = {BUNDLE: runs, **peer_results}
+        row = {
+            "setting": args.products[label],
+            "nightly_seconds": [f["nightly_seconds"] for f in facts],
+            "nightly_runs": facts,
+            "all": compare(results, None),
+        }
+        print_table(f"{name} [{label}]: all {held.user_idx.size} held-out users", row["all"])
+        if variant.tied.any():
+            row["untied"] = compare(results, ~variant.tied)
+            print_table(
+                f"{name} [{label}]: without tied test items ({(~variant.tied).sum()} users)",
+                row["untied"],
+            )
+        out["products"][label] = row
+    if len(products) > 1:
+        out["between_products"] = between_products(products)
     return out
+
+
+def between_products(products: dict[str, tuple[list, list]]) -> dict[str, dict]:
+    """Each product configuration against the first (paired tests on per-user NDCG@10 averaged
+    over its runs) and nightly wall times: what a setting such as refit buys and costs."""
+    from recsys.evaluation.stats import paired_tests
+
+    labels = list(products)
+    per_user = {k: np.mean([m["ndcg"] for m in runs], axis=0) for k, (runs, _) in products.items()}
+    seconds = {k: float(np.mean([f["nightly_seconds"] for f in facts])) for k, (_, facts) in
+               products.items()}  # fmt: skip
+    base = labels[0]
+    out = {}
+    say(f"\n  product settings against {base!r} (NDCG@10 per user, averaged over runs):")
+    for label in labels:
+        row = {"ndcg": float(per_user[label].mean()), "nightly_seconds": seconds[label]}
+        if label != base:
+            tests = paired_tests(per_user[base], per_user[label])
+            row.update(
+                ratio=float(row["ndcg"] / per_user[base].mean()),
+                time_ratio=seconds[label] / seconds[base],
+                ttest_p=tests["ttest"],
+                wilcoxon_p=tests["wilcoxon"],
+            )
+        out[label] = row
+        extra = (
+            f"  x{row['ratio']:.3f}, t-test p {row['ttest_p']:.2g}, Wilcoxon p "
+            f"{row['wilcoxon_p']:.2g}; nightly time x{row['time_ratio']:.2f}"
+            if label != base
+            else ""
+        )
+        say(f"    {label:<24} NDCG@10 {row['ndcg']:.4f}; nightly {seconds[label]:.0f} s{extra}")
+    return out
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label)
+
+
+def parse_product(text: str) -> tuple[str, dict[str, str]]:
+    """'LABEL' or 'LABEL:VAR=VALUE,VAR=VALUE' (RECSYS_* config overrides for the nightly)."""
+    label, _, rest = text.partition(":")
+    setting = {}
+    for pair in filter(None, rest.split(",")):
+        var, eq, value = pair.partition("=")
+        if not eq or not var.startswith("RECSYS_"):
+            raise SystemExit(
+                f"--products {text!r}: expected LABEL[:RECSYS_X=V,...], found {pair!r}"
+            )
+        setting[var] = value
+    return label, setting
 
 
 def limit_threads(threads: int) -> None:
@@ -270,11 +343,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--product-runs", type=int, default=1, help="nightly runs per variant (fresh workdirs)"
     )
+    parser.add_argument(
+        "--products",
+        nargs="+",
+        default=["default"],
+        help="product settings run side by side, beside the same peers: LABEL[:RECSYS_X=V,...] "
+        "(e.g. 'no refit:RECSYS_NIGHTLY__REFIT=false'); the first is the reference",
+    )
     parser.add_argument("--keep", type=Path, help="keep data dirs and workdirs under this dir")
     parser.add_argument("--json-out", type=Path, help="write every figure as JSON here")
     parser.add_argument("--quick", action="store_true", help="a few-minute end-to-end check")
     args = parser.parse_args(argv)
     args.datasets = args.datasets or (VARIANTS[:1] if args.quick else VARIANTS)
+    args.products = dict(parse_product(p) for p in args.products)
     args.seeds = args.seeds[:1] if args.quick else args.seeds
     outside_repo(args.keep, "--keep")
     outside_repo(args.json_out, "--json-out")

@@ -28,6 +28,7 @@ REMOVALS = (
     ("encoders_removed", "encoders"),
     ("embedding_caches_removed", "embedding caches"),
     ("collab_caches_removed", "fitted-source caches"),
+    ("tune_caches_removed", "tune choices"),
 )
 
 

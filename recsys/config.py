@@ -171,8 +171,14 @@ class IndexConfig(_Section):
 class CollabConfig(_Section):
     """Collaborative model (recsys.collab)."""
 
-    model: Literal["lightfm", "als"] = "lightfm"
-    """lightfm: LightFM (WARP by default); als: implicit's alternating least squares."""
+    model: Literal["lightfm", "als", "auto"] = "lightfm"
+    """lightfm: LightFM (WARP by default); als: implicit's alternating least squares; auto: the
+    nightly fits both on the split's training part and keeps the one with the better validation
+    NDCG@k (its `tune` step)."""
+    tune: bool = False
+    """Grid-search the model's main hyperparameters on validation in the nightly's `tune` step
+    (ALS: factors, regularization, alpha; LightFM: factors, learning_rate; the grid is
+    recsys.training.collab_tuning.GRIDS); the values here are then only the starting point."""
     factors: int = Field(64, ge=2)
     """Latent factors per user and item."""
     epochs: int = Field(30, ge=1)

@@ -4,6 +4,7 @@ generated samples, a fast pipeline config and a real bundle built through the ni
 from __future__ import annotations
 
 import inspect
+import subprocess
 from pathlib import Path
 
 from recsys.config import PipelineConfig, load_config, toml_value
@@ -102,3 +103,13 @@ def build_test_bundle(
     if result.published is None:
         raise RuntimeError(f"nightly published nothing: {result.message}")
     return result.published
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -73,12 +73,15 @@ def _workdir_with_history(root):
         _publish(root, f"v{n}", key)
         bundle.set_pointer(root, f"v{n}", reason="nightly gate")  # v4 CURRENT, v3 rollback
         run = _run_dir(root, key)
+        _manifest(run, "tune", {"key": f"t{n}", "chosen": {}})
         _manifest(run, "collab", {"key": f"c{n}", "reused": False})
         _manifest(run, "refit", {"key": f"r{n}"})
         _manifest(run, "encoder", {"encoder_dir": enc_dir, "encoder_hash": f"h{enc}"})
         for folder in (f"cache/collab/c{n}", f"cache/collab/r{n}"):
             (root / folder).mkdir(parents=True)
             (root / folder / "done").write_text("x")
+        (root / "cache" / "tune").mkdir(parents=True, exist_ok=True)
+        (root / "cache" / "tune" / f"t{n}.json").write_text("{}")
     killed = root / "runs" / "killed"
     _manifest(killed, "collab", {"key": "cx"})
     for name, done in (("E0", False), ("E1", True), ("E2", True), ("E3", True), ("E4", True)):
@@ -132,6 +135,8 @@ def test_gc_keeps_the_newest_pins_and_what_kept_runs_used(tmp_path):
     ]
     collab = sorted(p.name for p in (root / "cache" / "collab").iterdir())
     assert collab == ["c3", "c4", "cx", "r3", "r4"]  # cx: the killed run's, kept for its rerun
+    assert sorted(p.name for p in (root / "cache" / "tune").iterdir()) == ["t3.json", "t4.json"]
+    assert done["tune_caches_removed"] == ["t1.json", "t2.json"]
     assert done["bytes_freed"] > 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.config import PipelineConfig
+from recsys.config import CollabConfig, PipelineConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.pipeline import fit
@@ -36,6 +36,7 @@ TRAINED = "trained.json"  # in an encoder directory: its config hash and when it
 FEATURE_CACHE = "feature-cache"  # under <workdir>/encoders: pooled base-model features
 EMBEDDING_CACHE = "cache/embeddings"  # item vectors by (encoder hash, text hash)
 COLLAB_CACHE = "cache/collab"  # fitted sources by fit.frame_sources_key
+TUNE_CACHE = "cache/tune"  # <key>.json: the tune step's choice for a training part and config
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,14 @@ class Context:
     def uses_text(self) -> bool:
         """A collaborative-only config trains no encoder."""
         return "text" in self.config.blend.sources
+
+    def fit_config(self) -> PipelineConfig:
+        """The config sources are fitted with: the tune step's chosen [collab] when it ran."""
+        done = self.steps.done("tune")
+        if done is None:
+            return self.config
+        chosen = CollabConfig.model_validate(done["result"]["chosen"])
+        return self.config.model_copy(update={"collab": chosen})
 
     def step_dir(self, name: str) -> Path:
         return self.run_dir / name

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.config import EncoderConfig, PipelineConfig, config_hash
+from recsys.config import CollabConfig, EncoderConfig, PipelineConfig, config_hash
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.ranking.base import Query, Recommender
@@ -30,6 +30,7 @@ from recsys.ranking.segments import SegmentWeights
 from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
 from recsys.text.documents import item_documents
+from recsys.training import collab_tuning
 from recsys.training.blend_weights import learn_weights
 
 
@@ -182,6 +183,23 @@ def known_user_vectors(
     vectors = source.user_encoder(queries, source.item_vectors)  # (n_users, dim), batched
     keys = np.array([history_key(h) for h in per_user], dtype=np.uint64)
     return vectors, keys
+
+
+def tune_collab(
+    dataset: Dataset, split: Split, config: PipelineConfig
+) -> tuple[CollabConfig, list[dict[str, Any]]]:
+    """The [collab] config with the best validation NDCG@k (recsys.training.collab_tuning):
+    candidates fitted on the split's training part, scored on its validation part."""
+    features = None
+    if config.collab.item_features:
+        from recsys.collab.features import item_token_features
+
+        features = item_token_features(dataset)[0]
+    valid = eval_set([split.train], split.valid, dataset.n_users)
+    train = matrix(split.train, dataset.n_users, dataset.n_items)
+    return collab_tuning.tune_collab(
+        train, valid.queries, valid.relevant, config.collab, config.eval.k, features
+    )
 
 
 def learn_blend_weights(

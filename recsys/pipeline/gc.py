@@ -3,8 +3,8 @@ step — old bundles and the runs nothing kept needs (recsys.retention), then th
 and the caches no kept run used. Reads pointers, promotions.jsonl, manifests and runs/*/steps;
 deletes under bundles/, runs/, encoders/ and cache/ (never encoders/feature-cache, nor mlflow/).
 
-What a kept run used is what its step manifests name: the fitted-source cache key of each
-fitting step (result "key") and the encoder (result "encoder_dir", "encoder_hash").
+What a kept run used is what its step manifests name: the fitted-source and tune cache keys
+(result "key") and the encoder (result "encoder_dir", "encoder_hash").
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from typing import Any
 
 from recsys import bundle, retention
 from recsys.config import PipelineConfig
-from recsys.pipeline.context import COLLAB_CACHE, EMBEDDING_CACHE, ENCODERS, FEATURE_CACHE, TRAINED
+from recsys.pipeline.context import (
+    COLLAB_CACHE,
+    EMBEDDING_CACHE,
+    ENCODERS,
+    FEATURE_CACHE,
+    TRAINED,
+    TUNE_CACHE,
+)
 from recsys.steps import STEPS_DIR
 
 
@@ -33,6 +40,7 @@ class GcPlan:
     encoders: list[str] = field(default_factory=list)
     embeddings: list[str] = field(default_factory=list)  # cache/embeddings/<encoder hash>
     collab: list[str] = field(default_factory=list)  # cache/collab/<key>, stale .<key>.tmp
+    tune: list[str] = field(default_factory=list)  # cache/tune/<key>.json
     kept: dict[str, list[str]] = field(default_factory=dict)
 
     def paths(self) -> list[Path]:
@@ -43,7 +51,8 @@ class GcPlan:
             out += retention.trimmable_parts(root / retention.RUNS / name)
         out += [root / ENCODERS / name for name in self.encoders]
         out += [root / EMBEDDING_CACHE / name for name in self.embeddings]
-        return out + [root / COLLAB_CACHE / name for name in self.collab]
+        out += [root / COLLAB_CACHE / name for name in self.collab]
+        return out + [root / TUNE_CACHE / name for name in self.tune]
 
     def to_dict(self, bytes_freed: int) -> dict[str, Any]:
         return {
@@ -54,6 +63,7 @@ class GcPlan:
             "encoders_removed": self.encoders,
             "embedding_caches_removed": self.embeddings,
             "collab_caches_removed": self.collab,
+            "tune_caches_removed": self.tune,
             "bytes_freed": bytes_freed,
             "kept": self.kept,
         }
@@ -82,6 +92,8 @@ def plan(
     hashes = used["hashes"] | {_encoder_hash(workdir / ENCODERS / e) for e in encoders}
     out.embeddings = [h for h in _entries(workdir / EMBEDDING_CACHE) if h not in hashes]
     out.collab = [k for k in _entries(workdir / COLLAB_CACHE) if k not in used["keys"]]
+    tuned = sorted((workdir / TUNE_CACHE).glob("*")) if (workdir / TUNE_CACHE).is_dir() else []
+    out.tune = [p.name for p in tuned if p.name not in {f"{k}.json" for k in used["keys"]}]
     versions = [m["version"] for m in bundle.list_bundles(workdir)]
     out.kept = {
         "bundles": [v for v in versions if v not in out.bundles],

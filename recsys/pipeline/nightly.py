@@ -59,8 +59,32 @@ def _refit_text(ctx: Context) -> bool:
     return ctx.config.nightly.refit and ctx.uses_text
 
 
+def _tune(ctx: Context) -> bool:
+    """[collab] model = "auto" or tune = true"""
+    collab = ctx.config.collab  # the collab source is fitted (and so resolved) in every config
+    return collab.model == "auto" or collab.tune
+
+
+def _tune_tags(result: dict[str, Any]) -> dict[str, Any]:
+    chosen = result["chosen"]
+    return {"collab_model": chosen["model"], "collab_factors": chosen["factors"]}
+
+
+def _collab_tags(result: dict[str, Any]) -> dict[str, Any]:
+    """The evaluated candidate's fit (MLflow beside the manifest's `fit` record)."""
+    return {
+        "evaluated_sources_key": result["key"],
+        "evaluated_interactions": result.get("interactions"),
+    }
+
+
 def _refit_tags(result: dict[str, Any]) -> dict[str, Any]:
-    return {"refit": "true", "refit_sources_key": result["key"]}
+    """The published sources' fit, on every interaction."""
+    return {
+        "refit": "true",
+        "refit_sources_key": result["key"],
+        "refit_interactions": result.get("interactions"),
+    }
 
 
 TRAIN = stages.train_frame  # the split's train part: validation choices are made on it
@@ -73,10 +97,12 @@ STEPS: tuple[Step, ...] = (
     Step("encoder", stages.encoder_step, _text, (files.ENCODER,), _encoder_tags, preview.encoder),
     Step("embed", stages.embed_step, _text, (files.ITEM_VECTORS,)),
     Step("index", stages.index_step, _text, (files.INDEX,), _index_tags),
+    Step("tune", stages.tune_step, _tune, tags=_tune_tags, preview=preview.tune),
     Step(
         "collab",
         stages.fit_sources_step(TRAIN),
         provides=tuple(FRAME_SOURCES),
+        tags=_collab_tags,
         preview=preview.fit_sources(TRAIN),
     ),
     Step("prior", stages.prior_step(TRAIN), _text, (files.ITEM_BIAS,)),

@@ -1,5 +1,6 @@
 """Pipeline: what a step would reuse, said before it runs (`recsys nightly --dry-run`) — the
-encoder the schedule keeps, the fitted-source cache entry. Reads encoders/ and cache/ only."""
+encoder the schedule keeps, the tune choice and fitted-source cache entries. Reads encoders/ and
+cache/ only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 
 from recsys.config import config_hash
 from recsys.pipeline import fit
-from recsys.pipeline.context import COLLAB_CACHE, TRAINED, Context
+from recsys.pipeline.context import COLLAB_CACHE, TRAINED, TUNE_CACHE, Context
 from recsys.pipeline.stages import Frame, reusable_encoder
 
 
@@ -28,10 +29,22 @@ def fit_sources(frame: Frame) -> Callable[[Context], str]:
     """Fit the sources on `frame(ctx)`, or copy them from the fitted-source cache."""
 
     def preview(ctx: Context) -> str:
-        key = fit.frame_sources_key(ctx.dataset, frame(ctx), ctx.config)
+        tuning = ctx.config.collab.model == "auto" or ctx.config.collab.tune
+        if tuning and ctx.steps.done("tune") is None:  # the key depends on what tune chooses
+            return "fits the sources with what the tune step chooses, or reuses them from the cache"
+        key = fit.frame_sources_key(ctx.dataset, frame(ctx), ctx.fit_config())
         cached = (ctx.workdir / COLLAB_CACHE / key / "done").is_file()
         if cached and ctx.forced:
             return f"fits the sources afresh (forced: cache entry {key} is replaced)"
         return f"reuses fitted sources {key} from the cache" if cached else "fits the sources"
 
     return preview
+
+
+def tune(ctx: Context) -> str:
+    """Search the collaborative model and its hyperparameters, or read the choice cached."""
+    key = fit.frame_sources_key(ctx.dataset, ctx.split.train, ctx.config)
+    cached = (ctx.workdir / TUNE_CACHE / f"{key}.json").is_file()
+    if cached and ctx.forced:
+        return f"searches afresh (forced: cache entry {key} is replaced)"
+    return f"reuses the choice {key} from the cache" if cached else "searches the grid"

@@ -67,6 +67,7 @@ def fit_record(ctx: Context) -> dict[str, Any]:
     as tags): interactions and the fitted-source cache key of each."""
     evaluated = {"interactions": ctx.split.train.height, "sources_key": ctx.result("collab")["key"]}
     record: dict[str, Any] = {"refit": ctx.config.nightly.refit, "evaluated": evaluated}
+    record["collab"] = ctx.fit_config().collab.model_dump(mode="json")  # after the tune step
     if ctx.config.nightly.refit:
         record["published"] = {
             "interactions": ctx.dataset.interactions.height,

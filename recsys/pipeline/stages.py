@@ -34,6 +34,7 @@ from recsys.pipeline.context import (
     ITEM_VECTORS,
     MODEL,
     TRAINED,
+    TUNE_CACHE,
     USER_KEYS,
     USER_VECTORS,
     WEIGHTS,
@@ -150,14 +151,14 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
     — or reusing them from an earlier run that fitted the same frame, catalog and config."""
 
     def step(ctx: Context, out: Path) -> dict[str, Any]:
-        interactions = frame(ctx)
-        key = fit.frame_sources_key(ctx.dataset, interactions, ctx.config)
+        interactions, config = frame(ctx), ctx.fit_config()
+        key = fit.frame_sources_key(ctx.dataset, interactions, config)
         cached = ctx.workdir / COLLAB_CACHE / key
         reused = not ctx.forced and (cached / "done").is_file()  # forced: fit afresh
         if not reused:
             staging = cached.with_name(f".{key}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
-            fitted = fit.fit_frame_sources(ctx.dataset, interactions, ctx.config, fit.FRAME_SOURCES)
+            fitted = fit.fit_frame_sources(ctx.dataset, interactions, config, fit.FRAME_SOURCES)
             for name, source in fitted.items():
                 source.save(staging / name)
             (staging / "done").write_text(key, encoding="utf-8")
@@ -166,9 +167,31 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
         for name in fit.FRAME_SOURCES:
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(cached / name, out / name)
-        return {"model": ctx.config.collab.model, "reused": reused, "key": key}
+        model = config.collab.model
+        return {"model": model, "reused": reused, "key": key, "interactions": interactions.height}
 
     return step
+
+
+def tune_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """Choose the collaborative model and its hyperparameters on the split's validation part
+    (collab.model "auto" and/or collab.tune); reused from an earlier run with the same training
+    part, catalog and config (cache/tune/<key>.json), except by a forced run."""
+    key = fit.frame_sources_key(ctx.dataset, ctx.split.train, ctx.config)
+    cached = ctx.workdir / TUNE_CACHE / f"{key}.json"
+    if not ctx.forced and cached.is_file():
+        return {**json.loads(cached.read_text(encoding="utf-8")), "reused": True}
+    chosen, scores = fit.tune_collab(ctx.dataset, ctx.split, ctx.config)
+    result = {"chosen": chosen.model_dump(mode="json"), "scores": scores, "key": key}
+    for point in scores:
+        ctx.tracker.log_metrics({_metric_name(point["config"]): point["ndcg"]})
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    bundle.atomic_write_text(cached, json.dumps(result))  # whole or absent after a crash
+    return {**result, "reused": False}
+
+
+def _metric_name(point: dict[str, Any]) -> str:
+    return "valid_ndcg_" + "_".join(f"{name}_{value}" for name, value in sorted(point.items()))
 
 
 def prior_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:

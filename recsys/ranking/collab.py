@@ -45,6 +45,11 @@ class CollabRecommender(Recommender):
             )
         if item_features is not None and not config.item_features:
             raise ValueError("item_features given but CollabConfig.item_features is false")
+        if config.model not in MODELS:  # "auto" is resolved on validation before fitting
+            raise ValueError(
+                f"collab.model {config.model!r}: expected one of {sorted(MODELS)} here; 'auto' "
+                "is chosen by the nightly's tune step (recsys.training.collab_tuning)"
+            )
         return cls(MODELS[config.model].fit(interaction_matrix, config, item_features))
 
     @property

@@ -16,7 +16,7 @@ import pandas as pd
 import polars as pl
 import pytest
 import requests
-from support import build_tiny_bert, fast_config, small_sample
+from support import build_tiny_bert, fast_config, small_sample, stop_process
 from test_api_helpers import ADMIN_TOKEN, admin, clone_bundle
 
 import mlflow
@@ -171,12 +171,7 @@ def test_mlflow_models_serve_answers_invocations(world, default_stores, tmp_path
         )
         assert bad.status_code == 400 and "expected at most the bundle's" in bad.text, bad.text
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _champion(own) -> tuple[str, dict[str, str]]:

@@ -15,7 +15,14 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 import pytest
-from support import REPO, build_tiny_bert, fast_config, small_sample, write_config
+from support import (
+    REPO,
+    build_tiny_bert,
+    fast_config,
+    small_sample,
+    stop_process,
+    write_config,
+)
 
 import mlflow
 from recsys import bundle, tracking
@@ -146,7 +153,8 @@ def test_gate_holds_a_degraded_candidate(world, tmp_path):
 
 def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
     """`recsys recommend --all` = RecommenderModel.rank_users over every known user: each
-    user's stored history is the query and is excluded."""
+    user's stored history is the query and is excluded. With --json: its summary; and
+    `recsys evaluate --json` on the same bundle."""
     from recsys.ranking.model import RecommenderModel
 
     assert _run(world["data"], fast_config(world["bert"]), tmp_path / "work").published
@@ -172,26 +180,21 @@ def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
     summary = json.loads(proc.stdout)  # the file is as without --json; stdout is its summary
     assert summary["bundle"] == model.version and (summary["users"], summary["rows"]) == (7, 21)
     assert pl.read_parquet(summary["out"]).height == 21
-
-
-def test_evaluate_json_is_one_document_with_tracking_logs_on_stderr(world, tmp_path):
-    """`recsys evaluate --json`, tracking on: MLflow's own log lines stay on stderr."""
-    work = tmp_path / "work"
-    assert _run(world["data"], fast_config(world["bert"]), work).published
+    # `recsys evaluate --json`, tracking on: one document; MLflow's own log lines stay on stderr
     config = write_config(tmp_path / "c.toml", fast_config(world["bert"]))
     args = ["evaluate", "--a", "CURRENT", "--b", "CURRENT", "--data", str(world["data"])]
-    args += ["--out", str(tmp_path / "report"), "--workdir", str(work), "--config", str(config)]
+    args += ["--out", str(tmp_path / "report"), "--config", str(config), *wd]
     proc = _cli([*args, "--json"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result["verdict"]["decision"] == "inconclusive"  # one bundle against itself
-    assert result["a"]["version"] == result["b"]["version"] == bundle.read_pointer(work)
+    assert result["a"]["version"] == result["b"]["version"] == model.version
     ndcg = result["metrics"]["ndcg"]
     assert ndcg["family"] == "primary" and ndcg["mean_a"] == ndcg["mean_b"] > 0
     assert json.loads(Path(result["summary"]).read_text())["verdict"] == {
         k: v for k, v in result["verdict"].items() if k != "label"
     }
-    run = tracking.client(work).get_run(result["mlflow_run_id"])
+    run = tracking.client(tmp_path / "work").get_run(result["mlflow_run_id"])
     assert run.data.tags["verdict"] == "inconclusive"
 
 
@@ -333,20 +336,19 @@ def test_real_mlflow_server(world, tmp_path):
         experiment = client.get_experiment_by_name("recsys-nightly")
         runs = client.search_runs([experiment.experiment_id])
         names = {r.info.run_name for r in runs}
-        assert {"nightly", "encoder", "evaluate", "publish", "register"} <= names
+        assert {"nightly", "encoder", "evaluate", "refit", "publish", "register"} <= names
         parent = next(r for r in runs if r.info.run_name == "nightly")
         assert parent.info.status == "FINISHED"
         assert {"data_hash", "config_hash", "encoder_hash", "index_type"} <= set(parent.data.tags)
+        tags = parent.data.tags  # both fits: the evaluated candidate's and the published one's
+        assert tags["refit"] == "true"
+        assert tags["refit_sources_key"] != tags["evaluated_sources_key"]
+        assert int(tags["refit_interactions"]) > int(tags["evaluated_interactions"]) > 0
         version = client.get_model_version_by_alias(name, "champion")
         assert version.tags["bundle_version"] == result.published
         assert version.run_id == parent.info.run_id
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 def _prom(path) -> dict[tuple[str, tuple], float]:
@@ -416,7 +418,8 @@ def test_dry_run_says_what_would_run_and_writes_nothing(world, tmp_path):
     config, work = fast_config(world["bert"]), tmp_path / "work"
     fresh = _dry(world["data"], config, work)
     assert work.exists() is False  # not even the work directory
-    assert fresh == {**dict.fromkeys(STEPS, "run"), "register": "skip", "_plan": fresh["_plan"]}
+    skipped = {"tune": "skip", "register": "skip"}  # [collab] tune off; --no-tracking
+    assert fresh == {**dict.fromkeys(STEPS, "run"), **skipped, "_plan": fresh["_plan"]}
     args = ["nightly", "--data", str(world["data"]), "--workdir", str(work), "--no-tracking"]
     args += ["--config", str(write_config(tmp_path / "c.toml", config))]
     killed = _cli([*args, "-q"], env={"RECSYS_TEST_CRASH_AFTER": "index"})

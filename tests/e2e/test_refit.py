@@ -120,3 +120,34 @@ def test_gate_and_reports_never_score_the_refitted_ranker(world):
     plain = RecommenderModel.load(world[False], evaluated=True)
     same = abtest.evaluate_model(plain, dataset, split, config).metrics["recall"].mean()
     assert same == pytest.approx(judged)
+
+
+def test_tune_step_chooses_the_published_collab_model(world, tmp_path):
+    """collab.model "auto" + tune: the nightly's tune step fits the grid on the split, and both
+    the evaluated candidate and the refitted bundle use the chosen [collab] values."""
+    overrides = {"collab": {"model": "auto", "tune": True, "threads": 1, "epochs": 5}}
+    config = _config(True).model_copy(
+        update={"collab": _config(True).collab.model_copy(update=overrides["collab"])}
+    )
+    workdir = tmp_path / "work"
+    result = run_nightly(world["data"], config, workdir, say=lambda m: None, track=False)
+    steps = {s["step"] for s in result.steps}
+    assert {"tune", "collab", "refit"} <= steps
+    run = workdir / "runs" / result.run_key / "steps"
+    tune = _result(run / "tune.json")
+    best = max(tune["scores"], key=lambda s: s["ndcg"])
+    assert tune["chosen"]["model"] == best["config"]["model"] in ("als", "lightfm")
+    assert len(tune["scores"]) == 12 and not tune["reused"]
+    for step in ("collab", "refit"):
+        assert _result(run / f"{step}.json")["model"] == tune["chosen"]["model"]
+    published = bundle.bundles_dir(workdir) / result.published
+    manifest = bundle.read_manifest(published)
+    assert manifest["fit"]["published"]["sources_key"] == _result(run / "refit.json")["key"]
+    assert manifest["fit"]["collab"] == tune["chosen"]  # what was fitted, not "auto"
+    assert (workdir / "cache" / "tune" / f"{tune['key']}.json").is_file()
+
+
+def _result(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())["result"]
