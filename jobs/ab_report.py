@@ -1,24 +1,33 @@
 """Job: `recsys ab-report --exposures LOG... --interactions DIR --window 7d --out DIR` — the live
 A/B read offline: per-user hit rate / CTR at k from the API's exposure logs (every replica's file)
-and what followed, checked for sample ratio mismatch and bundle changes before any verdict."""
+and what followed, checked for sample ratio mismatch and bundle changes before any verdict; with
+--json, the verdict, the sample-ratio check and each metric as one JSON document on stdout."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 
 import polars as pl
 
-from jobs.common import add_common_arguments, config, setup_logging, workdir
+from jobs.common import (
+    add_common_arguments,
+    add_json_argument,
+    config,
+    emit,
+    setup_logging,
+    workdir,
+)
 from recsys import tracking
 from recsys.config import ConfigError
 from recsys.data.loaders import read_tables
 from recsys.data.raw import read_table_file
 from recsys.data.timestamps import parse_timestamps
 from recsys.evaluation.exposures import ExposureLogError, parse_window, read_exposures
-from recsys.evaluation.live import live_ab_report
-from recsys.evaluation.report import render_html
+from recsys.evaluation.live import LiveABResult, live_ab_report
+from recsys.evaluation.report import SUMMARY_FILE, render_html
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: [serving] variants of --config; none there: equal shares)",
     )
     parser.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    add_json_argument(parser)
     add_common_arguments(parser)
 
 
@@ -100,14 +110,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = config(args)
     shares = parse_shares(args.shares) if args.shares else dict(cfg.serving.variants) or None
     exposures = between(read_exposures(args.exposures), args.since, args.until)
-    path = args.interactions
-    if path.is_dir():  # a data directory (contract layout or MovieLens)
-        interactions = read_tables(path).interactions.frame
-    else:
-        interactions = read_table_file(path).frame
     result = live_ab_report(
         exposures,
-        interactions,
+        _interactions(args.interactions),
         parse_window(args.window),
         args.k or cfg.eval.k,
         config=cfg.eval,
@@ -115,14 +120,39 @@ def run(args: argparse.Namespace) -> int:
         shares=shares,
     )
     report = render_html(result.comparison, result.verdict, result.extras, args.out)
-    print(f"verdict: {result.verdict.label} — {result.verdict.reasons[0]}")
-    for warning in result.verdict.warnings:
-        print(f"warning: {warning}")
-    print(f"report: {report}")
-    if not args.no_tracking:
-        with tracking.start_run("recsys-ab-report", "ab-report", workdir=workdir(args)) as run_:
-            run_.set_tags({"verdict": result.verdict.decision, "window": args.window})
-            if math.isfinite(result.sample_ratio.p_value):
-                run_.log_metrics({"srm_p_value": result.sample_ratio.p_value})
-            run_.log_artifact(report.parent, "report")
+    run_id = None if args.no_tracking else _track(args, result, report)
+    payload = {
+        "verdict": {**result.verdict.to_dict(), "label": result.verdict.label},
+        "control": result.comparison.name_a,
+        "treatment": result.comparison.name_b,
+        "k": result.comparison.k,
+        "window": args.window,
+        "sample_ratio": {
+            **dataclasses.asdict(result.sample_ratio),
+            "failed": result.sample_ratio.failed,
+        },
+        "metrics": result.comparison.headline(),
+        "report": str(report.resolve()),
+        "summary": str((report.parent / SUMMARY_FILE).resolve()),
+        "mlflow_run_id": run_id,
+    }
+    lines = [f"verdict: {result.verdict.label} — {result.verdict.reasons[0]}"]
+    lines += [f"warning: {warning}" for warning in result.verdict.warnings]
+    emit(args, payload, [*lines, f"report: {report}"])
     return 0
+
+
+def _interactions(path: Path) -> pl.DataFrame:
+    if path.is_dir():  # a data directory (contract layout or MovieLens)
+        return read_tables(path).interactions.frame
+    return read_table_file(path).frame
+
+
+def _track(args: argparse.Namespace, result: LiveABResult, report: Path) -> str:
+    """The report as a run of the recsys-ab-report experiment; returns its id."""
+    with tracking.start_run("recsys-ab-report", "ab-report", workdir=workdir(args)) as run_:
+        run_.set_tags({"verdict": result.verdict.decision, "window": args.window})
+        if math.isfinite(result.sample_ratio.p_value):
+            run_.log_metrics({"srm_p_value": result.sample_ratio.p_value})
+        run_.log_artifact(report.parent, "report")
+        return run_.run_id

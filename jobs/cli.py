@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
     ("serve", "jobs.serve", "the REST API under gunicorn"),
     ("live", "jobs.live", "export the live store (overlay items, events) as data files"),
+    ("gc", "jobs.gc", "remove old bundles, runs, encoders and caches (the configured retention)"),
     ("config", "jobs.config", "show or validate the effective config, or print its JSON Schema"),
     ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
     ("embed", "jobs.stage", "run the pipeline up to embedding every item"),

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jobs.common import add_common_arguments, config, setup_logging
+from jobs.common import add_common_arguments, add_json_argument, config, setup_logging
 from recsys.data.loaders import load_dataset
 from recsys.data.stats import dataset_stats, format_stats
 
@@ -19,12 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--data", type=Path, required=True, help="data directory")
-        cmd.add_argument("--json", action="store_true", help="print JSON")
-        add_common_arguments(cmd)
+        add_json_argument(cmd)
+        add_common_arguments(cmd, workdir=False, quiet=False)  # reads no state, logs no INFO
 
 
 def run(args: argparse.Namespace) -> int:
-    setup_logging(args.quiet)
+    setup_logging()
     dataset = load_dataset(args.data, config(args).data)
     stats = dataset_stats(dataset)
     if args.json:

@@ -1,21 +1,29 @@
-"""Job: `recsys nightly --data DIR` — the main job (see recsys.pipeline.nightly). Also writes the
-job's metrics in the Prometheus textfile format (recsys.pipeline.job_metrics)."""
+"""Job: `recsys nightly --data DIR [--force] [--dry-run] [--json]` — the main job (see
+recsys.pipeline.nightly). Also writes the job's metrics in the Prometheus textfile format
+(recsys.pipeline.job_metrics); a dry run writes nothing."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs.common import add_common_arguments, config, progress, setup_logging, workdir
+from jobs.common import (
+    add_common_arguments,
+    add_json_argument,
+    config,
+    emit,
+    progress,
+    setup_logging,
+    workdir,
+)
 from recsys.bundle import read_pointer
 from recsys.pipeline.job_metrics import write_nightly_metrics
-from recsys.pipeline.nightly import run_nightly
+from recsys.pipeline.nightly import plan_nightly, run_nightly
 from recsys.steps import LockedError
 
 METRICS_ENV = "RECSYS_NIGHTLY_METRICS_FILE"
@@ -27,7 +35,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-tracking", action="store_true", help="do not log to MLflow or register the bundle"
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    add_json_argument(parser)
     add_common_arguments(parser)
 
 
@@ -46,11 +54,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Prometheus textfile of the job's metrics (default: ${METRICS_ENV}, "
         "else <workdir>/metrics/nightly.prom)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run even if this data + config + code was already published: a new attempt, "
+        "every step run again, a new bundle version (see README: the nightly job)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say which steps would run, resume or be skipped, or that nothing is new; "
+        "writes nothing",
+    )
 
 
 def run(args: argparse.Namespace, until: str | None = None) -> int:
     """The whole nightly job, or (stage commands) the pipeline up to step `until`."""
     setup_logging(args.quiet)
+    if getattr(args, "dry_run", False):
+        return _dry_run(args)
     out = sys.stderr if args.json else sys.stdout  # --json: stdout is JSON
     root = workdir(args)
     read_pointer(root)  # an unreadable CURRENT fails here, not after an hour of training
@@ -68,6 +90,7 @@ def run(args: argparse.Namespace, until: str | None = None) -> int:
             progress=progress(args),
             until=until,
             live=live,
+            force=getattr(args, "force", False),
         )
     except LockedError:
         raise  # another run is at work: its own outcome is what the metrics should say
@@ -82,10 +105,19 @@ def run(args: argparse.Namespace, until: str | None = None) -> int:
         )  # fmt: skip
     if live is not None and result.promoted:
         _retire(args, root, result.published, out)
-    if args.json:
-        print(json.dumps(dataclasses.asdict(result), indent=2))
-    else:
-        print(f"{_now()} run {result.run_key}: {result.message}")
+    line = f"{_now()} run {result.run_key}: {result.message}"
+    emit(args, dataclasses.asdict(result), [line])
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """What `recsys nightly` would do now; nothing written (not even the work directory)."""
+    root = workdir(args, create=False)
+    read_pointer(root)
+    plan = plan_nightly(args.data, config(args), root, track=not args.no_tracking, force=args.force)
+    lines = [f"dry run: {plan.message}"]
+    lines += [f"  {s['step']:<12} {s['action']:<7} {s['why']}".rstrip() for s in plan.steps]
+    emit(args, {"dry_run": True, **dataclasses.asdict(plan)}, lines)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Job: `recsys recommend --all | --users FILE --k K --out FILE` — batch top-k from a bundle."""
+"""Job: `recsys recommend --all | --users FILE --k K --out FILE [--json]` — batch top-k from a
+bundle (reads CURRENT or --bundle; writes the CSV/parquet file, a one-line summary or JSON)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from jobs.common import add_common_arguments, setup_logging, workdir
+from jobs.common import add_common_arguments, add_json_argument, emit, setup_logging, workdir
 from recsys.bundle import BundleError, current_bundle
 from recsys.ranking.model import RecommenderModel
 
@@ -22,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=10, help="results per user (default 10)")
     parser.add_argument("--out", type=Path, required=True, help="output .csv or .parquet")
     parser.add_argument("--bundle", type=Path, help="bundle directory (default: the current one)")
-    add_common_arguments(parser)
+    add_json_argument(parser)  # a summary of what was written; the file itself is unchanged
+    add_common_arguments(parser, config=False)  # a bundle carries its own config
 
 
 def read_user_ids(path: Path) -> list[str]:
@@ -56,12 +58,28 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     frame = model.rank_users(users, args.k)
     seconds = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    frame.write_parquet(tmp) if args.out.suffix == ".parquet" else frame.write_csv(tmp)
-    tmp.replace(args.out)
-    print(
+    _write(frame, args.out)
+    rate = len(users) / max(seconds, 1e-9)
+    payload = {
+        "bundle": model.version,
+        "bundle_path": str(Path(path).resolve()),
+        "users": len(users),
+        "k": args.k,
+        "rows": frame.height,
+        "out": str(args.out.resolve()),
+        "seconds": round(seconds, 3),
+    }
+    line = (
         f"{len(users)} users x top-{args.k} from bundle {model.version} -> {args.out} "
-        f"({frame.height} rows, {len(users) / max(seconds, 1e-9):,.0f} users/s)"
+        f"({frame.height} rows, {rate:,.0f} users/s)"
     )
+    emit(args, payload, [line])
     return 0
+
+
+def _write(frame: pl.DataFrame, out: Path) -> None:
+    """The whole file or nothing: a temp file beside it, then one rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    frame.write_parquet(tmp) if out.suffix == ".parquet" else frame.write_csv(tmp)
+    tmp.replace(out)

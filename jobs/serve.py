@@ -19,7 +19,7 @@ ENV_INTS = {"RECSYS_WORKERS": "--workers", "RECSYS_THREADS": "--threads"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    common.add_common_arguments(parser)
+    common.add_common_arguments(parser, quiet=False)  # gunicorn logs: its own settings
     parser.add_argument(
         "--host", help=f"address to bind (default: $RECSYS_BIND, else {live.DEFAULT_HOST})"
     )

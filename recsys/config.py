@@ -282,7 +282,11 @@ class NightlyConfig(_Section):
     """Nightly pipeline and publishing."""
 
     keep_bundles: int = Field(5, ge=1)
-    """Published bundles kept for rollback (CURRENT and CHALLENGER always are)."""
+    """Published bundles kept for rollback, newest first (by the nightly's prune and `recsys gc`;
+    CURRENT, CHALLENGER, the rollback target and pinned [serving] variants always are)."""
+    keep_encoders: int = Field(2, ge=1)
+    """Trained encoders kept under encoders/, newest first, besides those a kept run used; the
+    embedding caches of the others go with them (bundles carry their own encoder copy)."""
     registered_model: str | None = Field(None, min_length=1)
     """MLflow registered-model name of the published bundles; unset: recsys-<work directory
     name>-<8 hex of its absolute path>, so two work directories never share one."""

@@ -1,7 +1,8 @@
 """Pipeline plumbing: a work-directory lock and resumable steps with small step manifests.
 
 A step's manifest (steps/<name>.json) is written atomically after the step's outputs, so a rerun
-after a crash resumes at the first step without one. Outputs live in the step's own directory.
+after a crash resumes at the first step without one. Outputs live in the step's own directory;
+run.json beside steps/ says what the run was keyed on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from recsys.bundle import atomic_write_text
 from recsys.errors import UserError
 
 CRASH_ENV = "RECSYS_TEST_CRASH_AFTER"  # test hook: SIGKILL self after this step's manifest
+STEPS_DIR = "steps"  # a run's step manifests: steps/<name>.json
+RUN_FILE = "run.json"  # a run's identity (what it was keyed on), beside steps/
 
 
 class LockedError(UserError, RuntimeError):
@@ -62,6 +65,23 @@ class WorkdirLock:
             self._fh = None
 
 
+def lock_holder(workdir: Path, name: str = "nightly.lock") -> str | None:
+    """Who holds the work-directory lock ("pid N since T"), or None — without taking it or
+    writing anything (dry runs): a shared flock on the existing file, released at once."""
+    path = Path(workdir) / name
+    try:
+        fh = open(path)
+    except FileNotFoundError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return fh.read().strip() or "unknown"
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
 @dataclass
 class StepRecord:
     name: str
@@ -71,11 +91,11 @@ class StepRecord:
 
 
 class StepRunner:
-    """Runs named steps in order under run_dir; a step with a manifest is skipped (resumed)."""
+    """Runs named steps in order under run_dir; a step with a manifest is skipped (resumed).
+    Nothing is written before the first step runs (a dry run reads the manifests only)."""
 
     def __init__(self, run_dir: Path, progress: Callable[[str], None] | None = None):
         self.run_dir = Path(run_dir)
-        (self.run_dir / "steps").mkdir(parents=True, exist_ok=True)
         self.progress = progress or (lambda message: None)
         self.records: list[StepRecord] = []
         self._started = time.monotonic()
@@ -86,7 +106,18 @@ class StepRunner:
         return path
 
     def manifest_path(self, name: str) -> Path:
-        return self.run_dir / "steps" / f"{name}.json"
+        return self.run_dir / STEPS_DIR / f"{name}.json"
+
+    def identity(self) -> dict[str, Any] | None:
+        """What the run was keyed on (RUN_FILE), None for a run that has not started."""
+        path = self.run_dir / RUN_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def record_identity(self, identity: dict[str, Any]) -> None:
+        """Write RUN_FILE when the run starts; a resumed run keeps its first one."""
+        if self.identity() is None:
+            (self.run_dir / STEPS_DIR).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / RUN_FILE, json.dumps(identity, indent=2))
 
     def done(self, name: str) -> dict[str, Any] | None:
         path = self.manifest_path(name)
@@ -105,6 +136,7 @@ class StepRunner:
         result = fn(self.output_dir(name)) or {}
         seconds = time.monotonic() - start
         record = {"step": name, "seconds": round(seconds, 3), "finished_at": time.time()}
+        self.manifest_path(name).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.manifest_path(name), json.dumps({**record, "result": result}))
         self.records.append(StepRecord(name, False, seconds, result))
         self.progress(f"[{index}] {name}: {seconds:.1f}s")

@@ -85,6 +85,13 @@ class Comparison:
         """Plain JSON types; nan and inf become None."""
         return _json_safe(asdict(self))
 
+    def headline(self) -> dict[str, dict[str, Any]]:
+        """metric -> A's and B's mean over all users, the lift, the decision test's p-value,
+        whether it is significant and its family: what a command's --json reports."""
+        fields = ("mean_a", "mean_b", "lift", "p_value", "p_adjusted", "significant", "family")
+        cells = [c for c in self.cells if c.segment == ALL_USERS]
+        return _json_safe({c.metric: {f: getattr(c, f) for f in fields} for c in cells})
+
 
 def compare(
     a: Mapping[str, np.ndarray],

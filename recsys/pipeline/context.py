@@ -30,20 +30,27 @@ ITEM_BIAS = "item_bias.npy"  # (n_items,) the cold-item text prior; absent when 
 WEIGHTS = "weights.json"  # SegmentWeights learned on the split
 USER_VECTORS, USER_KEYS = "user_vectors.npy", "user_keys.npy"  # every user's tower vector + key
 MODEL = "model"  # the complete serving model: what a bundle holds
+# Where steps keep what outlives a run, under the work directory (recsys.pipeline.gc prunes them).
+ENCODERS = "encoders"  # encoders/<time>-<config hash>/: one trained encoder each
+TRAINED = "trained.json"  # in an encoder directory: its config hash and when it was trained
 FEATURE_CACHE = "feature-cache"  # under <workdir>/encoders: pooled base-model features
+EMBEDDING_CACHE = "cache/embeddings"  # item vectors by (encoder hash, text hash)
+COLLAB_CACHE = "cache/collab"  # fitted sources by fit.frame_sources_key
+TUNE_CACHE = "cache/tune"  # <key>.json: the tune step's choice for a training part and config
 
 
 @dataclass(frozen=True)
 class Step:
     """One nightly step: `run(ctx, out_dir) -> result` (JSON-able, kept in the step manifest),
     run only `when(ctx)`; it writes the files it `provides` into out_dir, and the parent run
-    gets `tags(result)`."""
+    gets `tags(result)`. `preview(ctx)` says what it would reuse, for a dry run (reads only)."""
 
     name: str
     run: Callable[[Context, Path], dict[str, Any] | None]
     when: Callable[[Context], bool] = lambda ctx: True
     provides: tuple[str, ...] = ()
     tags: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    preview: Callable[[Context], str] | None = None
 
 
 @dataclass
@@ -59,6 +66,7 @@ class Context:
     parent: Tracker = field(default_factory=NullTracker)  # the nightly's run
     progress: bool = True
     track: bool = False  # MLflow tracking and registration on
+    forced: bool = False  # --force: a new attempt; the fitted-source cache is refitted, not read
     run_key: str = ""
     data_hash: str = ""
     providers: dict[str, str] = field(default_factory=dict)  # file -> step that wrote it
@@ -123,7 +131,7 @@ class Context:
 
     def feature_cache(self) -> Path:
         """Pooled base-model features of texts, shared by training, the prior and embedding."""
-        return self.workdir / "encoders" / FEATURE_CACHE
+        return self.workdir / ENCODERS / FEATURE_CACHE
 
     def model_dir(self) -> Path:
         return self.output(MODEL)

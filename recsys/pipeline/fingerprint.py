@@ -26,7 +26,10 @@ def data_fingerprint(data_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def run_key(data_hash: str, config: PipelineConfig) -> str:
-    """Same data + same config + same code version -> same run (nothing new to publish)."""
-    blob = f"{data_hash}:{config_hash(config)}:{__version__}".encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def run_key(data_hash: str, config: PipelineConfig, attempt: str | None = None) -> str:
+    """Same data + same config + same code version -> same run (nothing new to publish); a
+    forced run's `attempt` id makes it a new run of the same inputs."""
+    blob = f"{data_hash}:{config_hash(config)}:{__version__}"
+    if attempt:
+        blob += f":{attempt}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

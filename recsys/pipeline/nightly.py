@@ -1,6 +1,7 @@
 """Pipeline: the nightly job — validate, split, train, embed, index, fit the sources, learn the
 blend, write the model, evaluate against the champion, gate, publish atomically, register in
-MLflow, prune. Resumable and idempotent.
+MLflow, prune. Resumable and idempotent; `force` reruns published inputs as a new attempt, and
+`plan_nightly` says what a run would do without writing anything.
 
 The job is the declarative step list STEPS (name, step function, condition, what it provides);
 the step functions are recsys.pipeline.stages. State lives in the work directory: runs/<run key>/
@@ -18,24 +19,25 @@ from pathlib import Path
 from typing import Any
 
 from recsys import tracking
-from recsys.config import PipelineConfig, config_hash
+from recsys.config import PipelineConfig
 from recsys.data.loaders import load_dataset
 from recsys.data.split import split_interactions
 from recsys.pipeline import context as files  # what each step provides
-from recsys.pipeline import stages
+from recsys.pipeline import preview, runs, stages
 from recsys.pipeline.context import Context, Step
-from recsys.pipeline.fingerprint import data_fingerprint, run_key
 from recsys.pipeline.fit import FRAME_SOURCES
-from recsys.steps import StepRunner, WorkdirLock
+from recsys.steps import LockedError, StepRunner, WorkdirLock, lock_holder
 
 log = logging.getLogger(__name__)
 
 
 def _text(ctx: Context) -> bool:
+    """[blend] sources include text"""
     return ctx.uses_text
 
 
 def _tracked(ctx: Context) -> bool:
+    """tracking on (no --no-tracking)"""
     return ctx.track
 
 
@@ -48,14 +50,17 @@ def _index_tags(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _refit(ctx: Context) -> bool:
+    """[nightly] refit = true"""
     return ctx.config.nightly.refit
 
 
 def _refit_text(ctx: Context) -> bool:
+    """[nightly] refit = true and [blend] sources include text"""
     return ctx.config.nightly.refit and ctx.uses_text
 
 
 def _tune(ctx: Context) -> bool:
+    """[collab] model = "auto" or tune = true"""
     collab = ctx.config.collab  # the collab source is fitted (and so resolved) in every config
     return collab.model == "auto" or collab.tune
 
@@ -89,12 +94,16 @@ ALL = stages.all_frame  # every interaction given: what is published is refitted
 STEPS: tuple[Step, ...] = (
     Step("validate", stages.validate_step),
     Step("split", stages.split_step),
-    Step("encoder", stages.encoder_step, _text, (files.ENCODER,), _encoder_tags),
+    Step("encoder", stages.encoder_step, _text, (files.ENCODER,), _encoder_tags, preview.encoder),
     Step("embed", stages.embed_step, _text, (files.ITEM_VECTORS,)),
     Step("index", stages.index_step, _text, (files.INDEX,), _index_tags),
-    Step("tune", stages.tune_step, _tune, tags=_tune_tags),
+    Step("tune", stages.tune_step, _tune, tags=_tune_tags, preview=preview.tune),
     Step(
-        "collab", stages.fit_sources_step(TRAIN), provides=tuple(FRAME_SOURCES), tags=_collab_tags
+        "collab",
+        stages.fit_sources_step(TRAIN),
+        provides=tuple(FRAME_SOURCES),
+        tags=_collab_tags,
+        preview=preview.fit_sources(TRAIN),
     ),
     Step("prior", stages.prior_step(TRAIN), _text, (files.ITEM_BIAS,)),
     Step("weights", stages.weights_step, provides=(files.WEIGHTS,)),
@@ -103,7 +112,14 @@ STEPS: tuple[Step, ...] = (
     Step("evaluate", stages.evaluate_step),
     Step("gate", stages.gate_step),
     # Refit for publishing: the same sources, hyperparameters and weights, on every interaction.
-    Step("refit", stages.fit_sources_step(ALL), _refit, tuple(FRAME_SOURCES), _refit_tags),
+    Step(
+        "refit",
+        stages.fit_sources_step(ALL),
+        _refit,
+        tuple(FRAME_SOURCES),
+        _refit_tags,
+        preview.fit_sources(ALL),
+    ),
     Step("refit_prior", stages.prior_step(ALL), _refit_text, (files.ITEM_BIAS,)),
     Step("published", stages.published_step, _refit, (files.MODEL,)),
     Step("publish", stages.publish_step),
@@ -130,27 +146,31 @@ def run_nightly(
     progress: bool = True,
     until: str | None = None,
     live: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> NightlyResult:
     """The whole job under the work-directory lock. Raises on bad input before any publishing.
 
     `until` stops after the named step (the stage commands: train-encoder, embed, ...); a later
     full run reuses what it left. `live`: the record of a live export merged into data_dir
-    (recsys.pipeline.live_merge), stamped on the bundle's manifest."""
+    (recsys.pipeline.live_merge), stamped on the bundle's manifest. `force` runs even when these
+    inputs were already published: a new attempt (runs/<new key>/, every step run again, a new
+    bundle version)."""
     workdir = Path(workdir)
     with WorkdirLock(workdir), ExitStack() as stack:
-        data_hash = data_fingerprint(Path(data_dir))
-        key = run_key(data_hash, config)
-        runner = StepRunner(workdir / "runs" / key, progress=say)
-        if runner.done(STEPS[-1].name) is not None:  # the last step: this run finished
-            version = runner.done("publish")["result"]["version"]
-            message = f"nothing new: bundle {version} was already published from this data + config"
+        run = runs.identify(Path(data_dir), config, force)
+        done = None if force else runs.finished_run(workdir, run.base_key, STEPS[-1].name)
+        if done is not None:
+            message = _nothing_new(done)
             say(message)
-            return NightlyResult(key, None, False, message)
+            return NightlyResult(done.key, None, False, message)
         dataset = load_dataset(data_dir, config.data)  # raises DataValidationError: nothing runs
         split = split_interactions(dataset.interactions, config.split)
-        parent = _parent_run(stack, track, config, key, data_hash, workdir)
+        runner = StepRunner(runs.run_dir(workdir, run.key), progress=say)
+        runner.record_identity(run.to_dict())
+        parent = _parent_run(stack, track, config, run, workdir)
         ctx = Context(dataset, split, config, workdir, runner, parent, parent, progress, track)
-        ctx.run_key, ctx.data_hash, ctx.live = key, data_hash, live
+        ctx.run_key, ctx.data_hash, ctx.forced = run.key, run.data_hash, force
+        ctx.live = live
         for step in STEPS:
             if not step.when(ctx):
                 continue
@@ -158,8 +178,62 @@ def run_nightly(
             if step.name == until:
                 message = f"stopped after step {until!r}: {result}"
                 say(message)
-                return NightlyResult(key, None, False, message)
+                return NightlyResult(run.key, None, False, message)
         return _finished(ctx, say)
+
+
+def _nothing_new(done: runs.FinishedRun) -> str:
+    return f"nothing new: bundle {done.version} was already published from this data + config"
+
+
+@dataclass
+class NightlyPlan:
+    """What `run_nightly` would do now (a dry run): each step's action — "run", "resume" (its
+    manifest is there: done in an earlier attempt, reused) or "skip" (its condition is off)."""
+
+    run_key: str
+    forced: bool
+    nothing_new: bool
+    bundle: str | None  # the bundle a "nothing new" run names
+    message: str
+    steps: list[dict[str, str]] = field(default_factory=list)
+
+
+def plan_nightly(
+    data_dir: Path, config: PipelineConfig, workdir: Path, track: bool = True, force: bool = False
+) -> NightlyPlan:
+    """The dry run: reads the data, the run's manifests and the caches; writes nothing (no
+    lock, no run directory, no MLflow run). Raises what the run would: LockedError while
+    another run holds the work directory, DataValidationError on bad data."""
+    workdir = Path(workdir)
+    holder = lock_holder(workdir)
+    if holder is not None:
+        raise LockedError(
+            f"{workdir / 'nightly.lock'}: another run holds this work directory ({holder}); "
+            "a dry run now would read its half-written state"
+        )
+    run = runs.identify(Path(data_dir), config, force)
+    done = None if force else runs.finished_run(workdir, run.base_key, STEPS[-1].name)
+    if done is not None:
+        return NightlyPlan(done.key, force, True, done.version, _nothing_new(done))
+    dataset = load_dataset(data_dir, config.data)
+    split = split_interactions(dataset.interactions, config.split)
+    runner = StepRunner(runs.run_dir(workdir, run.key))  # reads manifests, creates nothing
+    ctx = Context(dataset, split, config, workdir, runner, track=track, forced=force)
+    ctx.run_key, ctx.data_hash = run.key, run.data_hash
+    steps = [_plan_step(ctx, step) for step in STEPS]
+    resumed = sum(s["action"] == "resume" for s in steps)
+    how = f"resume run {run.key} ({resumed} steps done)" if resumed else f"start run {run.key}"
+    message = f"would {how}{' (forced)' if force else ''} and publish a new bundle"
+    return NightlyPlan(run.key, force, False, None, message, steps)
+
+
+def _plan_step(ctx: Context, step: Step) -> dict[str, str]:
+    if not step.when(ctx):
+        return {"step": step.name, "action": "skip", "why": f"condition off: {step.when.__doc__}"}
+    if ctx.steps.done(step.name) is not None:
+        return {"step": step.name, "action": "resume", "why": "done in an earlier attempt"}
+    return {"step": step.name, "action": "run", "why": step.preview(ctx) if step.preview else ""}
 
 
 def _run_step(ctx: Context, step: Step) -> dict[str, Any]:
@@ -195,11 +269,13 @@ def _finished(ctx: Context, say: Callable[[str], None]) -> NightlyResult:
 
 
 def _parent_run(
-    stack: ExitStack, track: bool, config: PipelineConfig, key: str, data_hash: str, workdir: Path
+    stack: ExitStack, track: bool, config: PipelineConfig, run: runs.RunIdentity, workdir: Path
 ):
     if not track:
         return tracking.NullTracker()
-    tags = {"run_key": key, "data_hash": data_hash, "config_hash": config_hash(config)}
+    tags = {"run_key": run.key, "data_hash": run.data_hash, "config_hash": run.config_hash}
+    if run.attempt:  # --force: a new attempt of inputs already published
+        tags.update(attempt=run.attempt, base_run_key=run.base_key)
     tags["workdir"] = str(workdir.resolve())  # runs of several work directories in one store
     parent = stack.enter_context(
         tracking.start_run(config.nightly.experiment, "nightly", tags=tags, workdir=workdir)

@@ -18,18 +18,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recsys import bundle, retention, tracking
+from recsys import bundle, tracking
 from recsys.config import config_hash
 from recsys.data.stats import dataset_stats
 from recsys.encoder.embed import EmbeddingCache, embed_texts
 from recsys.encoder.features import Featurizer
 from recsys.evaluation.report import render_html
-from recsys.pipeline import abtest, fit, publish
+from recsys.pipeline import abtest, fit, gc, publish
 from recsys.pipeline.context import (
+    COLLAB_CACHE,
+    EMBEDDING_CACHE,
+    ENCODERS,
     INDEX,
     ITEM_BIAS,
     ITEM_VECTORS,
     MODEL,
+    TRAINED,
+    TUNE_CACHE,
     USER_KEYS,
     USER_VECTORS,
     WEIGHTS,
@@ -77,12 +82,12 @@ def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
 
     enc_config = ctx.config.encoder
     key = config_hash(enc_config)
-    reusable = _reusable_encoder(ctx.workdir, key, enc_config.retrain_every_days)
+    reusable = reusable_encoder(ctx.workdir, key, enc_config.retrain_every_days)
     if reusable is not None:
         encoder = TwoTowerEncoder.load(reusable)
         result = {"trained": False, "encoder_dir": str(reusable)}
     else:
-        target = ctx.workdir / "encoders" / f"{time.strftime('%Y%m%dT%H%M%S')}-{key[:8]}"
+        target = ctx.workdir / ENCODERS / f"{time.strftime('%Y%m%dT%H%M%S')}-{key[:8]}"
         trained = train_encoder(
             ctx.dataset,
             ctx.split,
@@ -93,7 +98,7 @@ def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
             progress=ctx.progress,
             cache_dir=ctx.feature_cache(),
         )
-        (target / "trained.json").write_text(
+        (target / TRAINED).write_text(
             json.dumps({"config_hash": key, "trained_at": time.time()}), encoding="utf-8"
         )
         encoder = trained.encoder
@@ -102,12 +107,12 @@ def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
     return result
 
 
-def _reusable_encoder(workdir: Path, key: str, every_days: int) -> Path | None:
+def reusable_encoder(workdir: Path, key: str, every_days: int) -> Path | None:
     """Newest encoder trained with the same encoder config less than `every_days` ago."""
     if every_days <= 0:
         return None
     best = None
-    for marker in sorted((workdir / "encoders").glob("*/trained.json")):
+    for marker in sorted((workdir / ENCODERS).glob(f"*/{TRAINED}")):
         info = json.loads(marker.read_text(encoding="utf-8"))
         fresh = time.time() - info["trained_at"] < every_days * 86400
         if info["config_hash"] == key and fresh:
@@ -120,7 +125,7 @@ def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
     the base model's features of texts frozen training saw from the feature cache."""
     encoder = ctx.encoder()
     documents = item_documents(ctx.dataset, ctx.config.text)
-    cache = EmbeddingCache(ctx.workdir / "cache" / "embeddings")
+    cache = EmbeddingCache(ctx.workdir / EMBEDDING_CACHE)
 
     def encode(texts: list[str]) -> np.ndarray:
         return encoder.encode_items(texts, feature_cache=ctx.feature_cache())
@@ -148,8 +153,8 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
     def step(ctx: Context, out: Path) -> dict[str, Any]:
         interactions, config = frame(ctx), ctx.fit_config()
         key = fit.frame_sources_key(ctx.dataset, interactions, config)
-        cached = ctx.workdir / "cache" / "collab" / key
-        reused = (cached / "done").is_file()
+        cached = ctx.workdir / COLLAB_CACHE / key
+        reused = not ctx.forced and (cached / "done").is_file()  # forced: fit afresh
         if not reused:
             staging = cached.with_name(f".{key}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
@@ -171,10 +176,10 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
 def tune_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Choose the collaborative model and its hyperparameters on the split's validation part
     (collab.model "auto" and/or collab.tune); reused from an earlier run with the same training
-    part, catalog and config (cache/tune/<key>.json)."""
+    part, catalog and config (cache/tune/<key>.json), except by a forced run."""
     key = fit.frame_sources_key(ctx.dataset, ctx.split.train, ctx.config)
-    cached = ctx.workdir / "cache" / "tune" / f"{key}.json"
-    if cached.is_file():
+    cached = ctx.workdir / TUNE_CACHE / f"{key}.json"
+    if not ctx.forced and cached.is_file():
         return {**json.loads(cached.read_text(encoding="utf-8")), "reused": True}
     chosen, scores = fit.tune_collab(ctx.dataset, ctx.split, ctx.config)
     result = {"chosen": chosen.model_dump(mode="json"), "scores": scores, "key": key}
@@ -363,4 +368,5 @@ def headline_metrics(evaluation: dict, gate: dict, k: int) -> dict[str, float]:
 
 
 def prune_step(ctx: Context, out: Path) -> dict[str, Any]:
-    return retention.prune(ctx.workdir, ctx.config, ctx.run_key)
+    """The configured retention (recsys.pipeline.gc, as `recsys gc`), this run kept whole."""
+    return gc.collect(ctx.workdir, ctx.config, in_progress=ctx.run_key)

@@ -92,6 +92,15 @@ def test_identical_variants_with_anonymous_traffic_are_not_promoted(world):
     )
     assert done.stdout.startswith("verdict: INCONCLUSIVE"), done.stdout
     summary = json.loads((out / "summary.json").read_text())
+    as_json = _recsys(*done.args[3:], "--json")  # the same report, as one JSON document
+    result = json.loads(as_json.stdout)
+    assert (result["verdict"]["label"], result["report"]) == (
+        "INCONCLUSIVE",
+        str(out / "report.html"),
+    )
+    assert (result["control"], result["treatment"]) == ("CURRENT", "CHALLENGER")
+    assert result["sample_ratio"]["source"] == "configured shares"
+    assert result["metrics"]["hit_rate"]["mean_a"] == result["metrics"]["hit_rate"]["mean_b"] == 1.0
     assert summary["anonymous_exposures"] == {"CURRENT": N_ANONYMOUS}
     cells = {c["metric"]: c for c in summary["comparison"]["cells"] if c["segment"] == "all"}
     hit = cells["hit_rate"]

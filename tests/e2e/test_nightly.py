@@ -26,7 +26,8 @@ from support import (
 
 import mlflow
 from recsys import bundle, tracking
-from recsys.pipeline.nightly import run_nightly
+from recsys.pipeline.nightly import plan_nightly, run_nightly
+from recsys.steps import LockedError, WorkdirLock
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +84,7 @@ def test_publish_then_nothing_new_then_incremental(world, tmp_path):
     embed = _step(tmp_path, third.run_key, "embed")
     assert (embed["computed"], embed["reused"]) == (3, 297)
     # runs/: the run in progress whole; the first run (its bundle kept) only as step manifests
-    assert {p.name for p in (tmp_path / "runs" / first.run_key).iterdir()} == {"steps"}
+    assert {p.name for p in (tmp_path / "runs" / first.run_key).iterdir()} == {"steps", "run.json"}
     assert (tmp_path / "runs" / third.run_key / "published" / "model").is_dir()
     assert _step(tmp_path, third.run_key, "prune")["runs_trimmed"] == [first.run_key]
     assert _run(world["data"], config, tmp_path).published is None  # still "nothing new"
@@ -152,7 +153,8 @@ def test_gate_holds_a_degraded_candidate(world, tmp_path):
 
 def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
     """`recsys recommend --all` = RecommenderModel.rank_users over every known user: each
-    user's stored history is the query and is excluded."""
+    user's stored history is the query and is excluded. With --json: its summary; and
+    `recsys evaluate --json` on the same bundle."""
     from recsys.ranking.model import RecommenderModel
 
     assert _run(world["data"], fast_config(world["bert"]), tmp_path / "work").published
@@ -168,6 +170,32 @@ def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
     mine = written.filter(pl.col("user_id") == user).sort("rank")["item_id"].to_list()
     assert mine == [it["item_id"] for it in model.recommend(user_id=user, k=5)["items"]]
     assert not set(mine) & set(model.item_map.to_ids(model.history(0)))
+
+    listed = tmp_path / "users.txt"
+    listed.write_text("\n".join(model.users.ids[:7]) + "\n")
+    wd = ["--workdir", str(tmp_path / "work")]
+    out = tmp_path / "top.parquet"
+    proc = _cli(["recommend", "--users", str(listed), "--k", "3", "--out", str(out), "--json", *wd])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)  # the file is as without --json; stdout is its summary
+    assert summary["bundle"] == model.version and (summary["users"], summary["rows"]) == (7, 21)
+    assert pl.read_parquet(summary["out"]).height == 21
+    # `recsys evaluate --json`, tracking on: one document; MLflow's own log lines stay on stderr
+    config = write_config(tmp_path / "c.toml", fast_config(world["bert"]))
+    args = ["evaluate", "--a", "CURRENT", "--b", "CURRENT", "--data", str(world["data"])]
+    args += ["--out", str(tmp_path / "report"), "--config", str(config), *wd]
+    proc = _cli([*args, "--json"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["verdict"]["decision"] == "inconclusive"  # one bundle against itself
+    assert result["a"]["version"] == result["b"]["version"] == model.version
+    ndcg = result["metrics"]["ndcg"]
+    assert ndcg["family"] == "primary" and ndcg["mean_a"] == ndcg["mean_b"] > 0
+    assert json.loads(Path(result["summary"]).read_text())["verdict"] == {
+        k: v for k, v in result["verdict"].items() if k != "label"
+    }
+    run = tracking.client(tmp_path / "work").get_run(result["mlflow_run_id"])
+    assert run.data.tags["verdict"] == "inconclusive"
 
 
 def _cli(args, env=None, **kw):
@@ -364,3 +392,84 @@ def test_json_result_textfile_metrics_and_quiet_logs(world, tmp_path):
     metrics = _prom(prom)
     assert metrics[("recsys_nightly_last_run_success", ())] == 0
     assert metrics[("recsys_nightly_last_success_timestamp_seconds", ())] == success
+
+
+def _snapshot(root: Path) -> dict | None:
+    """Every path under root -> its bytes (None for a directory); None when root is absent."""
+    if not root.exists():
+        return None
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _dry(data, config, work, **kw) -> dict:
+    """plan_nightly, checked to leave the work directory byte for byte as it was."""
+    before = _snapshot(work)
+    plan = plan_nightly(data, config, work, track=False, **kw)
+    assert _snapshot(work) == before
+    return {s["step"]: s["action"] for s in plan.steps} | {"_plan": plan}
+
+
+def test_dry_run_says_what_would_run_and_writes_nothing(world, tmp_path):
+    """Nothing there, a run killed after `index`, a finished run, --force, a held lock: the dry
+    run names each step's action and never writes (no lock file, run directory or MLflow run)."""
+    config, work = fast_config(world["bert"]), tmp_path / "work"
+    fresh = _dry(world["data"], config, work)
+    assert work.exists() is False  # not even the work directory
+    skipped = {"tune": "skip", "register": "skip"}  # [collab] tune off; --no-tracking
+    assert fresh == {**dict.fromkeys(STEPS, "run"), **skipped, "_plan": fresh["_plan"]}
+    args = ["nightly", "--data", str(world["data"]), "--workdir", str(work), "--no-tracking"]
+    args += ["--config", str(write_config(tmp_path / "c.toml", config))]
+    killed = _cli([*args, "-q"], env={"RECSYS_TEST_CRASH_AFTER": "index"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    before = _snapshot(work)
+    proc = _cli([*args, "--dry-run", "--json"])  # the command: one JSON document, no writes
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _snapshot(work) == before
+    plan = json.loads(proc.stdout)
+    actions = {s["step"]: s["action"] for s in plan["steps"]}
+    done = STEPS[: STEPS.index("index") + 1]
+    assert [step for step, action in actions.items() if action == "resume"] == done
+    assert actions["collab"] == "run" and actions["register"] == "skip"
+    assert plan["nothing_new"] is False and plan["message"].startswith("would resume run")
+    published = _run(world["data"], config, work).published
+    finished = _dry(world["data"], config, work)["_plan"]
+    assert finished.nothing_new and finished.bundle == published and finished.steps == []
+    forced = _dry(world["data"], config, work, force=True)
+    assert forced["_plan"].forced and forced["_plan"].run_key != finished.run_key
+    assert "resume" not in forced.values() and forced["register"] == "skip"
+    collab = next(s for s in forced["_plan"].steps if s["step"] == "collab")["why"]
+    assert collab.startswith("fits the sources afresh (forced")
+    with WorkdirLock(work):
+        before = _snapshot(work)
+        with pytest.raises(LockedError, match="another run holds this work directory"):
+            plan_nightly(world["data"], config, work, track=False)
+        assert _snapshot(work) == before
+
+
+def test_force_publishes_a_new_attempt_of_published_inputs(world, tmp_path):
+    """--force on an unchanged day: a new run key (the attempt folded in), every step run again
+    and the fitted sources refitted, a new bundle version; the encoder (not due) and the item
+    vectors of the same encoder and texts are reused. Then a plain run names the new bundle."""
+    config, work = fast_config(world["bert"]), tmp_path / "work"
+    first = _run(world["data"], config, work)
+    args = ["nightly", "--data", str(world["data"]), "--workdir", str(work), "--no-tracking"]
+    args += ["--config", str(write_config(tmp_path / "c.toml", config)), "--force", "--json"]
+    proc = _cli(args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    forced = json.loads(proc.stdout)
+    assert forced["published"] not in (None, first.published)
+    assert forced["run_key"] != first.run_key and not any(s["resumed"] for s in forced["steps"])
+    assert bundle.read_pointer(work) == forced["published"]  # the same model: not worse
+    identity = json.loads((work / "runs" / forced["run_key"] / "run.json").read_text())
+    assert identity["base_key"] == first.run_key and identity["attempt"].startswith("forced-")
+    assert _step(work, forced["run_key"], "collab")["reused"] is False  # refitted
+    assert _step(work, forced["run_key"], "encoder")["trained"] is False  # not due yet
+    assert _step(work, forced["run_key"], "embed")["computed"] == 0  # same encoder, same texts
+    manifest = bundle.read_manifest(bundle.bundles_dir(work) / forced["published"])
+    assert manifest["run_key"] == forced["run_key"]
+    again = _run(world["data"], config, work)
+    assert again.published is None and forced["published"] in again.message
+    assert len(bundle.list_bundles(work)) == 2
