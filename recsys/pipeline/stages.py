@@ -121,9 +121,15 @@ def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
     encoder = ctx.encoder()
     documents = item_documents(ctx.dataset, ctx.config.text)
     cache = EmbeddingCache(ctx.workdir / "cache" / "embeddings")
+    embed_fn = None  # local: this process computes the features the caches lack
+    if ctx.config.compute.backend == "ray":
+        from recsys.encoder.distributed import remote_item_features
+
+        compute = ctx.config.compute
+        embed_fn = remote_item_features(encoder, ctx.encoder_dir(), ctx.feature_cache(), compute)
 
     def encode(texts: list[str]) -> np.ndarray:
-        return encoder.encode_items(texts, feature_cache=ctx.feature_cache())
+        return encoder.encode_items(texts, feature_cache=ctx.feature_cache(), embed_fn=embed_fn)
 
     vectors, stats = embed_texts(documents, encode, encoder.encoder_hash, cache)
     np.save(out / ITEM_VECTORS, vectors)
