@@ -132,3 +132,31 @@ def cap_threads(threads: int) -> None:
 def worker_threads(config: ComputeConfig) -> int:
     """Threads one worker may use: the whole CPUs it reserves, at least one."""
     return max(1, int(config.cpus_per_worker))
+
+
+def run_ranks(
+    loop: Any, loop_config: Mapping[str, Any], config: ComputeConfig, storage: str
+) -> None:
+    """`loop(loop_config)` on config.train_workers ranks under Ray Train's TorchTrainer (gloo on
+    CPU, NCCL when gpus_per_worker > 0): the torch process group is set up before `loop` runs.
+    `storage`: Ray Train's storage_path (a path every node sees)."""
+    ray = _ray()
+    connect(config)
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    use_gpu = config.gpus_per_worker > 0
+    resources = {"CPU": config.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = config.gpus_per_worker
+    trainer = TorchTrainer(
+        loop,
+        train_loop_config=dict(loop_config),
+        scaling_config=ScalingConfig(
+            num_workers=config.train_workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=RunConfig(storage_path=storage),
+    )
+    del ray  # imported for its clear error when missing
+    trainer.fit()

@@ -330,6 +330,9 @@ class ComputeConfig(_Section):
     submit` started the job in (RAY_ADDRESS), else a local one on this machine."""
     workers: int = Field(2, ge=1)
     """Ray Data actors of the embedding and per-user steps (each loads the encoder once)."""
+    train_workers: int = Field(2, ge=1)
+    """Ray Train ranks of data-parallel tower training (recsys.training.ddp; not yet used by the
+    nightly's encoder step, which trains in the driver)."""
     cpus_per_worker: float = Field(1.0, gt=0.0)
     """CPUs each actor or rank reserves; its torch / ONNX Runtime thread pool is capped to it."""
     gpus_per_worker: float = Field(0.0, ge=0.0)
