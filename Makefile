@@ -18,8 +18,9 @@ LOCK := requirements.lock
 NIGHTLY_LOCK := requirements-nightly.lock
 SERVE_LOCK := requirements-serve.lock
 BUILD_LOCK := requirements-build.lock
-# The extras `make run` and `make test` need (cpu and gpu are alternatives: one FAISS wheel each).
-LOCK_EXTRAS := --extra nightly --extra cpu --extra dev
+# The extras `make run` and `make test` need (cpu and gpu are alternatives: one FAISS wheel each;
+# ray: the tests run the Ray backend on a local cluster).
+LOCK_EXTRAS := --extra nightly --extra cpu --extra dev --extra ray
 NIGHTLY_EXTRAS := --extra nightly --extra cpu
 SERVE_EXTRAS := --extra cpu
 # The platform the lock is resolved for: the one CI and `make test` run on.

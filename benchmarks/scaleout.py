@@ -1,5 +1,6 @@
 """Benchmark (issue 20): scale-out figures. Section `index`: the index tiers of `auto` over >= 1M
-generated clustered vectors; section `gpu-index`: the IVF-PQ tier's build on faiss-gpu.
+generated clustered vectors; section `gpu-index`: the IVF-PQ tier's build on faiss-gpu; section
+`embed`: item embedding on Ray Data vs in-process (benchmarks/scaleout_embed.py).
 
 Reads nothing (the vectors are generated, seeded); writes index files to a temp folder only.
 
@@ -51,7 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64, help="queries per batched search")
     parser.add_argument("--threads", type=int, default=1, help="FAISS and BLAS threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sections", default="index,gpu-index")
+    parser.add_argument("--sections", default="index,gpu-index", help="index,gpu-index,embed")
+    parser.add_argument("--texts", type=int, default=4000, help="embed: generated documents")
+    parser.add_argument("--ray-workers", type=int, default=2, help="embed: Ray Data actors")
     parser.add_argument("--skip", default="", help="comma-separated tiers to leave out")
     return parser.parse_args(argv)
 
@@ -269,8 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     faiss.omp_set_num_threads(args.threads)
     threadpool_limits(args.threads)
-    common.header("scale-out: index tiers (issue 20)")
+    common.header("scale-out (issue 20)")
     print(f"faiss {faiss.__version__}, {args.threads} FAISS/BLAS thread(s); numpy {np.__version__}")
+    sections = set(args.sections.split(","))
+    if "embed" in sections:
+        from scaleout_embed import embed_section
+
+        embed_section(args.texts, args.threads, args.ray_workers, args.seed)
+    if not sections & {"index", "gpu-index"}:
+        return 0
     start = time.perf_counter()
     mix = mixture(args.dim, args.clusters, args.seed)
     items = clustered_sphere(args.items, args.spread, mix, args.seed + 1)
@@ -281,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
         f"data: {args.items:,} x {args.dim}, {args.clusters} clusters, spread {args.spread}; "
         f"{args.queries} queries; generated + ground truth in {seconds:.0f} s"
     )
-    sections = set(args.sections.split(","))
     if "index" in sections:
         index_section(items, queries, truth, args)
     if "gpu-index" in sections:

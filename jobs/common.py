@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from recsys.config import PipelineConfig, load_config
+from recsys.config import ConfigError, PipelineConfig, load_config
 from recsys.logs import configure
 
 WORKDIR_ENV = "RECSYS_WORKDIR"
@@ -101,8 +101,20 @@ def config_file(args: argparse.Namespace) -> Path | None:
 
 
 def config(args: argparse.Namespace) -> PipelineConfig:
-    """The config file's values, with RECSYS_<SECTION>__<KEY> variables on top."""
-    return load_config(config_file(args))
+    """The config file's values, with RECSYS_<SECTION>__<KEY> variables on top, then the
+    command line's --compute / --ray-address (commands that have them)."""
+    compute = {}
+    if getattr(args, "compute", None):
+        compute["backend"] = args.compute
+    if getattr(args, "ray_address", None):
+        compute["address"] = args.ray_address
+    loaded = load_config(config_file(args), {"compute": compute} if compute else None)
+    if compute.get("address") and loaded.compute.backend != "ray":
+        raise ConfigError(
+            f"--ray-address {compute['address']}: expected --compute ray (or [compute] backend = "
+            f"'ray'), found backend {loaded.compute.backend!r}"
+        )
+    return loaded
 
 
 def setup_logging(quiet: bool = False) -> None:

@@ -36,6 +36,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-tracking", action="store_true", help="do not log to MLflow or register the bundle"
     )
     add_json_argument(parser)
+    parser.add_argument(
+        "--compute",
+        choices=("local", "ray"),
+        default=None,
+        help="where the large loops run ([compute] backend; default: the config's, else local); "
+        "not part of the run key",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help='Ray cluster to join with --compute ray ([compute] address), e.g. "auto"',
+    )
     add_common_arguments(parser)
 
 

@@ -352,6 +352,28 @@ class LiveConfig(_Section):
     event; 0: re-rank on every such request."""
 
 
+class ComputeConfig(_Section):
+    """Where the nightly's large loops run (recsys.compute); not in the run key nor any hash."""
+
+    backend: Literal["local", "ray"] = "local"
+    """local: in this process (as always); ray: batch embedding and per-user work fan out over a
+    Ray cluster through Ray Data (needs the `ray` extra)."""
+    address: str | None = None
+    """Ray cluster to join, e.g. "ray://head:10001" or "auto"; unset: the cluster `ray job
+    submit` started the job in (RAY_ADDRESS), else a local one on this machine."""
+    workers: int = Field(2, ge=1)
+    """Ray Data actors of the embedding and per-user steps (each loads the encoder once)."""
+    train_workers: int = Field(2, ge=1)
+    """Ray Train ranks of data-parallel tower training (recsys.training.ddp; not yet used by the
+    nightly's encoder step, which trains in the driver)."""
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    """CPUs each actor or rank reserves; its torch / ONNX Runtime thread pool is capped to it."""
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    """GPUs each actor or rank reserves (0: CPU only; fractions share one GPU)."""
+    batch_size: int = Field(1024, ge=1)
+    """Rows (texts, users) per Ray Data batch sent to an actor."""
+
+
 class PipelineConfig(_Section):
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
@@ -365,6 +387,12 @@ class PipelineConfig(_Section):
     nightly: NightlyConfig = NightlyConfig()
     serving: ServingConfig = ServingConfig()
     live: LiveConfig = LiveConfig()
+    compute: ComputeConfig = ComputeConfig()
+
+
+# Sections that say where a job runs, not what it computes: left out of config_hash, so the run
+# key (and every hash stamped on a bundle) is the same locally and on a cluster.
+PLACEMENT_SECTIONS = frozenset({"compute"})
 
 
 class ConfigError(UserError, ValueError):
@@ -519,6 +547,8 @@ def _merge(base: dict, top: dict) -> dict:
 
 
 def config_hash(config: BaseModel) -> str:
-    """Short stable hash of a config (or one section of it)."""
-    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+    """Short stable hash of a config (or one section of it); a PipelineConfig's placement
+    sections ([compute]) are left out."""
+    exclude = PLACEMENT_SECTIONS if isinstance(config, PipelineConfig) else None
+    blob = json.dumps(config.model_dump(mode="json", exclude=exclude), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

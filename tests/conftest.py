@@ -24,3 +24,14 @@ def tiny_bert_dir(tmp_path_factory) -> str:
     from support import build_tiny_bert
 
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny_bert")))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole session (2 CPUs, as CI has): starting Ray takes
+    seconds, so every test of the Ray backend shares it. recsys.compute keeps an initialised Ray."""
+    import ray  # the `ray` extra: make test installs it (never skipped)
+
+    ray.init(num_cpus=2, logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    yield ray
+    ray.shutdown()

@@ -202,3 +202,20 @@ def test_library_never_imports_jobs_serving_or_mlflow():
         if any("mlflow_pyfunc" in t for t in targets)
     ]
     assert importers == []  # MLflow loads it by path; importing it would run its set_model
+
+
+RAY_FILES = {REPO / "recsys" / "compute.py"}
+
+
+def test_only_recsys_compute_imports_ray():
+    """Ray is an optional extra behind [compute]: one module imports it (as tracking.py holds
+    MLflow), anywhere in the file; serving never does."""
+    bad = [
+        f"{module_name(path)} -> {target}"
+        for root in ("recsys", "serving", "jobs")
+        for path in sorted((REPO / root).rglob("*.py"))
+        for target in imported_modules(path)
+        if target.split(".")[0] == "ray" and path not in RAY_FILES
+    ]
+    assert bad == []
+    assert "ray" in imported_modules(REPO / "recsys" / "compute.py")

@@ -32,7 +32,8 @@ class Featurizer:
     (default: load_backbone(model_name, device)); `runtime` ("torch", "onnxruntime", "auto") is
     resolved for `device` once, when the backbone loads. With `cache_dir`, features are cached
     by text under the model's weights hash and max_length. Copies made by with_max_length share
-    the loaded backbone."""
+    the loaded backbone. `embed_fn` (texts -> (n, hidden)) replaces embed() for the texts the
+    cache lacks: the Ray backend's actor pool."""
 
     def __init__(
         self,
@@ -45,12 +46,15 @@ class Featurizer:
         cache_dir: Path | None = None,
         loader: Loader | None = None,
         progress: bool = False,
+        embed_fn: Callable[[list[str]], np.ndarray] | None = None,
     ):
         self.model_name, self.max_length, self.batch_size = model_name, max_length, batch_size
         self.device, self.runtime, self.progress = str(device), runtime, progress
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.loader = loader or (lambda: bb.load_backbone(model_name, self.device))
         self._shared: dict[str, Any] = {}  # the loaded backbone and the weights hash
+        # What computes uncached features: embed() here, or a fan-out (recsys.encoder.distributed)
+        self.embed_fn = embed_fn
 
     @classmethod
     def for_encoder(
@@ -88,10 +92,11 @@ class Featurizer:
         if not texts:
             hidden = int(self.load()[1].config.hidden_size)
             return np.zeros((0, hidden), dtype=np.float32)
+        compute = self.embed_fn or self.embed
         if self.cache_dir is None:
-            return self.embed(texts)
+            return compute(texts)
         cache = EmbeddingCache(self.cache_dir)
-        features, _ = embed_texts(texts, self.embed, self.cache_key(), cache)
+        features, _ = embed_texts(texts, compute, self.cache_key(), cache)
         return features
 
     def embed(self, texts: list[str]) -> np.ndarray:

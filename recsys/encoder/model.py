@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from recsys.errors import UserError
 from recsys.text.documents import UserDocuments
 
 FORMAT_VERSION = 1
+EmbedFn = Callable[[list[str]], np.ndarray]  # texts -> (n, hidden) pooled features
 _BATCH = 512  # users / items per forward pass at inference
 
 
@@ -92,26 +93,39 @@ class TwoTowerEncoder:
             self._tokenizer, self._bert = bb.load_backbone(self.backbone_name, self.device)
         return self._tokenizer, self._bert
 
-    def featurizer(self, max_length: int, cache_dir: Path | None = None) -> Featurizer:
+    def featurizer(
+        self, max_length: int, cache_dir: Path | None = None, embed_fn: EmbedFn | None = None
+    ) -> Featurizer:
         """This encoder's backbone as a Featurizer. With a cache directory, the configured runtime
-        (its ONNX export is cached there too); without one, torch."""
+        (its ONNX export is cached there too); without one, torch. `embed_fn` computes the
+        features the cache lacks instead of this process (the Ray backend)."""
         runtime = self.config.runtime if cache_dir is not None else "torch"
         size = self.config.embed_batch(self.device)
         options = {"runtime": runtime, "cache_dir": cache_dir, "loader": self.backbone}
-        return Featurizer(self.backbone_name, max_length, size, self.device, **options)
+        return Featurizer(
+            self.backbone_name, max_length, size, self.device, **options, embed_fn=embed_fn
+        )
+
+    def item_featurizer(
+        self, feature_cache: Path | None = None, embed_fn: EmbedFn | None = None
+    ) -> Featurizer:
+        """The Featurizer of item documents. feature_cache: the frozen-feature cache directory
+        training filled (train_encoder's cache_dir); an encoder trained on the frozen path keeps
+        the base BERT unchanged, so its pooled features of texts already seen there are read back
+        instead of recomputed."""
+        cached = feature_cache if self.training_path == "frozen" else None
+        return self.featurizer(self.config.max_length, cached, embed_fn)
 
     def pooled(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         """(n, hidden) mean-pooled backbone features of texts."""
         return self.featurizer(max_length)(texts)
 
-    def encode_items(self, texts: list[str], feature_cache: Path | None = None) -> np.ndarray:
-        """(n, dim) L2-normalised float32 item vectors of item documents.
-
-        feature_cache: the frozen-feature cache directory training filled (train_encoder's
-        cache_dir). An encoder trained on the frozen path keeps the base BERT unchanged, so
-        its pooled features of texts already seen there are read back instead of recomputed."""
-        cached = feature_cache if self.training_path == "frozen" else None
-        pooled = self.featurizer(self.config.max_length, cached)(texts)  # (n, hidden)
+    def encode_items(
+        self, texts: list[str], feature_cache: Path | None = None, embed_fn: EmbedFn | None = None
+    ) -> np.ndarray:
+        """(n, dim) L2-normalised float32 item vectors of item documents (feature_cache and
+        embed_fn: item_featurizer)."""
+        pooled = self.item_featurizer(feature_cache, embed_fn)(texts)  # (n, hidden)
         return self.item_vectors_from_features(pooled)
 
     @torch.inference_mode()

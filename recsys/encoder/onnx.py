@@ -108,6 +108,15 @@ def export_onnx(model: torch.nn.Module, path: Path) -> None:
         atomic_write_bytes(path, scratch.read_bytes())
 
 
+def ensure_export(model: torch.nn.Module, cache_dir: Path) -> Path:
+    """<cache_dir>/<model hash>-opset<N>.onnx, exported now when missing. The Ray backend calls it
+    on the driver first, so the actors that embed only read the file."""
+    path = Path(cache_dir) / f"{model_hash(model)}-opset{OPSET}.onnx"
+    if not path.is_file():
+        export_onnx(model, path)
+    return path
+
+
 class OnnxBackbone:
     """A BERT-like encoder's last hidden states through ONNX Runtime's CPU provider (fp32): a
     recsys.encoder.backbone.Backbone, like TorchBackbone.
@@ -119,14 +128,11 @@ class OnnxBackbone:
         import onnxruntime as ort
 
         self.config = model.config
-        key = f"{model_hash(model)}-opset{OPSET}.onnx"
         self._tmp = None
         if cache_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="recsys-onnx-")
             cache_dir = Path(self._tmp.name)
-        self.path = Path(cache_dir) / key
-        if not self.path.is_file():
-            export_onnx(model, self.path)
+        self.path = ensure_export(model, Path(cache_dir))
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1

@@ -181,8 +181,12 @@ def known_user_vectors(
     answers a known user with that exact history without running the tower."""
     queries = [Query(u, h, p) for u, (h, p) in enumerate(zip(per_user, profiles, strict=True))]
     vectors = source.user_encoder(queries, source.item_vectors)  # (n_users, dim), batched
-    keys = np.array([history_key(h) for h in per_user], dtype=np.uint64)
-    return vectors, keys
+    return vectors, history_keys(per_user)
+
+
+def history_keys(per_user: Sequence[np.ndarray]) -> np.ndarray:
+    """(n_users,) uint64 history_key of each user's history."""
+    return np.array([history_key(h) for h in per_user], dtype=np.uint64)
 
 
 def tune_collab(

@@ -126,9 +126,15 @@ def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
     encoder = ctx.encoder()
     documents = item_documents(ctx.dataset, ctx.config.text)
     cache = EmbeddingCache(ctx.workdir / EMBEDDING_CACHE)
+    embed_fn = None  # local: this process computes the features the caches lack
+    if ctx.config.compute.backend == "ray":
+        from recsys.encoder.distributed import remote_item_features
+
+        compute = ctx.config.compute
+        embed_fn = remote_item_features(encoder, ctx.encoder_dir(), ctx.feature_cache(), compute)
 
     def encode(texts: list[str]) -> np.ndarray:
-        return encoder.encode_items(texts, feature_cache=ctx.feature_cache())
+        return encoder.encode_items(texts, feature_cache=ctx.feature_cache(), embed_fn=embed_fn)
 
     vectors, stats = embed_texts(documents, encode, encoder.encoder_hash, cache)
     np.save(out / ITEM_VECTORS, vectors)
@@ -234,9 +240,16 @@ def weights_step(ctx: Context, out: Path) -> dict[str, Any]:
 def users_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Encode every user once from the history the bundle stores (+ profile text), so serving
     answers a known user without running the user tower."""
-    text = ctx.blend_sources()["text"]
     per_user = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
-    vectors, keys = fit.known_user_vectors(text, per_user, profile_texts(ctx.dataset))
+    profiles = profile_texts(ctx.dataset)
+    if ctx.config.compute.backend == "ray":  # user batches on the actor pool
+        from recsys.ranking.user_vectors import remote_user_vectors
+
+        files = ctx.encoder_dir(), ctx.output(ITEM_VECTORS)
+        vectors = remote_user_vectors(*files, per_user, profiles, ctx.config.compute)
+        keys = fit.history_keys(per_user)
+    else:
+        vectors, keys = fit.known_user_vectors(ctx.blend_sources()["text"], per_user, profiles)
     np.save(out / USER_VECTORS, vectors)
     np.save(out / USER_KEYS, keys)
     return {"known_user_vectors": len(per_user)}
@@ -276,9 +289,8 @@ def _write_model(ctx: Context, model_dir: Path, lengths: np.ndarray, precompute:
     ranker = BlendedRanker(sources, weights, ctx.config.blend, lengths)
     items = ctx.dataset.items.select([ITEM_IDX, ITEM_ID, *ctx.dataset.item_text_columns])
     all_histories = fit.histories(ctx.dataset.interactions, ctx.dataset.n_users)
-    write_model_files(
-        model_dir, ranker, items, ctx.dataset.user_map, all_histories, precompute_k=precompute
-    )
+    users, compute = ctx.dataset.user_map, ctx.config.compute
+    write_model_files(model_dir, ranker, items, users, all_histories, precompute, compute)
     return ranker
 
 

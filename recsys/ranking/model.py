@@ -15,11 +15,12 @@ import numpy as np
 import polars as pl
 
 from recsys.bundle import BundleError, read_manifest, verify
+from recsys.config import ComputeConfig
 from recsys.errors import RequestError
 from recsys.ids import IdMap
 from recsys.ranking.base import Query
 from recsys.ranking.blend import BlendedRanker, BlendResult
-from recsys.ranking.topk import TOPK_FILE, PrecomputedTopK
+from recsys.ranking.topk import TOPK_FILE, PrecomputedTopK, remote_topk
 from recsys.schema import ITEM_ID, ITEM_IDX
 from recsys.sources import SOURCES
 
@@ -253,9 +254,10 @@ def write_model_files(
     users: IdMap,
     histories: list[np.ndarray],
     precompute_k: int = 0,
+    compute: ComputeConfig | None = None,
 ) -> None:
     """The serving part of a bundle (the publisher adds the manifest); with precompute_k > 0,
-    every user's top-k too (topk.npz)."""
+    every user's top-k too (topk.npz), over user batches on Ray when compute says so."""
     directory = Path(directory)
     items.write_parquet(directory / ITEMS_FILE)
     users.save(directory / USERS_FILE)
@@ -264,6 +266,10 @@ def write_model_files(
     flat = np.concatenate(histories) if histories else np.zeros(0)
     np.savez(directory / HISTORIES_FILE, indptr=indptr, indices=flat.astype(np.int64))
     ranker.save(directory / RANKER_DIR)
-    if precompute_k > 0:
+    if precompute_k > 0 and compute is not None and compute.backend == "ray":
+        files = (directory / RANKER_DIR, directory / HISTORIES_FILE)  # what the actors load
+        topk = remote_topk(*files, ranker.names, len(histories), precompute_k, compute)
+        topk.save(directory / TOPK_FILE)
+    elif precompute_k > 0:
         PrecomputedTopK.compute(ranker, histories, precompute_k).save(directory / TOPK_FILE)
     (directory / "model.json").write_text(json.dumps({"sources": ranker.names}), encoding="utf-8")

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from recsys.compute import ROW, cap_threads, map_batches, worker_threads
+from recsys.config import ComputeConfig
 from recsys.ranking.base import Query
 from recsys.vectors import normalize_rows
 
@@ -95,3 +97,37 @@ def encoder_from_spec(spec: dict[str, Any], base_dir: Path) -> UserEncoder:
     raise ValueError(
         f"{base_dir}: unknown user encoder kind {kind!r}; expected 'history_mean' or 'two_tower'"
     )
+
+
+class KnownUserWorker:
+    """One Ray actor (recsys.compute): the trained towers loaded from `encoder_dir` and the item
+    vectors (n_items, dim) memory-mapped; batches {ROW, user, history, profile} -> {ROW, vector}."""
+
+    def __init__(self, encoder_dir: str, item_vectors_file: str, threads: int):
+        cap_threads(threads)
+        self.encoder = encoder_from_spec({"kind": "two_tower", "dir": encoder_dir}, Path("/"))
+        self.item_vectors = np.load(item_vectors_file, mmap_mode="r", allow_pickle=False)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = zip(batch["user"], batch["history"], batch["profile"], strict=True)
+        queries = [Query(int(u), np.asarray(h, np.int64), p) for u, h, p in rows]
+        return {ROW: batch[ROW], "vector": self.encoder(queries, self.item_vectors)}  # (b, dim)
+
+
+def remote_user_vectors(
+    encoder_dir: Path,
+    item_vectors_file: Path,
+    histories: Sequence[np.ndarray],
+    profiles: Sequence[str | None],
+    config: ComputeConfig,
+) -> np.ndarray:
+    """(n_users, dim) every user's tower vector, over user batches on the Ray actor pool."""
+    columns = {
+        "user": np.arange(len(histories), dtype=np.int64),
+        "history": [np.asarray(h, np.int64) for h in histories],
+        "profile": list(profiles),
+    }
+    kwargs = {"encoder_dir": str(Path(encoder_dir).resolve()), "threads": worker_threads(config)}
+    kwargs["item_vectors_file"] = str(Path(item_vectors_file).resolve())
+    out = map_batches(columns, KnownUserWorker, kwargs, config)
+    return out["vector"].astype(np.float32, copy=False)
