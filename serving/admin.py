@@ -11,12 +11,12 @@ keeps serving); 503 when a worker did not confirm within [serving] switch_timeou
 
 from __future__ import annotations
 
-import hmac
 import time
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from recsys import bundle as bundles
+from serving.auth import require_bearer
 from serving.errors import ApiError
 from serving.registry import follow_rollback
 from serving.state import state
@@ -27,19 +27,8 @@ admin = Blueprint("admin", __name__, url_prefix="/admin")
 @admin.before_request
 def _authorize() -> None:
     """No token configured: the admin routes do not exist (404). Otherwise a matching bearer."""
-    token = state().admin_token
-    if token is None:
-        raise ApiError(404, "not_found", "admin routes are disabled: RECSYS_ADMIN_TOKEN is not set")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8"), token.encode("utf-8")
-    ):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "expected header 'Authorization: Bearer <admin token>'",
-            headers={"WWW-Authenticate": 'Bearer realm="recsys-admin"'},
-        )
+    disabled = "admin routes are disabled: RECSYS_ADMIN_TOKEN is not set"
+    require_bearer(state().admin_token, disabled, "admin token", "recsys-admin")
 
 
 @admin.post("/reload")

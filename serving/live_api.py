@@ -8,13 +8,13 @@ nothing is ever partially applied.
 
 from __future__ import annotations
 
-import hmac
 import time
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from pydantic import TypeAdapter, ValidationError
 
 from serving.api import _check_id, _json_body, _route
+from serving.auth import require_bearer
 from serving.errors import ApiError, describe_validation
 from serving.schemas import LiveEvent
 from serving.state import state
@@ -25,20 +25,8 @@ _EVENTS = TypeAdapter(list[LiveEvent])
 
 def _authorize() -> None:
     """No token configured: the write routes do not exist (404). Otherwise a matching bearer."""
-    token = state().live_token
-    if token is None:
-        where = state().live.token_env
-        raise ApiError(404, "not_found", f"live write routes are disabled: ${where} is not set")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8"), token.encode("utf-8")
-    ):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "expected header 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": 'Bearer realm="recsys-live"'},
-        )
+    disabled = f"live write routes are disabled: ${state().live.token_env} is not set"
+    require_bearer(state().live_token, disabled, "token", "recsys-live")
 
 
 @live.put("/items/<item_id>")
