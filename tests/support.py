@@ -4,7 +4,9 @@ generated samples, a fast pipeline config and a real bundle built through the ni
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from recsys.config import PipelineConfig, load_config, toml_value
@@ -113,3 +115,15 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`recsys ARGS` as a subprocess from the repository root: exit code, stdout, stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ},
+        timeout=timeout,
+    )

@@ -1,22 +1,11 @@
 """The `recsys` command: help lists every command; data validate/stats on good and broken data."""
 
-import os
 import shutil
-import subprocess
-import sys
 
 import polars as pl
-from support import REPO, SAMPLE
+from support import SAMPLE, run_cli
 
-
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ},
-    )
+_cli = run_cli  # `recsys ARGS` in a subprocess (tests/support.py)
 
 
 def test_help_lists_every_command(capsys):

@@ -2,25 +2,12 @@
 answers a binary CURRENT with one line and a non-zero exit, `bundles rollback VERSION` repairs
 it; rollbacks that change nothing say so; path-like versions are refused."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-from support import REPO, SAMPLE
+from support import SAMPLE, run_cli
 
 from recsys import bundle
 
-
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ},
-        timeout=300,
-    )
+_cli = run_cli  # `recsys ARGS` in a subprocess (tests/support.py)
 
 
 def _publish(workdir, version):

@@ -2,12 +2,9 @@
 stdout that json.loads reads); options a command would accept and ignore are usage errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from support import REPO
+from support import run_cli
 
 from jobs.cli import build_parser
 from recsys import bundle
@@ -37,15 +34,7 @@ REPORTING = [
 ]
 
 
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ},
-        timeout=300,
-    )
+_cli = run_cli  # `recsys ARGS` in a subprocess (tests/support.py)
 
 
 @pytest.mark.parametrize("argv", REMOVED, ids=lambda argv: " ".join(argv[:3]))
