@@ -173,7 +173,7 @@ def phase(server_url, name, route, users, args, scratch, writer_args=None) -> di
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
-    from serving.live import live_server
+    from recsys.serving.live import live_server
 
     users, items, texts = catalog(Path(args.data))
     # the writer's events go to a third of the users (at most 300): by the last phase each has

@@ -92,7 +92,7 @@ def in_process(
     process with the workers' thread limits, no HTTP, no Flask."""
     from recsys.bundle import current_bundle
     from recsys.ranking.model import RecommenderModel
-    from serving.threads import limit_threads
+    from recsys.serving.threads import limit_threads
 
     limit_threads(native_threads)
     model = RecommenderModel.load(current_bundle(workdir))
@@ -146,7 +146,7 @@ def machine(native_threads: int) -> str:
 
 
 def serve_and_measure(args: argparse.Namespace) -> list[dict]:
-    from serving.live import live_server
+    from recsys.serving.live import live_server
 
     users_file = Path(args.workdir) / ".bench-users.json"
     users_file.write_text(json.dumps(known_users(Path(args.data))))

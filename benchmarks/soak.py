@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.client:
         client_main(args)
         return 0
-    from serving.live import live_server
+    from recsys.serving.live import live_server
 
     common.header("Soak: reloads, rollbacks and promotions under load (issue 17)")
     scratch = Path(tempfile.mkdtemp(prefix="recsys-soak-"))

@@ -12,14 +12,6 @@ from pathlib import Path
 
 import polars as pl
 
-from jobs.common import (
-    add_common_arguments,
-    add_json_argument,
-    config,
-    emit,
-    setup_logging,
-    workdir,
-)
 from recsys import tracking
 from recsys.config import ConfigError
 from recsys.data.loaders import read_tables
@@ -28,6 +20,14 @@ from recsys.data.timestamps import parse_timestamps
 from recsys.evaluation.exposures import ExposureLogError, parse_window, read_exposures
 from recsys.evaluation.live import LiveABResult, live_ab_report
 from recsys.evaluation.report import SUMMARY_FILE, render_html
+from recsys.jobs.common import (
+    add_common_arguments,
+    add_json_argument,
+    config,
+    emit,
+    setup_logging,
+    workdir,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

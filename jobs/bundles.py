@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobs.common import (
+from recsys import bundle, tracking
+from recsys.jobs.common import (
     add_common_arguments,
     add_json_argument,
     config,
@@ -22,7 +23,6 @@ from jobs.common import (
     setup_logging,
     workdir,
 )
-from recsys import bundle, tracking
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

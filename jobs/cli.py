@@ -16,20 +16,36 @@ from recsys.logs import quiet_progress_bars_without_a_terminal
 
 # (command, module under jobs/, one-line help). A command is listed only once it works.
 COMMANDS: list[tuple[str, str, str]] = [
-    ("data", "jobs.data", "validate a data directory or print its statistics"),
-    ("nightly", "jobs.nightly", "the main job: train, evaluate, gate and publish a bundle"),
-    ("bundles", "jobs.bundles", "list published bundles, verify one, or roll back"),
-    ("evaluate", "jobs.evaluate", "offline A/B report of two bundles on held-out interactions"),
-    ("ab-report", "jobs.ab_report", "live A/B report from the API's exposure log"),
-    ("recommend", "jobs.recommend", "batch top-k for all or listed users from a bundle"),
-    ("serve", "jobs.serve", "the REST API under gunicorn"),
-    ("live", "jobs.live", "export the live store (overlay items, events) as data files"),
-    ("gc", "jobs.gc", "remove old bundles, runs, encoders and caches (the configured retention)"),
-    ("config", "jobs.config", "show or validate the effective config, or print its JSON Schema"),
-    ("train-encoder", "jobs.stage", "run the pipeline up to training the text encoder"),
-    ("embed", "jobs.stage", "run the pipeline up to embedding every item"),
-    ("build-index", "jobs.stage", "run the pipeline up to building the FAISS index"),
-    ("train-collab", "jobs.stage", "run the pipeline up to training the collaborative model"),
+    ("data", "recsys.jobs.data", "validate a data directory or print its statistics"),
+    ("nightly", "recsys.jobs.nightly", "the main job: train, evaluate, gate and publish a bundle"),
+    ("bundles", "recsys.jobs.bundles", "list published bundles, verify one, or roll back"),
+    (
+        "evaluate",
+        "recsys.jobs.evaluate",
+        "offline A/B report of two bundles on held-out interactions",
+    ),
+    ("ab-report", "recsys.jobs.ab_report", "live A/B report from the API's exposure log"),
+    ("recommend", "recsys.jobs.recommend", "batch top-k for all or listed users from a bundle"),
+    ("serve", "recsys.jobs.serve", "the REST API under gunicorn"),
+    ("live", "recsys.jobs.live", "export the live store (overlay items, events) as data files"),
+    (
+        "gc",
+        "recsys.jobs.gc",
+        "remove old bundles, runs, encoders and caches (the configured retention)",
+    ),
+    (
+        "config",
+        "recsys.jobs.config",
+        "show or validate the effective config, or print its JSON Schema",
+    ),
+    ("train-encoder", "recsys.jobs.stage", "run the pipeline up to training the text encoder"),
+    ("embed", "recsys.jobs.stage", "run the pipeline up to embedding every item"),
+    ("build-index", "recsys.jobs.stage", "run the pipeline up to building the FAISS index"),
+    (
+        "train-collab",
+        "recsys.jobs.stage",
+        "run the pipeline up to training the collaborative model",
+    ),
 ]
 
 

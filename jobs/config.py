@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from jobs.common import CONFIG_ENV, config_file
 from recsys.config import (
     PipelineConfig,
     config_hash,
@@ -15,6 +14,7 @@ from recsys.config import (
     load_config,
     value_origins,
 )
+from recsys.jobs.common import CONFIG_ENV, config_file
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

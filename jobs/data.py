@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from jobs.common import add_common_arguments, add_json_argument, config, setup_logging
 from recsys.data.loaders import load_dataset
 from recsys.data.stats import dataset_stats, format_stats
+from recsys.jobs.common import add_common_arguments, add_json_argument, config, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,14 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jobs.common import (
-    add_common_arguments,
-    add_json_argument,
-    config,
-    emit,
-    setup_logging,
-    workdir,
-)
 from recsys import tracking
 from recsys.config import PipelineConfig
 from recsys.data.loaders import load_dataset
@@ -23,6 +15,14 @@ from recsys.data.split import split_interactions
 from recsys.evaluation.compare import PRIMARY
 from recsys.evaluation.evaluate import ABResult
 from recsys.evaluation.report import SUMMARY_FILE, render_html
+from recsys.jobs.common import (
+    add_common_arguments,
+    add_json_argument,
+    config,
+    emit,
+    setup_logging,
+    workdir,
+)
 from recsys.pipeline.abtest import compare_models, resolve_bundle
 from recsys.ranking.model import RecommenderModel
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from jobs.common import (
+from recsys.errors import UserError
+from recsys.jobs.common import (
     add_common_arguments,
     add_json_argument,
     config,
@@ -15,7 +16,6 @@ from jobs.common import (
     setup_logging,
     workdir,
 )
-from recsys.errors import UserError
 from recsys.pipeline import gc
 from recsys.steps import LockedError, WorkdirLock, lock_holder
 

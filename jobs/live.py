@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jobs.common import add_common_arguments, config, workdir
+from recsys.jobs.common import add_common_arguments, config, workdir
 from recsys.live_store import LiveStore, store_path
 from recsys.pipeline.live_merge import export_live
 

@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs.common import (
+from recsys.bundle import read_pointer
+from recsys.jobs.common import (
     add_common_arguments,
     add_json_argument,
     config,
@@ -21,7 +22,6 @@ from jobs.common import (
     setup_logging,
     workdir,
 )
-from recsys.bundle import read_pointer
 from recsys.pipeline.job_metrics import write_nightly_metrics
 from recsys.pipeline.nightly import plan_nightly, run_nightly
 from recsys.steps import LockedError
@@ -135,7 +135,7 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 def _merged_live(args: argparse.Namespace, root: Path) -> tuple[Path, dict]:
     """--data plus the live store, merged into <workdir>/live/nightly-input/ (replaced)."""
-    from jobs.live import open_store
+    from recsys.jobs.live import open_store
     from recsys.pipeline.live_merge import export_live, merge_live
 
     export = root / "live" / "nightly-export"
@@ -147,8 +147,8 @@ def _merged_live(args: argparse.Namespace, root: Path) -> tuple[Path, dict]:
 
 def _retire(args: argparse.Namespace, root: Path, version: str, out) -> None:
     """The champion contains the exported rows: the store lets them go (later changes stay)."""
-    from jobs.live import open_store
     from recsys.bundle import bundle_path, read_manifest
+    from recsys.jobs.live import open_store
 
     record = read_manifest(bundle_path(root, version)).get("live") or {}
     items = [(item_id, seq) for item_id, seq in record.get("items", [])]
@@ -167,7 +167,7 @@ def _now() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobs.cli import main as cli_main
+    from recsys.jobs.cli import main as cli_main
 
     return cli_main(["nightly", *(argv if argv is not None else sys.argv[1:])])
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
-from jobs.common import add_common_arguments, add_json_argument, emit, setup_logging, workdir
 from recsys.bundle import BundleError, current_bundle
+from recsys.jobs.common import add_common_arguments, add_json_argument, emit, setup_logging, workdir
 from recsys.ranking.model import RecommenderModel
 
 

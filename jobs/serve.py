@@ -1,5 +1,6 @@
-"""Serving job: `recsys serve` — replaces itself with gunicorn running serving.wsgi:app under the
-checked-in serving/gunicorn_conf.py (reads the work directory's bundles; writes nothing itself)."""
+"""Serving job: `recsys serve` — replaces itself with gunicorn running recsys.serving.wsgi:app
+under the checked-in serving/gunicorn_conf.py (reads the work directory's bundles; writes nothing
+itself)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import importlib.util
 import os
 import sys
 
-from jobs import common
 from recsys import bundle
-from serving import live
+from recsys.jobs import common
+from recsys.serving import live
 
 GUNICORN_CONF = live.GUNICORN_CONF
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from jobs import nightly
+from recsys.jobs import nightly
 
 STAGE_STEPS = {
     "train-encoder": "encoder",

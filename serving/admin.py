@@ -16,10 +16,10 @@ import time
 from flask import Blueprint, Response, jsonify
 
 from recsys import bundle as bundles
-from serving.auth import require_bearer
-from serving.errors import ApiError
-from serving.registry import follow_rollback
-from serving.state import state
+from recsys.serving.auth import require_bearer
+from recsys.serving.errors import ApiError
+from recsys.serving.registry import follow_rollback
+from recsys.serving.state import state
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -14,12 +14,12 @@ from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from recsys.errors import RequestError
+from recsys.serving import live_apply
+from recsys.serving.errors import ApiError, describe_validation
+from recsys.serving.holder import Served
+from recsys.serving.schemas import ID_PATTERN, split_filters
+from recsys.serving.state import state
 from recsys.sources import SOURCES
-from serving import live_apply
-from serving.errors import ApiError, describe_validation
-from serving.holder import Served
-from serving.schemas import ID_PATTERN, split_filters
-from serving.state import state
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 _ID = re.compile(ID_PATTERN)

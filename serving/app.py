@@ -12,19 +12,19 @@ from flask import Flask, Response, g, jsonify, request
 
 from recsys.config import LiveConfig, PipelineConfig, ServingConfig, TextConfig, load_config
 from recsys.live_store import LiveStore, store_path
-from serving import errors, logs
-from serving.admin import admin
-from serving.api import api
-from serving.exposure import ExposureLog
-from serving.fleet import Fleet
-from serving.health import health
-from serving.holder import BundleHolder, Loader, load_verified
-from serving.live_api import live
-from serving.live_view import LiveView
-from serving.metrics import Metrics
-from serving.routing import VariantRouter
-from serving.schemas import RequestModels
-from serving.state import ServingState, state
+from recsys.serving import errors, logs
+from recsys.serving.admin import admin
+from recsys.serving.api import api
+from recsys.serving.exposure import ExposureLog
+from recsys.serving.fleet import Fleet
+from recsys.serving.health import health
+from recsys.serving.holder import BundleHolder, Loader, load_verified
+from recsys.serving.live_api import live
+from recsys.serving.live_view import LiveView
+from recsys.serving.metrics import Metrics
+from recsys.serving.routing import VariantRouter
+from recsys.serving.schemas import RequestModels
+from recsys.serving.state import ServingState, state
 
 ADMIN_TOKEN_ENV = "RECSYS_ADMIN_TOKEN"
 WORKDIR_ENV = "RECSYS_WORKDIR"

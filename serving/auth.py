@@ -6,7 +6,7 @@ import hmac
 
 from flask import request
 
-from serving.errors import ApiError
+from recsys.serving.errors import ApiError
 
 
 def require_bearer(token: str | None, disabled: str, expected: str, realm: str) -> None:

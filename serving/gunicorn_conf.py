@@ -1,5 +1,5 @@
 """Serving stage: the checked-in gunicorn configuration (`gunicorn -c serving/gunicorn_conf.py
-serving.wsgi:app`; `recsys serve` runs exactly that). Every value can be overridden with an
+recsys.serving.wsgi:app`; `recsys serve` runs exactly that). Every value can be overridden with an
 environment variable, and --bind/--workers on gunicorn's command line win over this file.
 
 Fork safety: the app is NOT preloaded in the master. FAISS (OpenMP) and torch start thread pools
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from recsys.logs import quiet_progress_bars
-from serving.logs import gunicorn_logconfig
+from recsys.serving.logs import gunicorn_logconfig
 
 quiet_progress_bars()  # workers inherit it: the server's output is a log, not a terminal
 
@@ -53,7 +53,7 @@ def on_starting(server):
     """Master, before any worker: refuse a config the workers cannot keep in agreement, then
     fresh directories for the workers' reports and their Prometheus metric files."""
     from recsys.config import ConfigError, load_config
-    from serving import fleet
+    from recsys.serving import fleet
 
     try:
         config = load_config(os.environ.get("RECSYS_CONFIG") or None)
@@ -91,8 +91,8 @@ def on_exit(server):
 def post_fork(server, worker):
     """Worker, right after the fork, before the app is imported: cap native thread pools; the
     errors gunicorn answers itself become JSON."""
-    from serving import gunicorn_errors
-    from serving.threads import limit_threads
+    from recsys.serving import gunicorn_errors
+    from recsys.serving.threads import limit_threads
 
     limit_threads(native_threads)
     gunicorn_errors.install()
@@ -118,7 +118,7 @@ def post_worker_init(worker):
     """
     import threading
 
-    from serving.app import start_holder
+    from recsys.serving.app import start_holder
 
     done = threading.Event()
 
@@ -140,7 +140,7 @@ def child_exit(server, worker):
     # and that must happen after on_starting has set PROMETHEUS_MULTIPROC_DIR.
     from prometheus_client import multiprocess
 
-    from serving.fleet import Fleet
+    from recsys.serving.fleet import Fleet
 
     Fleet.from_env().forget(worker.pid)
     multiprocess.mark_process_dead(worker.pid)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from serving.errors import error_response
-from serving.openapi import build_openapi
-from serving.state import state
+from recsys.serving.errors import error_response
+from recsys.serving.openapi import build_openapi
+from recsys.serving.state import state
 
 health = Blueprint("health", __name__)
 

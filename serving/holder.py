@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from recsys import bundle as bundles
-from serving.fleet import Fleet, file_signature
-from serving.metrics import Metrics
-from serving.served import ServedModel
+from recsys.serving.fleet import Fleet, file_signature
+from recsys.serving.metrics import Metrics
+from recsys.serving.served import ServedModel
 
 log = logging.getLogger("recsys.serving")
 

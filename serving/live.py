@@ -28,8 +28,9 @@ def gunicorn_command(
     workers: int | None = None,
     threads: int | None = None,
 ) -> list[str]:
-    """gunicorn, the checked-in config, serving.wsgi:app: exactly what `recsys serve` runs. What
-    is None is left to gunicorn_conf.py (RECSYS_BIND, RECSYS_WORKERS, RECSYS_THREADS, defaults)."""
+    """gunicorn, the checked-in config, recsys.serving.wsgi:app: exactly what `recsys serve` runs.
+    What is None is left to gunicorn_conf.py (RECSYS_BIND, RECSYS_WORKERS, RECSYS_THREADS,
+    defaults)."""
     command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF)]
     if host is not None or port is not None:
         command += ["--bind", f"{host or DEFAULT_HOST}:{port or DEFAULT_PORT}"]
@@ -37,7 +38,7 @@ def gunicorn_command(
         command += ["--workers", str(workers)]
     if threads is not None:
         command += ["--threads", str(threads)]
-    return [*command, "serving.wsgi:app"]
+    return [*command, "recsys.serving.wsgi:app"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

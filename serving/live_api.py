@@ -13,11 +13,11 @@ import time
 from flask import Blueprint, Response, jsonify
 from pydantic import TypeAdapter, ValidationError
 
-from serving.api import _check_id, _json_body, _route
-from serving.auth import require_bearer
-from serving.errors import ApiError, describe_validation
-from serving.schemas import LiveEvent
-from serving.state import state
+from recsys.serving.api import _check_id, _json_body, _route
+from recsys.serving.auth import require_bearer
+from recsys.serving.errors import ApiError, describe_validation
+from recsys.serving.schemas import LiveEvent
+from recsys.serving.state import state
 
 live = Blueprint("live", __name__, url_prefix="/v1")
 _EVENTS = TypeAdapter(list[LiveEvent])

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from recsys.errors import RequestError
-from serving.live_view import LiveView
+from recsys.serving.live_view import LiveView
 
 RERANK_DEPTH = 100  # a re-ranked list of a user with events is kept this deep (or k + hidden)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from recsys.config import LiveConfig, TextConfig
 from recsys.live_store import ItemRow, LiveStore
-from serving.metrics import Metrics
+from recsys.serving.metrics import Metrics
 
 if TYPE_CHECKING:
     from recsys.ranking.overlay import Overlay

@@ -40,7 +40,7 @@ def gunicorn_logconfig(access_log: str | None) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "serving.logs.RequestIdFilter"}},
+        "filters": {"request_id": {"()": "recsys.serving.logs.RequestIdFilter"}},
         "formatters": {"line": formatter},
         "handlers": {
             "stderr": {**stream, "stream": "ext://sys.stderr"},

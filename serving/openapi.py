@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from recsys import __version__
-from serving import schemas
-from serving.state import ServingState
+from recsys.serving import schemas
+from recsys.serving.state import ServingState
 
 _REF = "#/components/schemas/{model}"
 _RESPONSES = [

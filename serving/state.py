@@ -8,12 +8,12 @@ from flask import current_app
 
 from recsys.config import LiveConfig, ServingConfig, TextConfig
 from recsys.live_store import LiveStore
-from serving.exposure import ExposureLog
-from serving.holder import BundleHolder
-from serving.live_view import LiveView
-from serving.metrics import Metrics
-from serving.routing import VariantRouter
-from serving.schemas import RequestModels
+from recsys.serving.exposure import ExposureLog
+from recsys.serving.holder import BundleHolder
+from recsys.serving.live_view import LiveView
+from recsys.serving.metrics import Metrics
+from recsys.serving.routing import VariantRouter
+from recsys.serving.schemas import RequestModels
 
 
 @dataclass

@@ -120,7 +120,7 @@ def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """`recsys ARGS` as a subprocess from the repository root: exit code, stdout, stderr."""
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
+        [sys.executable, "-m", "recsys.jobs.cli", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

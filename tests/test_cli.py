@@ -11,7 +11,7 @@ _cli = run_cli  # `recsys ARGS` in a subprocess (tests/support.py)
 def test_help_lists_every_command(capsys):
     import pytest
 
-    from jobs.cli import COMMANDS, build_parser
+    from recsys.jobs.cli import COMMANDS, build_parser
 
     proc = _cli("--help")
     assert proc.returncode == 0

@@ -6,8 +6,8 @@ import json
 import pytest
 from support import run_cli
 
-from jobs.cli import build_parser
 from recsys import bundle
+from recsys.jobs.cli import build_parser
 
 # Options that did nothing on these commands (issue 14): now refused, exit 2 (usage).
 REMOVED = [

@@ -23,7 +23,7 @@ def test_run_key_and_config_hash_do_not_depend_on_where_the_job_runs():
 
 def test_ray_address_without_the_ray_backend_is_a_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "nightly", "--data", str(SAMPLE), "--no-tracking"]
+        [sys.executable, "-m", "recsys.jobs.cli", "nightly", "--data", str(SAMPLE), "--no-tracking"]
         + ["--workdir", str(tmp_path), "--ray-address", "auto"],
         capture_output=True,
         text=True,

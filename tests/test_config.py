@@ -113,8 +113,8 @@ def test_bad_environment_values_name_the_variable(name, value, message):
 def test_schema_is_valid_json_schema_and_describes_the_config():
     import jsonschema_rs
 
-    from jobs.config import schema
     from recsys.config import PipelineConfig
+    from recsys.jobs.config import schema
 
     document = schema()
     jsonschema_rs.meta.validate(document)  # raises if not a valid 2020-12 schema

@@ -10,7 +10,7 @@ from support import REPO
 
 def _cli(*args, **env):
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "config", *args],
+        [sys.executable, "-m", "recsys.jobs.cli", "config", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -19,7 +19,7 @@ from recsys.config import BlendConfig
 from recsys.pipeline.fit import FRAME_SOURCES
 from recsys.ranking.base import Query
 from recsys.ranking.blend import query_path
-from serving import schemas
+from recsys.serving import schemas
 
 
 def test_everything_follows_the_registry():
@@ -84,7 +84,7 @@ from recsys.config import load_config
 from recsys.pipeline.nightly import run_nightly
 from recsys.ranking.model import RecommenderModel
 from recsys import bundle
-from serving.app import create_app, start_holder
+from recsys.serving.app import create_app, start_holder
 
 root = Path({root!r})
 config = load_config(None, {{

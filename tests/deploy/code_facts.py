@@ -18,7 +18,7 @@ SOURCE_DIRS = ("recsys", "jobs", "serving")
 
 def cli_error(argv: list[str]) -> str | None:
     """None when the real `recsys` parser accepts argv, else argparse's message."""
-    from jobs.cli import build_parser
+    from recsys.jobs.cli import build_parser
 
     selected = next((arg for arg in argv if not arg.startswith("-")), None)
     stderr = io.StringIO()
@@ -51,7 +51,7 @@ def gunicorn_default_bind() -> tuple[str, int]:
 def flask_routes(workdir: Path) -> set[str]:
     """Every URL rule of the API as `recsys serve` builds it (no bundle is loaded)."""
     from recsys.config import ServingConfig
-    from serving.app import create_app
+    from recsys.serving.app import create_app
 
     app = create_app(ServingConfig(), workdir=workdir)
     return {rule.rule for rule in app.url_map.iter_rules()}

@@ -22,7 +22,7 @@ import requests
 from packaging.utils import canonicalize_name
 from support import REPO, build_test_bundle
 
-from serving.live import free_port
+from recsys.serving.live import free_port
 
 SITE = Path(__file__).parent / "api_only_site"  # its sitecustomize.py blocks the modules
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==")
@@ -96,8 +96,8 @@ def test_admin_rollback_leaves_the_registry_alone_without_mlflow(published, tmp_
         "import json, logging, sys\n"
         "from pathlib import Path\n"
         "logging.basicConfig(level=logging.WARNING)\n"
-        "import serving.app\n"
-        "from serving.registry import follow_rollback\n"
+        "import recsys.serving.app\n"
+        "from recsys.serving.registry import follow_rollback\n"
         "print(json.dumps(follow_rollback(Path(sys.argv[1]), None, 'v2', 'rollback')))\n"
     )
     env = _env(published, blocked_modules())

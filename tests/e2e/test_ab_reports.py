@@ -18,7 +18,7 @@ from test_api_helpers import build_bundle, clone_bundle, write_config
 from recsys import bundle
 from recsys.evaluation.stats import two_proportion_ztest
 from recsys.schema import ITEM_ID, USER_ID
-from serving.live import live_server
+from recsys.serving.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 VARIANTS = {"CURRENT": 0.5, "CHALLENGER": 0.5}  # CURRENT first: the control
@@ -51,7 +51,10 @@ def world(tmp_path_factory):
 
 def _recsys(*args: str) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "recsys.jobs.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done

@@ -14,8 +14,8 @@ from test_api_helpers import ADMIN_TOKEN, admin, build_bundle, clone_bundle, met
 
 from recsys import bundle
 from recsys.schema import ITEM_ID, USER_ID
-from serving.live import live_server
-from serving.routing import VariantRouter
+from recsys.serving.live import live_server
+from recsys.serving.routing import VariantRouter
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 VARIANTS = {"CURRENT": 0.5, "CHALLENGER": 0.5}

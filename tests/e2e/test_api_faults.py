@@ -13,7 +13,7 @@ import requests
 from test_api_helpers import ADMIN_TOKEN, admin, build_bundle, clone_bundle, metric, write_config
 
 from recsys import bundle
-from serving.live import live_server
+from recsys.serving.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 FAILURES = "recsys_bundle_load_failures_total"

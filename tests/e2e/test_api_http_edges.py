@@ -11,7 +11,7 @@ import pytest
 import requests
 from test_api_helpers import write_config
 
-from serving.live import live_server
+from recsys.serving.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 MAX_BODY = 8192

@@ -14,7 +14,7 @@ import requests
 from test_api_helpers import ADMIN_TOKEN, admin, build_bundle, clone_bundle, metric, write_config
 
 from recsys import bundle
-from serving.live import live_server
+from recsys.serving.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 WORKERS = 2
@@ -139,7 +139,7 @@ def test_binary_current_is_a_409_not_a_500_and_rollback_version_repairs_it(world
         assert response.status_code == 409, response.text
         assert "expected one bundle version" in response.json()["detail"]
         assert _fresh_bundles(server.url, 20) == {v["A"]}
-        cli = [sys.executable, "-m", "jobs.cli", "bundles", "rollback", v["B"]]
+        cli = [sys.executable, "-m", "recsys.jobs.cli", "bundles", "rollback", v["B"]]
         repaired = subprocess.run([*cli, "--workdir", str(workdir)], capture_output=True, text=True)
         assert repaired.returncode == 0, repaired.stderr
         everywhere = {"CURRENT": v["B"]}
@@ -152,7 +152,16 @@ def test_poll_seconds_zero_with_several_workers_is_refused_at_start(world, tmp_p
     with pytest.raises(RuntimeError, match="poll_seconds = 0 with 2 workers"):
         with live_server(world["workdir"], config=config, workers=2, timeout=60):
             pass
-    cli = [sys.executable, "-m", "jobs.cli", "serve", "--workers", "2", "--config", str(config)]
+    cli = [
+        sys.executable,
+        "-m",
+        "recsys.jobs.cli",
+        "serve",
+        "--workers",
+        "2",
+        "--config",
+        str(config),
+    ]
     refused = subprocess.run(
         [*cli, "--workdir", str(world["workdir"])], capture_output=True, text=True, timeout=60
     )
@@ -173,7 +182,7 @@ def _wait_ready(url: str, condition, timeout: float = 60.0) -> dict:
 
 def test_recommend_with_an_absurd_k_is_a_one_line_error(world, tmp_path):
     out = tmp_path / "out.csv"
-    cli = [sys.executable, "-m", "jobs.cli", "recommend", "--all", "--k", "1000000000000"]
+    cli = [sys.executable, "-m", "recsys.jobs.cli", "recommend", "--all", "--k", "1000000000000"]
     bundle.set_pointer(world["workdir"], world["versions"]["A"], reason="test start")
     proc = subprocess.run(
         [*cli, "--out", str(out), "--workdir", str(world["workdir"])],

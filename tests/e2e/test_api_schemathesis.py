@@ -15,7 +15,7 @@ import schemathesis
 from schemathesis.engine import Status, StopReason, events
 from test_api_helpers import ADMIN_TOKEN, build_bundle
 
-from serving.live import live_server
+from recsys.serving.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

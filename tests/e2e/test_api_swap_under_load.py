@@ -16,7 +16,7 @@ from test_api_helpers import ADMIN_TOKEN, admin, build_bundle, clone_bundle, met
 
 from recsys import bundle
 from recsys.schema import ITEM_ID, USER_ID
-from serving.live import live_server
+from recsys.serving.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 CLIENTS = 16

@@ -52,7 +52,7 @@ def _gc(work: Path, *args: str, keep: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "RECSYS_NIGHTLY__KEEP_BUNDLES": str(keep)}
     env["RECSYS_NIGHTLY__KEEP_ENCODERS"] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "gc", "--workdir", str(work), *args],
+        [sys.executable, "-m", "recsys.jobs.cli", "gc", "--workdir", str(work), *args],
         capture_output=True,
         text=True,
         cwd=REPO,

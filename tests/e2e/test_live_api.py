@@ -15,11 +15,11 @@ import requests
 from support import build_test_bundle, fast_config, small_sample, write_config
 from test_api_helpers import FIXED_WEIGHTS
 
-from jobs.cli import main as cli_main
 from recsys import bundle
+from recsys.jobs.cli import main as cli_main
 from recsys.live_store import LiveStore, store_path
 from recsys.schema import ITEM_ID, USER_ID
-from serving.live import live_server
+from recsys.serving.live import live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 TOKEN = "live-token"

@@ -20,11 +20,11 @@ from support import build_tiny_bert, fast_config, small_sample, stop_process
 from test_api_helpers import ADMIN_TOKEN, admin, clone_bundle
 
 import mlflow
-from jobs.cli import main as recsys_main
 from recsys import bundle, tracking
+from recsys.jobs.cli import main as recsys_main
 from recsys.pipeline.nightly import run_nightly
 from recsys.ranking.model import RecommenderModel
-from serving.live import free_port, live_server
+from recsys.serving.live import free_port, live_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -195,7 +195,10 @@ def test_rollbacks_move_the_champion_alias_and_record_why(world, default_stores)
 
     argv = ["bundles", "rollback", "--workdir", str(workdir), "--reason", "CTR fell 30 %"]
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *argv], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "recsys.jobs.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [

@@ -200,7 +200,7 @@ def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
 
 def _cli(args, env=None, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
+        [sys.executable, "-m", "recsys.jobs.cli", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from support import build_tiny_bert, fast_config, small_sample, write_config
 
-from jobs.cli import main as cli_main
 from recsys import bundle
+from recsys.jobs.cli import main as cli_main
 from recsys.pipeline.nightly import run_nightly
 from recsys.ranking.model import RecommenderModel
 

@@ -8,8 +8,8 @@ import pytest
 from live_traffic import DAY, T0, traffic
 from support import dump_toml
 
-from jobs.cli import main
 from recsys.config import load_config
+from recsys.jobs.cli import main
 
 
 @pytest.fixture

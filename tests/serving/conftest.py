@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from recsys.config import ServingConfig
-from serving.app import create_app, start_holder
+from recsys.serving.app import create_app, start_holder
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from serving.routing import VariantRouter, bucket
+from recsys.serving.routing import VariantRouter, bucket
 
 
 def test_bucket_is_sha256_of_salt_plus_user_id():
@@ -24,7 +24,7 @@ def test_assignment_is_deterministic_across_processes():
     router = VariantRouter({"CURRENT": 0.5, "CHALLENGER": 0.5}, salt="s")
     here = [router.assign(u) for u in users]
     code = (
-        "from serving.routing import VariantRouter;"
+        "from recsys.serving.routing import VariantRouter;"
         "r = VariantRouter({'CURRENT': 0.5, 'CHALLENGER': 0.5}, salt='s');"
         f"print(','.join(r.assign(f'u{{i}}') for i in range({len(users)})))"
     )

@@ -12,9 +12,9 @@ from support import build_test_bundle
 
 from recsys import bundle
 from recsys.config import ServingConfig
-from serving.app import create_app, start_holder
-from serving.holder import BundleHolder
-from serving.metrics import Metrics
+from recsys.serving.app import create_app, start_holder
+from recsys.serving.holder import BundleHolder
+from recsys.serving.metrics import Metrics
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving.exposure import ExposureLog, process_path
+from recsys.serving.exposure import ExposureLog, process_path
 
 
 def test_one_line_per_list_with_the_documented_schema(tmp_path):
@@ -39,7 +39,7 @@ def test_threads_and_processes_append_whole_lines(tmp_path):
     path = tmp_path / "exposure.jsonl"
     items = [f"item-{i:04d}" for i in range(300)]  # ~4 KB lines: larger than one small write
     code = (
-        "import sys; from serving.exposure import ExposureLog;"
+        "import sys; from recsys.serving.exposure import ExposureLog;"
         f"log = ExposureLog({str(path)!r}); items = {items!r};"
         "[log.write(user_id=f'p{i}', variant='B', bundle='v', item_ids=items,"
         " scores=[1.0] * len(items)) for i in range(200)]"
@@ -78,7 +78,7 @@ def test_the_ab_report_reader_accepts_what_the_api_writes(tmp_path):
     log.write(user_id=None, variant="CURRENT", bundle="v1", item_ids=["c"], scores=[0.5])
     log.close()
     code = (
-        "from serving.exposure import ExposureLog;"
+        "from recsys.serving.exposure import ExposureLog;"
         f"log = ExposureLog({str(path)!r});"
         "log.write(user_id='u2', variant='CHALLENGER', bundle='v2', item_ids=['c'], scores=[0.5])"
     )

@@ -3,7 +3,7 @@
 import json
 import os
 
-from serving.fleet import WORKERS, Fleet, prepare
+from recsys.serving.fleet import WORKERS, Fleet, prepare
 
 
 def test_generation_and_reports(tmp_path):

@@ -34,14 +34,14 @@ def test_latency_histograms_by_route_and_status_counts(make_app):
 
 MULTIPROCESS_WORKER = """
 import sys
-from serving.metrics import Metrics
+from recsys.serving.metrics import Metrics
 m = Metrics()
 m.requests.labels(route="/x", variant="A", status="200").inc(int(sys.argv[1]))
 m.serving("A", sys.argv[2], None)
 """
 
 MULTIPROCESS_READER = """
-from serving.metrics import Metrics
+from recsys.serving.metrics import Metrics
 print(Metrics().exposition()[0].decode())
 """
 

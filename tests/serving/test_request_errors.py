@@ -18,7 +18,7 @@ from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.segments import SegmentWeights
 from recsys.ranking.user_vectors import HistoryMeanEncoder
 from recsys.schema import ITEM_ID, ITEM_IDX
-from serving.app import create_app, start_holder
+from recsys.serving.app import create_app, start_holder
 
 
 def _broken_encoder(queries, item_vectors):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from jobs import serve
+from recsys.jobs import serve
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -23,7 +23,7 @@ def test_command_runs_the_checked_in_config_and_wsgi_app():
     assert serve.GUNICORN_CONF.is_file()
     assert command[command.index("--bind") + 1] == "0.0.0.0:9001"
     assert command[command.index("--workers") + 1] == "3"
-    assert command[-1] == "serving.wsgi:app"
+    assert command[-1] == "recsys.serving.wsgi:app"
 
 
 @pytest.mark.parametrize(
@@ -57,14 +57,14 @@ def test_recsys_bind_workers_threads_reach_gunicorn(tmp_path):
 
     import requests
 
-    from serving.live import _stop, free_port
+    from recsys.serving.live import _stop, free_port
 
     assert "--bind" not in serve.gunicorn_command(_args())
     port = free_port()
     env = {**os.environ, "RECSYS_BIND": f"127.0.0.1:{port}", "RECSYS_WORKERS": "1"}
     env["RECSYS_THREADS"] = "2"
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prometheus")
-    command = [sys.executable, "-m", "jobs.cli", "serve", "--workdir", str(tmp_path / "var")]
+    command = [sys.executable, "-m", "recsys.jobs.cli", "serve", "--workdir", str(tmp_path / "var")]
     log = open(tmp_path / "serve.log", "wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)  # fmt: skip
