@@ -91,15 +91,43 @@ def write_config(path: Path, config: PipelineConfig) -> Path:
     return Path(path)
 
 
+# (encoder, data bytes, sections) -> a work directory the nightly published into, in this process
+_PUBLISHED: dict[str, tuple[Path, str]] = {}
+
+
 def build_test_bundle(
     workdir: Path, data_dir: Path | None = None, encoder_path: str | Path | None = None, **sections
 ) -> str:
-    """Run the real nightly job (no MLflow) into `workdir`; returns the published version."""
+    """The real nightly job (no MLflow) published into `workdir`; returns the version. The first
+    call with the same encoder, data bytes and config sections runs it into a template directory
+    of this test process; later calls copy that template (the same inputs publish the same
+    bundle, and each e2e module would otherwise pay a whole nightly for it)."""
+    import atexit
+    import hashlib
+    import json
+    import shutil
+    import tempfile
+
+    data_dir = data_dir or small_sample(Path(workdir) / "_data")
+    digest = hashlib.sha256(json.dumps([str(encoder_path), sections], sort_keys=True).encode())
+    for path in sorted(Path(data_dir).rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    key = digest.hexdigest()
+    if key not in _PUBLISHED:
+        template = Path(tempfile.mkdtemp(prefix="recsys-published-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        _PUBLISHED[key] = template, _publish(template, data_dir, encoder_path, sections)
+    template, version = _PUBLISHED[key]
+    shutil.copytree(template, workdir, symlinks=True, dirs_exist_ok=True)
+    return version
+
+
+def _publish(workdir: Path, data_dir: Path, encoder_path, sections: dict) -> str:
     from recsys.pipeline.nightly import run_nightly
 
     if encoder_path is None:
         encoder_path = build_tiny_bert(Path(workdir) / "_tiny_bert")
-    data_dir = data_dir or small_sample(Path(workdir) / "_data")
     config = fast_config(encoder_path, **sections)
     result = run_nightly(data_dir, config, workdir, say=lambda m: None, track=False, progress=False)
     if result.published is None:
