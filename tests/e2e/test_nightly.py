@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 from support import (
     REPO,
+    build_test_bundle,
     build_tiny_bert,
     fast_config,
     small_sample,
@@ -157,7 +158,7 @@ def test_recommend_job_writes_the_bundles_top_k_for_every_user(world, tmp_path):
     `recsys evaluate --json` on the same bundle."""
     from recsys.ranking.model import RecommenderModel
 
-    assert _run(world["data"], fast_config(world["bert"]), tmp_path / "work").published
+    assert build_test_bundle(tmp_path / "work", world["data"], world["bert"])  # fast_config
     out = tmp_path / "top.csv"
     proc = _cli(["recommend", "--all", "--k", "5", "--out", str(out), "--workdir",
                  str(tmp_path / "work"), "-q"])  # fmt: skip
@@ -454,17 +455,18 @@ def test_force_publishes_a_new_attempt_of_published_inputs(world, tmp_path):
     and the fitted sources refitted, a new bundle version; the encoder (not due) and the item
     vectors of the same encoder and texts are reused. Then a plain run names the new bundle."""
     config, work = fast_config(world["bert"]), tmp_path / "work"
-    first = _run(world["data"], config, work)
+    published = build_test_bundle(work, world["data"], world["bert"])  # a nightly of this config
+    first_key = bundle.read_manifest(bundle.bundles_dir(work) / published)["run_key"]
     args = ["nightly", "--data", str(world["data"]), "--workdir", str(work), "--no-tracking"]
     args += ["--config", str(write_config(tmp_path / "c.toml", config)), "--force", "--json"]
     proc = _cli(args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     forced = json.loads(proc.stdout)
-    assert forced["published"] not in (None, first.published)
-    assert forced["run_key"] != first.run_key and not any(s["resumed"] for s in forced["steps"])
+    assert forced["published"] not in (None, published)
+    assert forced["run_key"] != first_key and not any(s["resumed"] for s in forced["steps"])
     assert bundle.read_pointer(work) == forced["published"]  # the same model: not worse
     identity = json.loads((work / "runs" / forced["run_key"] / "run.json").read_text())
-    assert identity["base_key"] == first.run_key and identity["attempt"].startswith("forced-")
+    assert identity["base_key"] == first_key and identity["attempt"].startswith("forced-")
     assert _step(work, forced["run_key"], "collab")["reused"] is False  # refitted
     assert _step(work, forced["run_key"], "encoder")["trained"] is False  # not due yet
     assert _step(work, forced["run_key"], "embed")["computed"] == 0  # same encoder, same texts
