@@ -73,7 +73,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash tests/system_deps.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check recsys jobs serving tests benchmarks
