@@ -102,7 +102,11 @@ def verify_once(bundle: Path) -> tuple[dict[str, Any], bool]:
         return manifest, True
 
 
+def marker_files(bundles_root: Path, version: str) -> list[Path]:
+    """Every host's marker and lock of a version (deleted with it: retention, `recsys gc`)."""
+    return sorted((Path(bundles_root) / VERIFIED_DIR).glob(f"{version}@*"))
+
+
 def remove_markers(bundles_root: Path, version: str) -> None:
-    """Drop every host's marker (and lock) of a version being deleted (recsys.retention)."""
-    for path in (Path(bundles_root) / VERIFIED_DIR).glob(f"{version}@*"):
+    for path in marker_files(bundles_root, version):
         path.unlink(missing_ok=True)
