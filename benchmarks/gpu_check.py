@@ -3,10 +3,13 @@
 Reads nothing (generates its data in a temp dir, removed at the end); prints each figure beside
 its peer measured in the same run: bf16 vs fp32 fine-tuning steps/s of the full path, our bf16
 embedding vs sentence-transformers fp32 items/s and a warm-cache re-run with 1% of the catalog
-changed, FAISS GPU vs CPU build and search. Under 8 minutes on one CUDA GPU; without one it says
-so and exits 0. `--cpu-smoke` runs every section on the CPU at toy sizes (a check of the script).
+changed, FAISS GPU vs CPU build and search; and issue 20's scale-out figures (gpu_scaleout.py):
+one Ray Data actor's bf16 embedding items/s at 1M texts vs in-process, 1-rank DDP steps/s vs the
+bare module, the IVF-PQ tier's build on faiss-gpu vs CPU. Without a CUDA GPU it says so and exits
+0. `--cpu-smoke` runs every section on the CPU at toy sizes (a check of the script).
 
-    .venv/bin/python benchmarks/gpu_check.py
+    .venv/bin/python benchmarks/gpu_check.py                                   # every section
+    .venv/bin/python benchmarks/gpu_check.py --sections ray-embed,ddp,ivfpq    # issue 20 only
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 MODEL = "packaged:all-MiniLM-L6-v2"
+# finetune/embed/faiss: the encoder and index stages; ray-embed/ddp/ivfpq: issue 20's scale-out
+# figures (benchmarks/gpu_scaleout.py), about 4-5 minutes on their own on one H200 (estimate).
+SECTIONS = ("finetune", "embed", "faiss", "ray-embed", "ddp", "ivfpq")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -37,11 +43,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=100, help="timed steps per precision")
     parser.add_argument("--train-batch", type=int, default=256)
     parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=",".join(SECTIONS))
+    parser.add_argument("--ray-items", type=int, default=1_000_000, help="ray-embed: texts")
+    parser.add_argument("--ddp-steps", type=int, default=50, help="ddp: timed steps per side")
+    parser.add_argument("--ddp-batch", type=int, default=1024, help="ddp: global batch")
+    parser.add_argument("--ivfpq-items", type=int, default=1_000_000, help="ivfpq: GPU build")
+    parser.add_argument("--ivfpq-peer-items", type=int, default=200_000, help="ivfpq: GPU vs CPU")
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on the CPU")
     args = parser.parse_args(argv)
     if args.cpu_smoke:
         args.items, args.st_items, args.batch_size, args.queries = 600, 200, 64, 200
         args.train_steps, args.train_batch = 3, 16
+        args.ray_items, args.ddp_steps, args.ddp_batch = 600, 3, 16
+        args.ivfpq_items = args.ivfpq_peer_items = 20_000
+    unknown = set(args.sections.split(",")) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--sections: unknown {sorted(unknown)}; expected some of {SECTIONS}")
     return args
 
 
@@ -247,15 +264,37 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)  # a shared CPU: one thread wastes least
     header(device)
     start = time.perf_counter()
+    sections = args.sections.split(",")
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
-        workdir = Path(tmp)
-        finetune(device, args, workdir)
-        print(f"  [{time.perf_counter() - start:.0f} s elapsed]", flush=True)
-        vectors = embedding(device, args, workdir)
-        print(f"  [{time.perf_counter() - start:.0f} s elapsed]", flush=True)
-        faiss_check(vectors, args)
+        for section in [s for s in SECTIONS if s in sections]:
+            run_section(section, device, args, Path(tmp) / section)
+            print(f"  [{section}: {time.perf_counter() - start:.0f} s elapsed]", flush=True)
     print(f"gpu_check done in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def run_section(section: str, device: str, args: argparse.Namespace, workdir: Path) -> None:
+    import gpu_scaleout
+
+    workdir.mkdir(parents=True)
+    if section == "finetune":
+        finetune(device, args, workdir)
+    elif section == "embed":
+        args.vectors = embedding(device, args, workdir)
+    elif section == "faiss":
+        vectors = getattr(args, "vectors", None)
+        if vectors is None:  # without the embed section: unit vectors of the same shape
+            vectors = np.random.default_rng(0).standard_normal((args.items, 384), np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        faiss_check(vectors, args)
+    elif section == "ray-embed":
+        gpu_scaleout.ray_embedding(device, synthetic_texts(args.ray_items), workdir)
+    elif section == "ddp":
+        gpu_scaleout.ddp_steps(
+            device, args.ddp_steps, args.ddp_batch, 5000 if args.cpu_smoke else 100_000
+        )
+    elif section == "ivfpq":
+        gpu_scaleout.ivfpq_build(args.ivfpq_items, args.ivfpq_peer_items, 128, args.cpu_smoke)
 
 
 if __name__ == "__main__":

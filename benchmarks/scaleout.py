@@ -1,6 +1,8 @@
 """Benchmark (issue 20): scale-out figures. Section `index`: the index tiers of `auto` over >= 1M
 generated clustered vectors; section `gpu-index`: the IVF-PQ tier's build on faiss-gpu; section
-`embed`: item embedding on Ray Data vs in-process (benchmarks/scaleout_embed.py).
+`embed`: item embedding on Ray Data vs in-process (benchmarks/scaleout_embed.py); section `api`:
+gunicorn with 4 workers on a generated 1M-item bundle, arrays memory-mapped vs copied
+(benchmarks/scaleout_api.py).
 
 Reads nothing (the vectors are generated, seeded); writes index files to a temp folder only.
 
@@ -52,10 +54,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64, help="queries per batched search")
     parser.add_argument("--threads", type=int, default=1, help="FAISS and BLAS threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sections", default="index,gpu-index", help="index,gpu-index,embed")
+    parser.add_argument("--sections", default="index,gpu-index", help="index,gpu-index,embed,api")
     parser.add_argument("--texts", type=int, default=4000, help="embed: generated documents")
     parser.add_argument("--ray-workers", type=int, default=2, help="embed: Ray Data actors")
     parser.add_argument("--skip", default="", help="comma-separated tiers to leave out")
+    parser.add_argument("--api-users", type=int, default=20_000, help="api: users in the bundle")
+    parser.add_argument("--api-workers", type=int, default=4, help="api: gunicorn workers")
+    parser.add_argument("--api-workdir", help="api: build into / reuse this work directory")
+    parser.add_argument("--connections", type=int, default=8, help="api: client connections")
+    parser.add_argument("--seconds", type=float, default=30.0, help="api: load per mode")
     return parser.parse_args(argv)
 
 
@@ -275,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     common.header("scale-out (issue 20)")
     print(f"faiss {faiss.__version__}, {args.threads} FAISS/BLAS thread(s); numpy {np.__version__}")
     sections = set(args.sections.split(","))
+    if "api" in sections:
+        from scaleout_api import api_section
+
+        api_section(args)
     if "embed" in sections:
         from scaleout_embed import embed_section
 

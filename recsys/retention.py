@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys import bundle
+from recsys.bundle_verified import remove_markers
 from recsys.config import PipelineConfig
 from recsys.steps import RUN_FILE, STEPS_DIR
 
@@ -79,6 +80,7 @@ def prune_bundles(workdir: Path, keep: int, pinned: Iterable[str] = ()) -> list[
         shutil.rmtree(stale, ignore_errors=True)
     for version in removed:
         shutil.rmtree(bundle.bundles_dir(workdir) / version)
+        remove_markers(bundle.bundles_dir(workdir), version)
     return removed
 
 

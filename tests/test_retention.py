@@ -111,6 +111,10 @@ def test_gc_keeps_the_newest_pins_and_what_kept_runs_used(tmp_path):
     from recsys.pipeline import gc
 
     root = _workdir_with_history(tmp_path)
+    verified = root / "bundles" / ".verified"  # hosts' verification markers (bundle_verified)
+    verified.mkdir()
+    for name in ("v1@host-a.json", "v1@host-a.lock", "v3@host-a.json"):
+        (verified / name).write_text("{}")
     config = load_config(None, {"nightly": {"keep_bundles": 1, "keep_encoders": 1}})
     before = _tree(root)
     planned = gc.collect(root, config, keep_unfinished=True, dry_run=True)
@@ -122,6 +126,7 @@ def test_gc_keeps_the_newest_pins_and_what_kept_runs_used(tmp_path):
     # v4 newest and CURRENT, v3 the rollback target: v1, v2 and the runs they came from go
     assert done["bundles_removed"] == ["v1", "v2"]
     assert [m["version"] for m in bundle.list_bundles(root)] == ["v3", "v4"]
+    assert sorted(p.name for p in verified.iterdir()) == ["v3@host-a.json"]  # v1's went with it
     assert done["runs_removed"] == ["k1", "k2"] and done["runs_trimmed"] == ["k3", "k4"]
     assert sorted(p.name for p in (root / "runs").iterdir()) == ["k3", "k4", "killed"]
     # encoders: the newest complete one (E4), those kept runs used (E2, E3); E0 never finished

@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.bundle_arrays import load_npz
 from recsys.config import CollabConfig
 
 ARRAYS_FILE = "collab.npz"
@@ -132,9 +133,7 @@ def read_model_files(directory: Path) -> tuple[dict, dict[str, np.ndarray]]:
     missing = {"kind", "config", "n_users", "n_items"} - set(meta)
     if missing:
         raise ValueError(f"{meta_path}: missing keys {sorted(missing)}")
-    with np.load(arrays_path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files}
-    return meta, arrays
+    return meta, load_npz(arrays_path)  # factor matrices memory-mapped (recsys.bundle_arrays)
 
 
 def csr_to_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,9 @@ class TwoTowerEncoder:
         return out
 
     def _sequence_users(self, hist, item_vectors: np.ndarray, profiles) -> np.ndarray:
-        vectors = torch.as_tensor(np.asarray(item_vectors, np.float32), device=self.device)
+        with warnings.catch_warnings():  # a bundle's memory-mapped, read-only vectors: only read
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            vectors = torch.as_tensor(np.asarray(item_vectors, np.float32), device=self.device)
         has_profile = np.array([_has_text(p) for p in profiles], dtype=bool)
         pooled = None
         if has_profile.any():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys import bundle, retention
+from recsys.bundle_verified import marker_files
 from recsys.config import PipelineConfig
 from recsys.pipeline.context import (
     COLLAB_CACHE,
@@ -46,6 +47,7 @@ class GcPlan:
     def paths(self) -> list[Path]:
         root = self.workdir
         out = [bundle.bundles_dir(root) / name for name in [*self.bundles, *self.staging]]
+        out += [m for name in self.bundles for m in marker_files(bundle.bundles_dir(root), name)]
         out += [root / retention.RUNS / name for name in self.runs]
         for name in self.trimmed:
             out += retention.trimmable_parts(root / retention.RUNS / name)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.bundle_arrays import load_npy
 from recsys.config import BlendConfig
 from recsys.errors import RequestError
 from recsys.ranking.base import Query, Recommender, top_k
@@ -285,6 +286,6 @@ class BlendedRanker(Recommender):
             else:
                 sources[name] = klass.load(directory / name)
         lengths_path = directory / "user_history_len.npy"
-        lengths = np.load(lengths_path, allow_pickle=False) if lengths_path.is_file() else None
+        lengths = load_npy(lengths_path) if lengths_path.is_file() else None
         weights = SegmentWeights.load(directory / "weights.json")
         return cls(sources, weights, BlendConfig.model_validate(meta["config"]), lengths)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from recsys.bundle_arrays import load_npy, mmap_enabled
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
 from recsys.ranking.user_vectors import UserEncoder, encoder_from_spec, history_key
-from recsys.vectors import normalize_rows
+from recsys.vectors import check_unit_rows, normalize_rows
 
 _META = "content.json"
 _INDEX = "items.faiss"
@@ -49,17 +50,24 @@ class ContentRecommender(Recommender):
         exact_max_items: int = 100_000,
         known_user_keys: np.ndarray | None = None,
         item_bias: np.ndarray | None = None,
+        normalized: bool = False,
     ):
         item_vectors = np.asarray(item_vectors, dtype=np.float32)
         if item_vectors.ndim != 2:
             raise ValueError(f"item_vectors: expected (n_items, dim), found {item_vectors.shape}")
-        self.item_vectors = normalize_rows(item_vectors)  # (n_items, dim)
+        # normalized=True (load): the vectors were saved unit-length and are used as they are
+        # (a memory map stays a map); else normalised into a new array.
+        self.item_vectors = (
+            check_unit_rows(item_vectors, "item_vectors")
+            if normalized
+            else normalize_rows(item_vectors)
+        )  # (n_items, dim)
         self.user_encoder = user_encoder
         self.index = index
         self.exact_max_items = int(exact_max_items)
         self.known_user_vectors: np.ndarray | None = None
         self.known_user_keys: np.ndarray | None = None
-        self.set_known_users(known_user_vectors, known_user_keys)
+        self.set_known_users(known_user_vectors, known_user_keys, normalized)
         self.item_bias: np.ndarray | None = None
         self._biased = np.zeros(0, dtype=np.int64)  # item_idx with a non-zero bias
         self.set_item_bias(item_bias)
@@ -77,8 +85,11 @@ class ContentRecommender(Recommender):
             )
         self.item_bias, self._biased = bias, np.flatnonzero(bias)
 
-    def set_known_users(self, vectors: np.ndarray | None, keys: np.ndarray | None) -> None:
-        """Precomputed user vectors (n_users, dim), with the history_key of each (or None)."""
+    def set_known_users(
+        self, vectors: np.ndarray | None, keys: np.ndarray | None, normalized: bool = False
+    ) -> None:
+        """Precomputed user vectors (n_users, dim), with the history_key of each (or None);
+        normalized=True: already unit rows, kept as they are (see __init__)."""
         if vectors is None:
             self.known_user_vectors, self.known_user_keys = None, None
             return
@@ -95,7 +106,12 @@ class ContentRecommender(Recommender):
                     f"known_user_keys: expected ({vectors.shape[0]},) one per known user vector, "
                     f"found shape {keys.shape}"
                 )
-        self.known_user_vectors = normalize_rows(vectors)
+        unit = (
+            check_unit_rows(vectors, "known_user_vectors")
+            if normalized
+            else normalize_rows(vectors)
+        )
+        self.known_user_vectors = unit
         self.known_user_keys = keys
 
     def _precomputed(self, query: Query) -> np.ndarray | None:
@@ -246,18 +262,19 @@ class ContentRecommender(Recommender):
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path}: not found; expected a saved ContentRecommender")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        item_vectors = np.load(directory / "item_vectors.npy", allow_pickle=False)
+        # memory-mapped (recsys.bundle_arrays): the workers of a host share one copy
+        item_vectors = load_npy(directory / "item_vectors.npy")
         if item_vectors.shape != (meta["n_items"], meta["dim"]):
             raise ValueError(
                 f"{directory / 'item_vectors.npy'}: expected shape ({meta['n_items']}, "
                 f"{meta['dim']}) per {_META}, found {item_vectors.shape}"
             )
         users_path = directory / "user_vectors.npy"
-        known = np.load(users_path, allow_pickle=False) if users_path.is_file() else None
+        known = load_npy(users_path) if users_path.is_file() else None
         keys_path = directory / "user_keys.npy"
-        keys = np.load(keys_path, allow_pickle=False) if keys_path.is_file() else None
+        keys = load_npy(keys_path) if keys_path.is_file() else None
         bias_path = directory / _BIAS
-        bias = np.load(bias_path, allow_pickle=False) if bias_path.is_file() else None
+        bias = load_npy(bias_path) if bias_path.is_file() else None
         if user_encoder is None:
             if meta.get("user_encoder") is None:
                 raise ValueError(
@@ -269,7 +286,7 @@ class ContentRecommender(Recommender):
         if meta.get("has_index"):
             from recsys.index.faiss_index import VectorIndex
 
-            index = VectorIndex.load(directory / _INDEX)
+            index = VectorIndex.load(directory / _INDEX, mmap=mmap_enabled())
         exact_max = meta.get("exact_max_items", 100_000)
         return cls(
             item_vectors,
@@ -279,6 +296,7 @@ class ContentRecommender(Recommender):
             exact_max,
             known_user_keys=keys,
             item_bias=bias,
+            normalized=True,  # save() wrote the unit rows this instance was built with
         )
 
 

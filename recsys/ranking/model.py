@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recsys.bundle import BundleError, read_manifest, verify
+from recsys.bundle import BundleError, read_manifest
+from recsys.bundle_arrays import load_npz
+from recsys.bundle_verified import verify_once
 from recsys.config import ComputeConfig
 from recsys.errors import RequestError
 from recsys.ids import IdMap
@@ -69,14 +71,14 @@ class RecommenderModel:
     def load(
         cls, bundle_dir: Path, verify_files: bool = True, evaluated: bool = False
     ) -> RecommenderModel:
-        """Verify every file's sha256 (unless told not to), then load. Raises BundleError.
+        """Verify every file's sha256 (once per host per bundle) unless told not to, then load.
 
         evaluated=True (offline evaluation, the gate): the ranker fitted on the split's training
         part when the bundle was refitted on every interaction (EVALUATED_RANKER_DIR), else the
         one ranker it has; no precomputed top-k (those are the served ranker's)."""
         bundle_dir = Path(bundle_dir)
-        if verify_files:
-            manifest = verify(bundle_dir)
+        if verify_files:  # hashed once per host per bundle (recsys.bundle_verified)
+            manifest, _ = verify_once(bundle_dir)
         elif (bundle_dir / "manifest.json").is_file():
             manifest = read_manifest(bundle_dir)
         else:  # an unpublished model directory (the nightly evaluates it before publishing)
@@ -84,8 +86,8 @@ class RecommenderModel:
         try:
             items = pl.read_parquet(bundle_dir / ITEMS_FILE)
             users = IdMap.load(bundle_dir / USERS_FILE)
-            with np.load(bundle_dir / HISTORIES_FILE, allow_pickle=False) as npz:
-                indptr, history = npz["indptr"], npz["indices"]
+            histories = load_npz(bundle_dir / HISTORIES_FILE)  # memory-mapped
+            indptr, history = histories["indptr"], histories["indices"]
             held_apart = evaluated and (bundle_dir / EVALUATED_RANKER_DIR).is_dir()
             ranker = BlendedRanker.load(
                 bundle_dir / (EVALUATED_RANKER_DIR if held_apart else RANKER_DIR)

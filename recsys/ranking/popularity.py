@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.bundle_arrays import load_npz
 from recsys.collab.factors import check_interactions, csr_from_arrays, csr_to_arrays
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
 
@@ -79,7 +80,6 @@ class PopularityRecommender(Recommender):
         path = Path(directory) / _ARRAYS
         if not path.is_file():
             raise FileNotFoundError(f"popularity model file not found: {path}")
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        arrays = load_npz(path)  # memory-mapped (recsys.bundle_arrays)
         arrays["item_users_data"] = np.ones(arrays["item_users_indices"].size, dtype=np.float32)
         return cls(arrays["popularity"], csr_from_arrays("item_users", arrays))

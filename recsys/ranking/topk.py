@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bundle import BundleError
+from recsys.bundle_arrays import load_npz
 from recsys.compute import ROW, cap_threads, map_batches, worker_threads
 from recsys.config import ComputeConfig
 from recsys.ranking.base import Query
@@ -24,7 +25,8 @@ USER = "user"  # the user_idx column of the Ray batches
 class PrecomputedTopK:
     """Every known user's top-K (their stored history as the query and excluded), ranked once
     at publish, as Gorse serves from its offline recommendation cache. Arrays: item_idx (n, K)
-    int64 (-1 pads), score (n, K), source scores (S, n, K) (NaN = not used), path per user."""
+    (-1 pads; int32 when loaded from a bundle), score (n, K), source scores (S, n, K) (NaN =
+    not used), path per user."""
 
     def __init__(self, item_idx, score, sources, paths, source_names, path_names):
         self.item_idx, self.score, self.sources = item_idx, score, sources
@@ -62,14 +64,13 @@ class PrecomputedTopK:
 
     @classmethod
     def load(cls, path: Path, n_users: int) -> PrecomputedTopK:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        arrays = load_npz(path)  # memory-mapped: one copy per host (recsys.bundle_arrays)
         if arrays["item_idx"].shape[0] != n_users:
             raise BundleError(
                 f"{path}: top-k for {arrays['item_idx'].shape[0]} users, the bundle has {n_users}"
             )
         return cls(
-            arrays["item_idx"].astype(np.int64),
+            arrays["item_idx"],  # int32 as stored; result() widens the rows it returns
             arrays["score"],
             arrays["sources"],
             arrays["paths"],
@@ -81,7 +82,7 @@ class PrecomputedTopK:
         """The stored answer for one user, cut to k, as the ranker's own result type."""
         row = slice(user_idx, user_idx + 1)
         return BlendResult(
-            self.item_idx[row, :k],
+            self.item_idx[row, :k].astype(np.int64),
             self.score[row, :k],
             {name: self.sources[s, row, :k] for s, name in enumerate(self.source_names)},
             {},
