@@ -114,18 +114,18 @@ def _mean_across_ranks(value: torch.Tensor) -> float:
 
 
 def build_model(
-    encoder: EncoderConfig, hidden: int, seed: int, device: str
+    encoder: EncoderConfig, hidden: int, seed: int, device: str, profiles: bool = False
 ) -> tuple[PairTowers, nn.Module]:
     """(the towers, what to call forward on: DDP over them when a process group is up). The
-    seed gives every rank the same initial weights."""
+    seed gives every rank the same initial weights. profiles: the pairs carry profile features
+    (else the profile projection gets no gradient, which DDP must be told)."""
     torch.manual_seed(int(seed))
     towers = PairTowers(encoder, hidden).to(device)
     if not dist.is_initialized():
         return towers, towers
-    # without profiles the profile projection gets no gradient: unused parameters are expected
     ids = [torch.device(device).index] if device.startswith("cuda") else None
     return towers, nn.parallel.DistributedDataParallel(
-        towers, device_ids=ids, find_unused_parameters=True
+        towers, device_ids=ids, find_unused_parameters=not profiles
     )
 
 

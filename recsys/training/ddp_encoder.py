@@ -157,7 +157,8 @@ def train_encoder_ranks(config: dict[str, Any]) -> None:
     encoder = EncoderConfig.model_validate(meta["encoder"])
     keys = TRAIN_KEYS + (PROFILE_KEYS if "profiles" in host else ())
     arrays = {k: torch.from_numpy(host[k]).to(device) for k in keys}
-    towers, model = build_model(encoder, int(host["features"].shape[1]), encoder.seed, device)
+    hidden = int(host["features"].shape[1])
+    towers, model = build_model(encoder, hidden, encoder.seed, device, "profiles" in host)
     optimizer = adamw(model.parameters(), encoder.lr, device)
     judge = Judge(meta, host, Path(config["out"])) if rank == 0 else None
     epoch, checkpoint = 0, Path(config["out"]) / CHECKPOINT
