@@ -63,8 +63,9 @@ def prepare_inputs(
 ) -> dict[str, Any]:
     """Write inputs.npz and inputs.json into `directory`; returns the meta written."""
     check_config(config)
-    data = prepare_data(dataset, split, config, text_config, PLAN, cache_dir, "cpu", progress)
-    items, profiles = frozen_features(data, config, "cpu")
+    device = _driver_device(config)
+    data = prepare_data(dataset, split, config, text_config, PLAN, cache_dir, device, progress)
+    items, profiles = frozen_features(data, config, device)
     users, positions = pair_examples(data.sequences, data.has_profile)  # (P,), (P,)
     if len(users) == 0:
         raise ValueError("no training pairs: every user has fewer than 2 train items")
@@ -98,6 +99,14 @@ def prepare_inputs(
     }
     (directory / META).write_text(json.dumps(meta), encoding="utf-8")
     return meta
+
+
+def _driver_device(config: EncoderConfig) -> str:
+    """Where the driver runs the base model over uncached texts: its own GPU when it has one
+    (and encoder.device allows it), else the CPU — the ranks' GPUs may be on other nodes."""
+    import torch
+
+    return "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
 
 
 def _ragged(name: str, rows: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
