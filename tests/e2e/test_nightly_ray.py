@@ -41,17 +41,18 @@ def _command(world, address: str) -> list[str]:
 
 def _killed_after(command: list[str], workdir, step: str, timeout: float = 300) -> dict:
     """Start the nightly, SIGKILL it as soon as runs/*/steps/<step>.json exists; that manifest."""
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = workdir.parent / "killed.stderr"  # a file, not a pipe nobody drains while we poll
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + timeout
     try:
         while not (found := list(workdir.glob(f"runs/*/steps/{step}.json"))):
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"no {step} manifest after {timeout} s"
             time.sleep(0.2)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     return json.loads(found[0].read_text())
 
