@@ -158,5 +158,7 @@ def run_ranks(
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(storage_path=storage),
     )
-    del ray  # imported for its clear error when missing
-    trainer.fit()
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as exc:  # its message carries the ranks' tracebacks
+        raise ComputeError(f"{config.train_workers} Ray Train ranks failed: {exc}") from exc

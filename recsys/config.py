@@ -364,8 +364,8 @@ class ComputeConfig(_Section):
     workers: int = Field(2, ge=1)
     """Ray Data actors of the embedding and per-user steps (each loads the encoder once)."""
     train_workers: int = Field(2, ge=1)
-    """Ray Train ranks of data-parallel tower training (recsys.training.ddp; not yet used by the
-    nightly's encoder step, which trains in the driver)."""
+    """Ray Train ranks of the nightly's encoder training with backend = "ray" (DDP over the towers
+    on frozen features, recsys.training.ddp_encoder); 1: the encoder trains in the driver."""
     cpus_per_worker: float = Field(1.0, gt=0.0)
     """CPUs each actor or rank reserves; its torch / ONNX Runtime thread pool is capped to it."""
     gpus_per_worker: float = Field(0.0, ge=0.0)

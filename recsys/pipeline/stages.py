@@ -88,7 +88,8 @@ def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
         result = {"trained": False, "encoder_dir": str(reusable)}
     else:
         target = ctx.workdir / ENCODERS / f"{time.strftime('%Y%m%dT%H%M%S')}-{key[:8]}"
-        trained = train_encoder(
+        train = train_encoder if not _data_parallel(ctx) else _train_on_ranks(ctx, out)
+        trained = train(
             ctx.dataset,
             ctx.split,
             enc_config,
@@ -105,6 +106,20 @@ def encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
         result = {"trained": True, "encoder_dir": str(target), "best_epoch": trained.best_epoch}
     result["encoder_hash"] = encoder.encoder_hash
     return result
+
+
+def _data_parallel(ctx: Context) -> bool:
+    """[compute] backend = "ray" with train_workers > 1: the towers train on Ray Train ranks."""
+    return ctx.config.compute.backend == "ray" and ctx.config.compute.train_workers > 1
+
+
+def _train_on_ranks(ctx: Context, out: Path) -> Callable[..., Any]:
+    """train_encoder's signature, trained by DDP ranks; prepared inputs under the step's dir."""
+    from functools import partial
+
+    from recsys.training.ddp_encoder import train_encoder_on_ranks
+
+    return partial(train_encoder_on_ranks, compute=ctx.config.compute, scratch=out / "ddp")
 
 
 def reusable_encoder(workdir: Path, key: str, every_days: int) -> Path | None:

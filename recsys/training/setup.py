@@ -151,7 +151,11 @@ def build_trainer(
     )
 
 
-def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, device: str):
+def frozen_features(
+    data: TrainingData, config: EncoderConfig, device: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pooled base-model features of every item (n_items, hidden) and of every user's profile
+    (n_users, hidden; zero rows without one; None when nobody has one), from the cache first."""
     # the backbone loads only when some text is not cached yet, and once for items and profiles
     features = Featurizer.for_encoder(
         config, device, runtime=config.runtime, cache_dir=data.cache_dir, progress=data.progress
@@ -162,6 +166,11 @@ def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, devic
         profiles = np.zeros((len(data.profile_texts), items.shape[1]), dtype=np.float32)
         texts = [p for p in data.profile_texts if p is not None]
         profiles[data.has_profile] = features.with_max_length(config.user_max_length)(texts)
+    return items, profiles
+
+
+def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, device: str):
+    items, profiles = frozen_features(data, config, device)
     return FrozenTrainer(
         config, items, data.sequences, profiles, data.has_profile, device, plan.softmax, data.log_q
     )

@@ -47,7 +47,7 @@ class TrainResult:
 
 
 @dataclass
-class _Progress:
+class Progress:
     """What a checkpoint restores besides weights: the loop's own state."""
 
     epoch: int = 0  # epochs completed
@@ -110,7 +110,7 @@ def train_encoder(
     data = prepare_data(dataset, split, config, text_config, plan, cache_dir, device, progress)
     trainer = build_trainer(data, config, plan, device, hard_negatives)
     _log_start(tracker, config, plan, device, data)
-    state = _Progress()
+    state = Progress()
     checkpoint = out_dir / CHECKPOINT
     best: dict[str, torch.Tensor] | None = None
     if resume and checkpoint.is_file():
@@ -135,7 +135,7 @@ def train_encoder(
     return _finish(trainer, data, plan, state, device, out_dir, tracker)
 
 
-def _run_epoch(trainer, data: TrainingData, rng, deadline: float, state: _Progress) -> dict:
+def _run_epoch(trainer, data: TrainingData, rng, deadline: float, state: Progress) -> dict:
     start = time.monotonic()
     loss, examples = trainer.run_epoch(rng, deadline)
     seconds = time.monotonic() - start
@@ -156,7 +156,7 @@ def _snapshot(trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in trainer.modules.state_dict().items()}
 
 
-def _save_checkpoint(path: Path, trainer, rng, state: _Progress, best, config) -> None:
+def _save_checkpoint(path: Path, trainer, rng, state: Progress, best, config) -> None:
     tensors = {f"model/{k}": v for k, v in trainer.modules.state_dict().items()}
     tensors.update({f"best/{k}": v for k, v in (best or {}).items()})
     optim, groups = ckpt.optimizer_tensors(trainer.optimizer)
@@ -170,7 +170,7 @@ def _save_checkpoint(path: Path, trainer, rng, state: _Progress, best, config) -
     ckpt.save_tensors(path, {**tensors, **optim, **rng_tensors}, meta)
 
 
-def _restore(path: Path, trainer, rng, config) -> tuple[_Progress, dict[str, torch.Tensor]]:
+def _restore(path: Path, trainer, rng, config) -> tuple[Progress, dict[str, torch.Tensor]]:
     tensors, meta = ckpt.load_tensors(path)
     if meta.get("config_hash") != config_hash(config):
         raise ckpt.CheckpointError(
@@ -180,7 +180,7 @@ def _restore(path: Path, trainer, rng, config) -> tuple[_Progress, dict[str, tor
     trainer.modules.load_state_dict(_prefixed(tensors, "model/"))
     ckpt.restore_optimizer(trainer.optimizer, tensors, meta["param_groups"])
     ckpt.restore_rng(rng, tensors, meta["rng"])
-    return _Progress(**meta["progress"]), _prefixed(tensors, "best/")
+    return Progress(**meta["progress"]), _prefixed(tensors, "best/")
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -203,7 +203,7 @@ def _log_start(tracker: Tracker, config: EncoderConfig, plan: Plan, device: str,
     )
 
 
-def _finish(trainer, data, plan, state: _Progress, device: str, out_dir: Path, tracker):
+def _finish(trainer, data, plan, state: Progress, device: str, out_dir: Path, tracker):
     documents = data.documents
     extra: dict[str, Any] = {"user_doc": (documents.n_titles, documents.max_chars)}
     if plan.user_tower == "bert":
