@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -73,9 +74,43 @@ class Event:
     retired: bool = False
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Store(Protocol):
+    """What a live store offers (LiveStore: SQLite; recsys.live_redis.RedisLiveStore: Redis)."""
+
+    location: str
+
+    def counters(self) -> tuple[int, int]: ...
+    def items_since(self, seq: int = 0) -> list[ItemRow]: ...
+    def item(self, item_id: str) -> ItemRow | None: ...
+    def events_since(self, seq: int = 0, limit: int | None = None) -> list[Event]: ...
+    def last_event_seq(self) -> int: ...
+    def sizes(self) -> dict[str, int]: ...
+    def upsert_item(
+        self, item_id: str, fields: dict[str, str | None], vector: np.ndarray, embedded_by: str
+    ) -> int: ...
+    def set_hidden(self, item_id: str, hidden: bool) -> int: ...
+    def add_events(self, events: Sequence[dict]) -> tuple[int, int]: ...
+    def retire(self, items: Iterable[tuple[str, int]], events_through: int) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
 def store_path(workdir: str | Path, store: str = "sqlite") -> Path:
     """The database file: <workdir>/live/live.db for "sqlite", else the path given."""
     return Path(workdir) / LIVE_DIR / DB_FILE if store == "sqlite" else Path(store)
+
+
+def open_store(workdir: str | Path, store: str = "sqlite", prefix: str | None = None) -> Store:
+    """The configured live store ([live] store): a Redis URL (redis://host:port/db, several API
+    hosts; keys under `prefix`) -> recsys.live_redis.RedisLiveStore, else the SQLite file of
+    store_path -> LiveStore. Both have the same methods and counters."""
+    if store.startswith(REDIS_SCHEMES):
+        from recsys.live_redis import DEFAULT_PREFIX, RedisLiveStore  # redis only when used
+
+        return RedisLiveStore(store, prefix or DEFAULT_PREFIX)
+    return LiveStore(store_path(workdir, store))
 
 
 class LiveStore:
@@ -83,6 +118,7 @@ class LiveStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.location = str(self.path)  # where it is, as `recsys live status` prints it
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:

@@ -123,7 +123,9 @@ def post_events() -> Response:
     except ValidationError as exc:
         raise ApiError(422, "validation_error", describe_validation(exc, "body")) from None
     served, view = _route(None), state().live_view
-    view.sync(force=True)
+    view.sync()  # within the poll interval; re-read at once only for an item it does not know
+    if not all(view.knows(served.model, e.item_id) for e in events):
+        view.sync(force=True)
     for n, event in enumerate(events):
         if not view.knows(served.model, event.item_id):
             raise ApiError(

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from recsys.errors import RequestError
 from recsys.serving.live_view import LiveView
 
@@ -94,16 +96,14 @@ def _with_overlay(model, view, items, k, user_id, item_ids, profile, exclude, fi
         vector = user_text_vector(model, user_id, item_ids, profile)
     if vector is None:
         return items[:k]
+    scores = overlay.vectors @ vector  # (m,) cosine, as the text source scores
+    # what may not be answered scores -inf (merge_ranked skips it): looked up, not scanned
     skip = set(view.hidden) | set(exclude) | set(item_ids) | _event_items(view, user_id)
-    keep = [
-        j
-        for j, item_id in enumerate(overlay.ids)
-        if item_id not in skip and _passes(overlay.fields[j], filters, model)
-    ]
-    if not keep:
-        return items[:k]
-    scores = overlay.vectors[keep] @ vector  # (m_keep,) cosine, as the text source scores
-    return merge_ranked(items, [overlay.ids[j] for j in keep], scores, k)
+    rows = [overlay.position[i] for i in skip if i in overlay.position]
+    if filters:
+        rows += [j for j, f in enumerate(overlay.fields) if not _passes(f, filters, model)]
+    scores[rows] = -np.inf
+    return merge_ranked(items, overlay.ids, scores, k)
 
 
 def _event_items(view: LiveView, user_id: str | None) -> set[str]:

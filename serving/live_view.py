@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.config import LiveConfig, TextConfig
-from recsys.live_store import ItemRow, LiveStore
+from recsys.live_store import ItemRow, Store
 from recsys.serving.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def events_through(model: Any) -> int:
 class LiveView:
     """What this worker applies from the live store; `sync()` keeps it current."""
 
-    def __init__(self, store: LiveStore, config: LiveConfig, text: TextConfig, metrics: Metrics):
+    def __init__(self, store: Store, config: LiveConfig, text: TextConfig, metrics: Metrics):
         self.store, self.config, self.text, self.metrics = store, config, text, metrics
         self._lock = threading.Lock()
         self._checked = -math.inf
