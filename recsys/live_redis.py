@@ -39,6 +39,15 @@ redis.call('SREM', KEYS[3] .. '_retired', ARGV[5])
 redis.call('ZADD', KEYS[3], seq, ARGV[5])
 return seq
 """
+_FIELDS = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('HDEL', KEYS[2], 'vector', 'embedded_by')
+redis.call('HSET', KEYS[2], 'fields', ARGV[1], 'seq', seq, 'updated_at', ARGV[2], 'retired', 0)
+redis.call('HSETNX', KEYS[2], 'hidden', 0)
+redis.call('SREM', KEYS[3] .. '_retired', ARGV[3])
+redis.call('ZADD', KEYS[3], seq, ARGV[3])
+return seq
+"""
 _HIDE = """
 local seq = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], 'hidden', ARGV[1], 'seq', seq, 'updated_at', ARGV[2])
@@ -104,6 +113,7 @@ class RedisLiveStore:
             name: self._redis.register_script(body)
             for name, body in (
                 ("upsert", _UPSERT),
+                ("fields", _FIELDS),
                 ("hide", _HIDE),
                 ("events", _EVENTS),
                 ("retire", _RETIRE),
@@ -162,6 +172,12 @@ class RedisLiveStore:
         keys = [self._key("changes"), self._key("item:") + item_id, self._key("items")]
         args = [json.dumps(fields, sort_keys=True), blob, embedded_by, time.time(), item_id]
         return int(self._scripts["upsert"](keys=keys, args=args))
+
+    def set_fields(self, item_id: str, fields: dict[str, str | None]) -> int:
+        """As LiveStore.set_fields: a bundle item's patched columns, no vector."""
+        keys = [self._key("changes"), self._key("item:") + item_id, self._key("items")]
+        args = [json.dumps(fields, sort_keys=True), time.time(), item_id]
+        return int(self._scripts["fields"](keys=keys, args=args))
 
     def set_hidden(self, item_id: str, hidden: bool) -> int:
         keys = [self._key("changes"), self._key("item:") + item_id, self._key("items")]

@@ -91,6 +91,7 @@ class Store(Protocol):
     def upsert_item(
         self, item_id: str, fields: dict[str, str | None], vector: np.ndarray, embedded_by: str
     ) -> int: ...
+    def set_fields(self, item_id: str, fields: dict[str, str | None]) -> int: ...
     def set_hidden(self, item_id: str, hidden: bool) -> int: ...
     def add_events(self, events: Sequence[dict]) -> tuple[int, int]: ...
     def retire(self, items: Iterable[tuple[str, int]], events_through: int) -> dict[str, int]: ...
@@ -197,6 +198,23 @@ class LiveStore:
                 " embedded_by = excluded.embedded_by, seq = excluded.seq,"
                 " updated_at = excluded.updated_at, retired = 0",
                 (item_id, text, blob, embedded_by, seq, time.time()),
+            )
+
+        return self._write(work)
+
+    def set_fields(self, item_id: str, fields: dict[str, str | None]) -> int:
+        """A bundle item's patched columns (PATCH /v1/items/{id}): its filter values until the
+        next nightly reads them; no vector (the bundle's serves). Keeps its hidden flag."""
+        text = json.dumps(fields, sort_keys=True)
+
+        def work(conn, seq):
+            conn.execute(
+                "INSERT INTO items (item_id, fields, hidden, seq, updated_at)"
+                " VALUES (?, ?, 0, ?, ?) ON CONFLICT (item_id) DO UPDATE SET"
+                " fields = excluded.fields, vector = NULL,"
+                " embedded_by = NULL, seq = excluded.seq, updated_at = excluded.updated_at,"
+                " retired = 0",
+                (item_id, text, seq, time.time()),
             )
 
         return self._write(work)

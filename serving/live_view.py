@@ -45,6 +45,7 @@ class LiveView:
         self.item_gen = 0  # raised whenever an item row changes: overlays are rebuilt
         self._overlays: dict[str, tuple[int, Overlay]] = {}  # bundle version -> (item_gen, overlay)
         self._vectors: dict[tuple[str, str, int], np.ndarray] = {}  # (version, item, seq) -> (dim,)
+        self._patched: dict[str, tuple[int, dict]] = {}  # bundle version -> (item_gen, patched)
         self._ranked: OrderedDict[tuple[str, str], tuple[int, dict]] = OrderedDict()
 
     # ---- following the store ----
@@ -156,6 +157,19 @@ class LiveView:
         if row.embedded_by == model.version and row.vector is not None:
             return row.vector
         return self._vectors[(model.version, row.item_id, row.seq)]
+
+    def patched(self, model: Any) -> dict[str, dict[str, str | None]]:
+        """Bundle items whose columns were patched or replaced live: item id -> the columns its
+        filters read now (absent = empty), cached until an item row changes."""
+        cached = self._patched.get(model.version)
+        if cached is not None and cached[0] == self.item_gen:
+            return cached[1]
+        gen, rows = self.item_gen, list(self.items.values())
+        out = {
+            r.item_id: r.fields for r in rows if r.fields is not None and model.has_item(r.item_id)
+        }
+        self._patched[model.version] = (gen, out)
+        return out
 
     def knows(self, model: Any, item_id: str) -> bool:
         """The item is in the bundle or is an overlay item (hidden or not)."""

@@ -79,6 +79,17 @@ def test_unhide_is_a_change_workers_see(store):
     assert row.item_id == "i9" and not row.hidden
 
 
+def test_patched_fields_replace_the_text_and_drop_the_vector_keeping_the_flag(store):
+    store.upsert_item("i7", {"title": "A"}, np.ones(4, np.float32), "v1")
+    store.set_hidden("i7", True)
+    seen = store.counters()[0]
+    seq = store.set_fields("i7", {"title": "A", "genre": "jazz"})
+    (row,) = store.items_since(seen)
+    assert row.seq == seq == seen + 1 and row.hidden
+    assert row.fields == {"genre": "jazz", "title": "A"} and row.vector is None
+    assert row.embedded_by is None and store.sizes()["overlay_items"] == 1
+
+
 def test_retire_marks_then_deletes_one_champion_later_and_keeps_later_changes(store):
     store.upsert_item("n1", {"title": "A"}, np.ones(4, np.float32), "v1")
     store.upsert_item("n2", {"title": "B"}, np.ones(4, np.float32), "v1")

@@ -123,7 +123,7 @@ def _best_first(scores: np.ndarray, k: int) -> np.ndarray:
     order = np.where(np.isnan(scores), -np.inf, scores)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    if len(order) > k:
+    if len(order) > 8 * k:  # a partition first pays only on a large overlay
         part = np.argpartition(-order, k - 1)[:k]  # the k best, unordered
         threshold = order[part].min()
         part = np.flatnonzero(order >= threshold)  # every tie at the cut, in index order
