@@ -11,6 +11,7 @@ Keys (P = the prefix, "recsys:live:" by default):
   P event_seq             the last event seq given
   P events                sorted set: one JSON event, scored by its seq
   P events_retired        events with seq <= this are retired (deleted at the next retirement)
+  P store_id              a random id made with the store (identity)
 Every write is one Lua script, so it is atomic and raises `changes` exactly once, as a SQLite
 transaction does. Durability is the server's: run it with appendonly yes (appendfsync everysec or
 always) for events to survive a Redis restart.
@@ -19,6 +20,7 @@ always) for events to survive a Redis restart.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 
@@ -124,6 +126,13 @@ class RedisLiveStore:
         return self.prefix + name
 
     # ---- reading ----
+
+    @property
+    def identity(self) -> str:
+        """As LiveStore.identity: "redis:<random id made with the store>"."""
+        key = self._key("store_id")
+        self._redis.set(key, secrets.randbits(62), nx=True)
+        return f"redis:{int(self._redis.get(key))}"
 
     def counters(self) -> tuple[int, int]:
         changes, epoch = self._redis.mget(self._key("changes"), self._key("epoch"))

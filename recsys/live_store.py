@@ -25,6 +25,8 @@ LIVE_DIR, DB_FILE = "live", "live.db"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('changes', 0), ('epoch', 0);
+-- a random id made with the store: which store a bundle's live seqs are of
+INSERT OR IGNORE INTO meta VALUES ('store_id', random() & 4611686018427387903);
 CREATE TABLE IF NOT EXISTS items (
     item_id TEXT PRIMARY KEY,
     fields TEXT,            -- JSON object of text columns; NULL: a hide-only row of a bundle item
@@ -82,6 +84,8 @@ class Store(Protocol):
 
     location: str
 
+    @property
+    def identity(self) -> str: ...
     def counters(self) -> tuple[int, int]: ...
     def items_since(self, seq: int = 0) -> list[ItemRow]: ...
     def item(self, item_id: str) -> ItemRow | None: ...
@@ -149,6 +153,13 @@ class LiveStore:
         return seq
 
     # ---- reading ----
+
+    @property
+    def identity(self) -> str:
+        """This store, for ever ("sqlite:<random id made with it>"): a bundle's live record
+        names the store its event and item seqs are of (another store's seqs mean nothing)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        return f"sqlite:{row[0]}"
 
     def counters(self) -> tuple[int, int]:
         """(changes, epoch): a worker re-reads when either moved."""

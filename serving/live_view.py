@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     from recsys.ranking.overlay import Overlay
 
 
-def events_through(model: Any) -> int:
-    """The last live-event seq a bundle already contains (its manifest's live record)."""
-    return int((model.manifest.get("live") or {}).get("events_through", 0))
+def events_through(model: Any, store: str | None = None) -> int:
+    """The last live-event seq a bundle already contains (its manifest's live record); 0 when
+    the record is of another store than `store` (an identity): its seqs are not this store's."""
+    record = model.manifest.get("live") or {}
+    if store is not None and record.get("store", store) != store:
+        return 0
+    return int(record.get("events_through", 0))
 
 
 class LiveView:
@@ -36,6 +40,7 @@ class LiveView:
     def __init__(self, store: Store, config: LiveConfig, text: TextConfig, metrics: Metrics):
         self.store, self.config, self.text, self.metrics = store, config, text, metrics
         self._lock = threading.Lock()
+        self._identity: str | None = None
         self._checked = -math.inf
         self.changes, self.epoch = -1, -1
         self.items: dict[str, ItemRow] = {}
@@ -49,6 +54,13 @@ class LiveView:
         self._ranked: OrderedDict[tuple[str, str], tuple[int, dict]] = OrderedDict()
 
     # ---- following the store ----
+
+    @property
+    def identity(self) -> str:
+        """The store's identity, read once (it never changes)."""
+        if self._identity is None:
+            self._identity = self.store.identity
+        return self._identity
 
     def sync(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -108,7 +120,7 @@ class LiveView:
         events = self.events.get(user_id)
         if not events:
             return 0, []
-        through = events_through(model)
+        through = events_through(model, self.identity)
         fresh = [(seq, item) for seq, item in list(events) if seq > through]
         return (fresh[-1][0] if fresh else 0), [i for _, i in fresh if model.has_item(i)]
 

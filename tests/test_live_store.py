@@ -65,6 +65,12 @@ def test_writes_raise_the_counter_and_survive_a_new_connection(store, tmp_path):
         assert mode == "wal"
 
 
+def test_identity_is_made_once_and_differs_between_stores(store, tmp_path):
+    assert store.identity == _reopen(store).identity
+    assert store.identity.startswith(("sqlite:", "redis:"))
+    assert store.identity != open_store(tmp_path / "other").identity
+
+
 def test_a_failing_batch_stores_nothing(store):
     with pytest.raises(KeyError):
         store.add_events([_event(), {"user_id": "u1"}])  # the second has no item_id
@@ -137,6 +143,7 @@ def test_export_and_merge_give_a_valid_data_directory(store, tmp_path):
     store.upsert_item("i00001", {"title": "Renamed"}, np.ones(4), "v")  # text of a known item
     store.add_events([_event(user="u0001", item="n1"), _event(user="new-user", item="i00002")])
     record = export_live(store, tmp_path / "export")
+    assert record["store"] == store.identity
     assert record["events_through"] == 2 and sorted(i for i, _ in record["items"]) == [
         "i00001",
         "n1",

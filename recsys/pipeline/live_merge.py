@@ -53,6 +53,7 @@ def export_live(store: Store, out: Path) -> dict[str, Any]:
         | {"type": pl.Utf8},
     ).write_csv(out / "interactions.csv")
     record = {
+        "store": store.identity,  # the seqs below are this store's
         "events_through": events_through,
         "events": len(events),
         "items": [[r.item_id, r.seq] for r in items],
