@@ -121,7 +121,8 @@ def _with_overlay(model, view, items, k, user_id, item_ids, profile, exclude, fi
     rows = [overlay.position[i] for i in skip if i in overlay.position]
     if filters:
         rows += [j for j, f in enumerate(overlay.fields) if not _passes(f, filters, model)]
-    scores[rows] = -np.inf
+    if rows:
+        scores[rows] = -np.inf
     return merge_ranked(items, overlay.ids, scores, k)
 
 
