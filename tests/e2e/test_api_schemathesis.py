@@ -59,5 +59,5 @@ def test_schemathesis_finds_nothing_and_tests_every_operation(server):
     assert finished is not None and finished.stop_reason == StopReason.COMPLETED
     assert problems == [], "\n\n".join(problems[:5])
     documented = {f"{m.upper()} {path}" for path, ops in doc["paths"].items() for m in ops}
-    assert len(documented) == 13  # 3 under /v1, 4 live writes, 4 health and docs, 2 admin
+    assert len(documented) == 14  # 3 under /v1, 5 live writes, 4 health and docs, 2 admin
     assert tested == documented
