@@ -82,7 +82,7 @@ def _item_fields(body: object) -> dict[str, str]:
             raise ApiError(
                 422, "validation_error", f"body.{name}: expected non-blank text, not {value!r:.60}"
             )
-        if len(value) > limit:
+        if _length(value) > limit:
             raise ApiError(
                 422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
             )
@@ -145,11 +145,17 @@ def _patch_fields(body: object, model) -> dict[str, str | None]:
             raise ApiError(
                 422, "validation_error", f"body.{name}: expected text or null, not {value!r:.60}"
             )
-        if value is not None and len(value) > limit:
+        if value is not None and _length(value) > limit:
             raise ApiError(
                 422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
             )
     return body
+
+
+def _length(text: str) -> int:
+    """Characters as UTF-16 code units: never fewer than the client counted (JSON's "\\ud83d"
+    escapes: two lone surrogates a client counts as two decode into one character here)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _bundle_columns(model, item_id: str) -> dict[str, str | None]:
