@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from recsys.jobs.common import add_common_arguments, config, workdir
-from recsys.live_store import LiveStore, store_path
+from recsys.live_store import Store
+from recsys.live_store import open_store as open_live_store
 from recsys.pipeline.live_merge import export_live
 
 
@@ -21,15 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(status)
 
 
-def open_store(args: argparse.Namespace) -> LiveStore:
-    """The work directory's live store, as configured ([live] store)."""
-    return LiveStore(store_path(workdir(args), config(args).live.store))
+def open_store(args: argparse.Namespace) -> Store:
+    """The work directory's live store, as configured ([live] store: SQLite or Redis)."""
+    live = config(args).live
+    return open_live_store(workdir(args), live.store, live.redis_prefix)
 
 
 def run(args: argparse.Namespace) -> int:
     store = open_store(args)
     if args.action == "status":
-        print(json.dumps({"store": str(store.path), **store.sizes()}, indent=2))
+        print(json.dumps({"store": store.location, **store.sizes()}, indent=2))
         return 0
     record = export_live(store, args.out)
     print(

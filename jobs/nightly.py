@@ -151,8 +151,13 @@ def _retire(args: argparse.Namespace, root: Path, version: str, out) -> None:
     from recsys.jobs.live import open_store
 
     record = read_manifest(bundle_path(root, version)).get("live") or {}
+    store = open_store(args)
+    if record.get("store", store.identity) != store.identity:  # [live] store changed meanwhile
+        print(f"{_now()} live store: bundle {version} holds rows of {record['store']}, not of "
+              f"the configured {store.identity}: nothing retired", file=out)  # fmt: skip
+        return
     items = [(item_id, seq) for item_id, seq in record.get("items", [])]
-    counts = open_store(args).retire(items, int(record.get("events_through", 0)))
+    counts = store.retire(items, int(record.get("events_through", 0)))
     print(f"{_now()} live store: retired {counts['items']} items, {counts['events']} events "
           f"contained in bundle {version}", file=out)  # fmt: skip
 

@@ -328,10 +328,14 @@ class LiveConfig(_Section):
 
     store: str = "sqlite"
     """Where overlay items and events live: "sqlite" (<workdir>/live/live.db, WAL mode, shared by
-    every API worker of the host) or a path to another SQLite file."""
+    every API worker of the host), a path to another SQLite file, or a Redis URL
+    ("redis://host:port/db", "rediss://...", "unix:///path?db=N") shared by several API hosts."""
+    redis_prefix: str = Field("recsys:live:", min_length=1)
+    """With a Redis store: the prefix of its keys (several deployments may share one database)."""
     token_env: str = "RECSYS_ADMIN_TOKEN"
-    """Environment variable holding the bearer token of the write routes (PUT /v1/items/{id},
-    hide, unhide, POST /v1/events); unset or empty: those routes are disabled (404)."""
+    """Environment variable holding the bearer token of the write routes (PUT and PATCH
+    /v1/items/{id}, hide, unhide, POST /v1/events); unset or empty: those routes are disabled
+    (404)."""
     max_text_chars: int = Field(4096, ge=64)
     """Most characters in one text column of an upserted item; longer is refused with 422."""
     max_events: int = Field(200, ge=1)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +25,8 @@ LIVE_DIR, DB_FILE = "live", "live.db"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('changes', 0), ('epoch', 0);
+-- a random id made with the store: which store a bundle's live seqs are of
+INSERT OR IGNORE INTO meta VALUES ('store_id', random() & 4611686018427387903);
 CREATE TABLE IF NOT EXISTS items (
     item_id TEXT PRIMARY KEY,
     fields TEXT,            -- JSON object of text columns; NULL: a hide-only row of a bundle item
@@ -73,9 +76,46 @@ class Event:
     retired: bool = False
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Store(Protocol):
+    """What a live store offers (LiveStore: SQLite; recsys.live_redis.RedisLiveStore: Redis)."""
+
+    location: str
+
+    @property
+    def identity(self) -> str: ...
+    def counters(self) -> tuple[int, int]: ...
+    def items_since(self, seq: int = 0) -> list[ItemRow]: ...
+    def item(self, item_id: str) -> ItemRow | None: ...
+    def events_since(self, seq: int = 0, limit: int | None = None) -> list[Event]: ...
+    def last_event_seq(self) -> int: ...
+    def sizes(self) -> dict[str, int]: ...
+    def upsert_item(
+        self, item_id: str, fields: dict[str, str | None], vector: np.ndarray, embedded_by: str
+    ) -> int: ...
+    def set_fields(self, item_id: str, fields: dict[str, str | None]) -> int: ...
+    def set_hidden(self, item_id: str, hidden: bool) -> int: ...
+    def add_events(self, events: Sequence[dict]) -> tuple[int, int]: ...
+    def retire(self, items: Iterable[tuple[str, int]], events_through: int) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
 def store_path(workdir: str | Path, store: str = "sqlite") -> Path:
     """The database file: <workdir>/live/live.db for "sqlite", else the path given."""
     return Path(workdir) / LIVE_DIR / DB_FILE if store == "sqlite" else Path(store)
+
+
+def open_store(workdir: str | Path, store: str = "sqlite", prefix: str | None = None) -> Store:
+    """The configured live store ([live] store): a Redis URL (redis://host:port/db, several API
+    hosts; keys under `prefix`) -> recsys.live_redis.RedisLiveStore, else the SQLite file of
+    store_path -> LiveStore. Both have the same methods and counters."""
+    if store.startswith(REDIS_SCHEMES):
+        from recsys.live_redis import DEFAULT_PREFIX, RedisLiveStore  # redis only when used
+
+        return RedisLiveStore(store, prefix or DEFAULT_PREFIX)
+    return LiveStore(store_path(workdir, store))
 
 
 class LiveStore:
@@ -83,6 +123,7 @@ class LiveStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.location = str(self.path)  # where it is, as `recsys live status` prints it
         self._local = threading.local()
 
     def _conn(self) -> sqlite3.Connection:
@@ -112,6 +153,13 @@ class LiveStore:
         return seq
 
     # ---- reading ----
+
+    @property
+    def identity(self) -> str:
+        """This store, for ever ("sqlite:<random id made with it>"): a bundle's live record
+        names the store its event and item seqs are of (another store's seqs mean nothing)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        return f"sqlite:{row[0]}"
 
     def counters(self) -> tuple[int, int]:
         """(changes, epoch): a worker re-reads when either moved."""
@@ -161,6 +209,23 @@ class LiveStore:
                 " embedded_by = excluded.embedded_by, seq = excluded.seq,"
                 " updated_at = excluded.updated_at, retired = 0",
                 (item_id, text, blob, embedded_by, seq, time.time()),
+            )
+
+        return self._write(work)
+
+    def set_fields(self, item_id: str, fields: dict[str, str | None]) -> int:
+        """A bundle item's patched columns (PATCH /v1/items/{id}): its filter values until the
+        next nightly reads them; no vector (the bundle's serves). Keeps its hidden flag."""
+        text = json.dumps(fields, sort_keys=True)
+
+        def work(conn, seq):
+            conn.execute(
+                "INSERT INTO items (item_id, fields, hidden, seq, updated_at)"
+                " VALUES (?, ?, 0, ?, ?) ON CONFLICT (item_id) DO UPDATE SET"
+                " fields = excluded.fields, vector = NULL,"
+                " embedded_by = NULL, seq = excluded.seq, updated_at = excluded.updated_at,"
+                " retired = 0",
+                (item_id, text, seq, time.time()),
             )
 
         return self._write(work)

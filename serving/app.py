@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Flask, Response, g, jsonify, request
 
 from recsys.config import LiveConfig, PipelineConfig, ServingConfig, TextConfig, load_config
-from recsys.live_store import LiveStore, store_path
+from recsys.live_store import open_store
 from recsys.serving import errors, logs
 from recsys.serving.admin import admin
 from recsys.serving.api import api
@@ -92,7 +92,7 @@ def create_app(
 
 def _attach_live(st: ServingState, workdir: Path) -> None:
     """The live store of the work directory (opened lazily, per thread and process)."""
-    st.live_store = LiveStore(store_path(workdir, st.live.store))
+    st.live_store = open_store(workdir, st.live.store, st.live.redis_prefix)
     st.live_view = LiveView(st.live_store, st.live, st.text, st.metrics)
 
 

@@ -1,5 +1,6 @@
 """Serving stage: the live write routes behind a bearer token — PUT /v1/items/{id} (an overlay
-item, embedded by the served bundle's item tower), POST /v1/items/{id}/hide|unhide, POST /v1/events
+item, embedded by the served bundle's item tower), PATCH /v1/items/{id} (some columns of a bundle
+or overlay item: what filters read), POST /v1/items/{id}/hide|unhide, POST /v1/events
 (writes the live store, recsys.live_store; every worker reads it, serving/live_view.py).
 
 Each request is validated whole before anything is written, and written in one transaction:
@@ -36,20 +37,25 @@ def put_item(item_id: str) -> Response:
     _check_id(item_id, "path.item_id")
     fields = _item_fields(_json_body())
     served = _route(None)
-    from recsys.ranking.overlay import embed_items  # torch only where items are embedded
-
-    try:
-        vector = embed_items(served.model, [fields], state().text)[0]  # (dim,)
-    except Exception as exc:
-        status = getattr(exc, "status", None)
-        if status is None:
-            raise
-        raise ApiError(status, "no_item_tower", str(exc)) from None
+    vector = _embed(served, fields)
     seq = state().live_store.upsert_item(item_id, fields, vector, served.version)
     state().live_view.sync(force=True)
     return jsonify(
         item_id=item_id, bundle=served.version, in_bundle=served.model.has_item(item_id), seq=seq
     )
+
+
+def _embed(served, fields: dict[str, str]):
+    """(dim,) the item's vector from the served bundle's item tower (409 when it has none)."""
+    from recsys.ranking.overlay import embed_items  # torch only where items are embedded
+
+    try:
+        return embed_items(served.model, [fields], state().text)[0]
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        if status is None:
+            raise
+        raise ApiError(status, "no_item_tower", str(exc)) from None
 
 
 def _item_fields(body: object) -> dict[str, str]:
@@ -76,11 +82,92 @@ def _item_fields(body: object) -> dict[str, str]:
             raise ApiError(
                 422, "validation_error", f"body.{name}: expected non-blank text, not {value!r:.60}"
             )
-        if len(value) > limit:
+        if _length(value) > limit:
             raise ApiError(
                 422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
             )
     return {name: body[name] for name in model.filter_fields if name in body}
+
+
+@live.patch("/items/<item_id>")
+def patch_item(item_id: str) -> Response:
+    """Some columns of a bundle or overlay item (text, or null to clear) -> what every worker's
+    filters read within the poll. An overlay item is embedded again from its patched text; a
+    bundle item keeps the bundle's vector until the nightly, which reads the patched columns."""
+    _authorize()
+    _check_id(item_id, "path.item_id")
+    served, view = _route(None), state().live_view
+    model = served.model
+    patch = _patch_fields(_json_body(), model)
+    view.sync(force=True)
+    row = view.items.get(item_id)
+    stored = row.fields if row is not None else None
+    if model.has_item(item_id):
+        fields = _merged(stored if stored is not None else _bundle_columns(model, item_id), patch)
+        seq = state().live_store.set_fields(item_id, fields)
+    elif stored is not None:
+        fields = _merged(stored, patch)
+        if not fields:
+            raise ApiError(
+                422, "validation_error", f"body: would leave overlay item {item_id!r} no text"
+            )
+        vector = _embed(served, fields)
+        seq = state().live_store.upsert_item(item_id, fields, vector, served.version)
+    else:
+        where = f"bundle {served.version} or the live overlay"
+        raise ApiError(404, "unknown_item", f"item {item_id!r} is not in {where}")
+    view.sync(force=True)
+    return jsonify(
+        item_id=item_id, bundle=served.version, in_bundle=model.has_item(item_id), seq=seq,
+        fields=fields,
+    )  # fmt: skip
+
+
+def _patch_fields(body: object, model) -> dict[str, str | None]:
+    """{column: text or null}: some of the served bundle's columns, text of at most [live]
+    max_text_chars characters, null clearing the column."""
+    if not isinstance(body, dict) or not body:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"body: expected an object with some of the columns {model.filter_fields}, "
+            f"found {body!r:.80}",
+        )
+    limit = state().live.max_text_chars
+    for name, value in body.items():
+        if name not in model.filter_fields:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"body.{name:.40}: unknown field; expected some of {model.filter_fields}",
+            )
+        if value is not None and not isinstance(value, str):
+            raise ApiError(
+                422, "validation_error", f"body.{name}: expected text or null, not {value!r:.60}"
+            )
+        if value is not None and _length(value) > limit:
+            raise ApiError(
+                422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
+            )
+    return body
+
+
+def _length(text: str) -> int:
+    """Characters as UTF-16 code units: never fewer than the client counted (JSON's "\\ud83d"
+    escapes: two lone surrogates a client counts as two decode into one character here)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _bundle_columns(model, item_id: str) -> dict[str, str | None]:
+    """A bundle item's columns as the bundle has them."""
+    row = model.items.row(model.item_map.to_idx(item_id), named=True)
+    return {name: row[name] for name in model.filter_fields}
+
+
+def _merged(fields: dict, patch: dict) -> dict[str, str | None]:
+    """`fields` with `patch` applied: a text replaces the column, null removes it."""
+    out = {**fields, **patch}
+    return {name: value for name, value in out.items() if value is not None and value != ""}
 
 
 @live.post("/items/<item_id>/hide")
@@ -123,7 +210,9 @@ def post_events() -> Response:
     except ValidationError as exc:
         raise ApiError(422, "validation_error", describe_validation(exc, "body")) from None
     served, view = _route(None), state().live_view
-    view.sync(force=True)
+    view.sync()  # within the poll interval; re-read at once only for an item it does not know
+    if not all(view.knows(served.model, e.item_id) for e in events):
+        view.sync(force=True)
     for n, event in enumerate(events):
         if not view.knows(served.model, event.item_id):
             raise ApiError(

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from recsys.errors import RequestError
 from recsys.serving.live_view import LiveView
 
@@ -45,8 +47,11 @@ def recommend(
     if plain and events and view.config.rerank_on_events:
         result, vector = _reranked(model, view, user_id, seq, events, depth)
     elif plain and (known or not events) and topk is not None and depth <= topk.k:
+        if known:  # read the stored list only as deep as filtering needs (k once nothing drops)
+            depth = _stored_depth(model, user_id, k, [*hidden, *events])
         result, encode = model.recommend(user_id=user_id, k=depth), []  # filtered below
     else:
+        patched = view.patched(model) if filters else {}
         result = model.recommend(
             user_id=user_id,
             item_ids=encode,
@@ -55,6 +60,7 @@ def recommend(
             exclude=[*exclude, *hidden],
             filters=filters,
             explain=explain,
+            **({"field_overrides": patched} if patched else {}),  # only models that patch
         )
         unknown = set(result.get("unknown_item_ids", ())) - set(events)
         result["unknown_item_ids"] = [i for i in item_ids if i in unknown]
@@ -65,6 +71,21 @@ def recommend(
         model, view, items, k, user_id, encode, profile_text, exclude, filters, vector
     )
     return out
+
+
+def _stored_depth(model: Any, user_id: str, k: int, drop: Sequence[str]) -> int:
+    """How many items of the user's precomputed list leave k once `drop` (bundle item ids) is
+    filtered out (at most the list's K: the caller asked for no more than K + nothing found)."""
+    if not drop:
+        return k
+    top = model.topk.item_idx[model.users.get_idx(user_id)]  # (K,) item_idx, -1 pads at the end
+    gone = {model.item_map.get_idx(i) for i in drop} - {-1}
+    kept = 0
+    for depth, idx in enumerate(top.tolist(), start=1):  # a set lookup each: K <= a few hundred
+        kept += idx not in gone
+        if kept == k:
+            return depth
+    return len(top)
 
 
 def _reranked(model, view, user_id, seq, events, depth) -> tuple[dict[str, Any], Any]:
@@ -94,16 +115,15 @@ def _with_overlay(model, view, items, k, user_id, item_ids, profile, exclude, fi
         vector = user_text_vector(model, user_id, item_ids, profile)
     if vector is None:
         return items[:k]
+    scores = overlay.vectors @ vector  # (m,) cosine, as the text source scores
+    # what may not be answered scores -inf (merge_ranked skips it): looked up, not scanned
     skip = set(view.hidden) | set(exclude) | set(item_ids) | _event_items(view, user_id)
-    keep = [
-        j
-        for j, item_id in enumerate(overlay.ids)
-        if item_id not in skip and _passes(overlay.fields[j], filters, model)
-    ]
-    if not keep:
-        return items[:k]
-    scores = overlay.vectors[keep] @ vector  # (m_keep,) cosine, as the text source scores
-    return merge_ranked(items, [overlay.ids[j] for j in keep], scores, k)
+    rows = [overlay.position[i] for i in skip if i in overlay.position]
+    if filters:
+        rows += [j for j, f in enumerate(overlay.fields) if not _passes(f, filters, model)]
+    if rows:
+        scores[rows] = -np.inf
+    return merge_ranked(items, overlay.ids, scores, k)
 
 
 def _event_items(view: LiveView, user_id: str | None) -> set[str]:

@@ -18,24 +18,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.config import LiveConfig, TextConfig
-from recsys.live_store import ItemRow, LiveStore
+from recsys.live_store import ItemRow, Store
 from recsys.serving.metrics import Metrics
 
 if TYPE_CHECKING:
     from recsys.ranking.overlay import Overlay
 
 
-def events_through(model: Any) -> int:
-    """The last live-event seq a bundle already contains (its manifest's live record)."""
-    return int((model.manifest.get("live") or {}).get("events_through", 0))
+def events_through(model: Any, store: str | None = None) -> int:
+    """The last live-event seq a bundle already contains (its manifest's live record); 0 when
+    the record is of another store than `store` (an identity): its seqs are not this store's."""
+    record = model.manifest.get("live") or {}
+    if store is not None and record.get("store", store) != store:
+        return 0
+    return int(record.get("events_through", 0))
 
 
 class LiveView:
     """What this worker applies from the live store; `sync()` keeps it current."""
 
-    def __init__(self, store: LiveStore, config: LiveConfig, text: TextConfig, metrics: Metrics):
+    def __init__(self, store: Store, config: LiveConfig, text: TextConfig, metrics: Metrics):
         self.store, self.config, self.text, self.metrics = store, config, text, metrics
         self._lock = threading.Lock()
+        self._identity: str | None = None
         self._checked = -math.inf
         self.changes, self.epoch = -1, -1
         self.items: dict[str, ItemRow] = {}
@@ -45,9 +50,17 @@ class LiveView:
         self.item_gen = 0  # raised whenever an item row changes: overlays are rebuilt
         self._overlays: dict[str, tuple[int, Overlay]] = {}  # bundle version -> (item_gen, overlay)
         self._vectors: dict[tuple[str, str, int], np.ndarray] = {}  # (version, item, seq) -> (dim,)
+        self._patched: dict[str, tuple[int, dict]] = {}  # bundle version -> (item_gen, patched)
         self._ranked: OrderedDict[tuple[str, str], tuple[int, dict]] = OrderedDict()
 
     # ---- following the store ----
+
+    @property
+    def identity(self) -> str:
+        """The store's identity, read once (it never changes)."""
+        if self._identity is None:
+            self._identity = self.store.identity
+        return self._identity
 
     def sync(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -107,7 +120,7 @@ class LiveView:
         events = self.events.get(user_id)
         if not events:
             return 0, []
-        through = events_through(model)
+        through = events_through(model, self.identity)
         fresh = [(seq, item) for seq, item in list(events) if seq > through]
         return (fresh[-1][0] if fresh else 0), [i for _, i in fresh if model.has_item(i)]
 
@@ -156,6 +169,19 @@ class LiveView:
         if row.embedded_by == model.version and row.vector is not None:
             return row.vector
         return self._vectors[(model.version, row.item_id, row.seq)]
+
+    def patched(self, model: Any) -> dict[str, dict[str, str | None]]:
+        """Bundle items whose columns were patched or replaced live: item id -> the columns its
+        filters read now (absent = empty), cached until an item row changes."""
+        cached = self._patched.get(model.version)
+        if cached is not None and cached[0] == self.item_gen:
+            return cached[1]
+        gen, rows = self.item_gen, list(self.items.values())
+        out = {
+            r.item_id: r.fields for r in rows if r.fields is not None and model.has_item(r.item_id)
+        }
+        self._patched[model.version] = (gen, out)
+        return out
 
     def knows(self, model: Any, item_id: str) -> bool:
         """The item is in the bundle or is an overlay item (hidden or not)."""

@@ -23,6 +23,7 @@ _RESPONSES = [
     schemas.AdminResponse,
     schemas.BareResponse,
     schemas.ItemResponse,
+    schemas.PatchResponse,
     schemas.HideResponse,
     schemas.EventsResponse,
 ]
@@ -32,7 +33,8 @@ _ERRORS = {
     404: "not found (unknown item, or an event naming one: nothing stored; admin routes when no "
     "admin token is configured)",
     409: "refused: nothing to roll back to, or a bundle failed verification or loading (the old "
-    "one keeps serving), or the workers disagree; PUT: the bundle has no item tower",
+    "one keeps serving), or the workers disagree; PUT, PATCH of an overlay item: the bundle has "
+    "no item tower",
     413: "request body larger than serving.max_body_bytes",
     415: "the body is not application/json",
     422: "invalid parameters or body: wrong type, out of range, unknown field",
@@ -70,6 +72,7 @@ def build_openapi(st: ServingState) -> dict[str, Any]:
             paths[f"/admin/{action}"] = {"post": _admin(action, summary)}
     if st.live_token is not None:
         components["ItemText"] = _item_text(st)
+        components["ItemPatch"] = _item_patch(components["ItemText"], st.live.max_text_chars)
         paths.update(_live_paths(st.live.max_events))
     if st.bench_routes:
         paths["/v1/_bare"] = {"get": _simple("Benchmark baseline", "BareResponse", [])}
@@ -103,6 +106,17 @@ def _item_text(st: ServingState) -> dict[str, Any]:
     }
 
 
+def _item_patch(text: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    """PATCH /v1/items/{id}'s body: some columns, each text or null (clears it)."""
+    column = {"type": ["string", "null"], "maxLength": max_chars}
+    return {
+        **text,
+        "description": "some of the item's columns (what filters read): text replaces one, null "
+        "clears it; an overlay item is embedded again from its patched text",
+        "properties": dict.fromkeys(text["properties"], column),
+    }
+
+
 def _live_paths(max_events: int) -> dict[str, Any]:
     secured = {"security": [{"bearerAuth": []}]}
     events = {
@@ -125,7 +139,15 @@ def _live_paths(max_events: int) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json("ItemText")},
                 "responses": _responses("ItemResponse", [400, 401, 409, 413, 415, 422, 503]),
                 **secured,
-            }
+            },
+            "patch": {
+                "summary": "Patch columns of a bundle or overlay item (what filters read)",
+                "operationId": "patchItem",
+                "parameters": [_path_id("item_id")],
+                "requestBody": {"required": True, "content": _json("ItemPatch")},
+                "responses": _responses("PatchResponse", [400, 401, 404, 409, 413, 415, 422, 503]),
+                **secured,
+            },
         },
         "/v1/events": {
             "post": {

@@ -212,6 +212,17 @@ class ItemResponse(_Strict):
     seq: int = Field(description="the store's change counter after this write")
 
 
+class PatchResponse(_Strict):
+    item_id: str
+    bundle: str = Field(description="the served bundle (an overlay item: embedded again by it)")
+    in_bundle: bool = Field(
+        description="a bundle item: the patched columns are what filters read until the next "
+        "nightly, which reads them too; its vector stays the bundle's until then"
+    )
+    fields: dict[str, str] = Field(description="the item's columns after the patch")
+    seq: int = Field(description="the store's change counter after this write")
+
+
 class HideResponse(_Strict):
     item_id: str
     hidden: bool

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from recsys.config import LiveConfig, ServingConfig, TextConfig
-from recsys.live_store import LiveStore
+from recsys.live_store import Store
 from recsys.serving.exposure import ExposureLog
 from recsys.serving.holder import BundleHolder
 from recsys.serving.live_view import LiveView
@@ -31,7 +31,7 @@ class ServingState:
     registered_model: str | None = None  # [nightly] registered_model; None: derived (tracking)
     live: LiveConfig = LiveConfig()
     text: TextConfig = TextConfig()  # how overlay items' documents are written (as the nightly)
-    live_store: LiveStore | None = None
+    live_store: Store | None = None
     live_view: LiveView | None = None
     live_token: str | None = None  # $[live] token_env; None: the live write routes are disabled
 

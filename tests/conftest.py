@@ -35,3 +35,15 @@ def ray_cluster():
     ray.init(num_cpus=2, logging_level="WARNING", log_to_driver=False, include_dashboard=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """redis://127.0.0.1:PORT/0 of a real redis-server (Debian's `redis-server`, which
+    tests/system_deps.sh installs for `make test`) started for the session on a free port, with
+    an append-only file in a temporary directory; killed at the end. Skipped, saying why, when
+    the binary is absent (PyPI's `redis-server` wheels stop at Python 3.9)."""
+    from redis_server import start_redis
+
+    with start_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url

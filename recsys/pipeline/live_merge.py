@@ -20,14 +20,14 @@ import polars as pl
 from recsys.data.errors import DataValidationError
 from recsys.data.loaders import read_tables
 from recsys.data.raw import SOURCE_ROW
-from recsys.live_store import LiveStore
+from recsys.live_store import Store
 from recsys.schema import ITEM_ID, TIMESTAMP, USER_ID, WEIGHT
 
 RECORD = "live.json"
 EVENT_COLUMNS = (USER_ID, ITEM_ID, TIMESTAMP, WEIGHT, "type")
 
 
-def export_live(store: LiveStore, out: Path) -> dict[str, Any]:
+def export_live(store: Store, out: Path) -> dict[str, Any]:
     """Write the store's overlay items and events as contract files into `out` (created); returns
     the record of what was exported (also written to out/live.json)."""
     out = Path(out)
@@ -53,6 +53,7 @@ def export_live(store: LiveStore, out: Path) -> dict[str, Any]:
         | {"type": pl.Utf8},
     ).write_csv(out / "interactions.csv")
     record = {
+        "store": store.identity,  # the seqs below are this store's
         "events_through": events_through,
         "events": len(events),
         "items": [[r.item_id, r.seq] for r in items],

@@ -49,7 +49,8 @@ def manifest_fields(
         "fit": fit_record(ctx),
     }
     if ctx.live is not None:  # what of the live store this bundle contains (LiveStore.retire)
-        fields["live"] = {k: ctx.live[k] for k in ("events_through", "events", "items")}
+        keys = ("store", "events_through", "events", "items")
+        fields["live"] = {k: ctx.live[k] for k in keys if k in ctx.live}
     if ctx.uses_text:
         encoder = ctx.result(ctx.providers[ENCODER])
         index = ctx.result(ctx.providers[INDEX])

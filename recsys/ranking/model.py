@@ -7,7 +7,7 @@ Serving, batch recommendation and evaluation all go through this class, so they 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +120,14 @@ class RecommenderModel:
     def history(self, user_idx: int) -> np.ndarray:
         return self._history[self._indptr[user_idx] : self._indptr[user_idx + 1]]
 
-    def allowed_mask(self, filters: Sequence[tuple[str, str]]) -> np.ndarray | None:
-        """Items whose `field` contains `value` (case-insensitive), all filters AND-ed."""
+    def allowed_mask(
+        self,
+        filters: Sequence[tuple[str, str]],
+        overrides: Mapping[str, Mapping[str, str | None]] | None = None,
+    ) -> np.ndarray | None:
+        """Items whose `field` contains `value` (case-insensitive), all filters AND-ed.
+        `overrides`: item id -> its columns as patched since the bundle (the live store's PATCH);
+        those items are judged by them (a column they lack is empty)."""
         if not filters:
             return None
         mask = np.ones(len(self.item_map), dtype=bool)
@@ -132,6 +138,13 @@ class RecommenderModel:
                 )
             hit = self._lowered[field].str.contains(value.lower(), literal=True).to_numpy()
             mask &= hit
+        for item_id, columns in (overrides or {}).items():
+            idx = self.item_map.get_idx(item_id)
+            if idx >= 0:
+                mask[idx] = all(
+                    value.lower() in str(columns.get(field) or "").lower()
+                    for field, value in filters
+                )
         return mask
 
     def query_for(
@@ -158,8 +171,10 @@ class RecommenderModel:
         exclude: Sequence[str] = (),
         filters: Sequence[tuple[str, str]] = (),
         explain: bool = False,
+        field_overrides: Mapping[str, Mapping[str, str | None]] | None = None,
     ) -> dict[str, Any]:
-        """Top-k for one request; seen and excluded items are never returned.
+        """Top-k for one request; seen and excluded items are never returned. `field_overrides`:
+        patched item columns the filters read instead of the bundle's (allowed_mask).
 
         A known user asking for no more than the precomputed K, with nothing else (no recent
         items, profile text, exclusions, filters or explanations), is answered from the top-K
@@ -174,7 +189,7 @@ class RecommenderModel:
             np.int64
         )
         result = self.ranker.recommend_detailed(
-            [query], k, [excluded], self.allowed_mask(filters), explain=explain
+            [query], k, [excluded], self.allowed_mask(filters, field_overrides), explain=explain
         )
         return self._response(result, explain, unknown)
 

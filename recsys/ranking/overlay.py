@@ -38,6 +38,10 @@ class Overlay:
     ids: list[str] = field(default_factory=list)  # (m,)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (m, dim)
     fields: list[Mapping[str, str | None]] = field(default_factory=list)  # (m,) text columns
+    position: dict[str, int] = field(init=False, repr=False, compare=False)  # id -> row
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position", {item_id: j for j, item_id in enumerate(self.ids)})
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -89,17 +93,21 @@ def merge_ranked(
     items: list[dict[str, Any]], ids: Sequence[str], scores: np.ndarray, k: int
 ) -> list[dict[str, Any]]:
     """`items` (a ranked answer, best first, each with sources.text) with overlay items `ids`
-    (text scores `scores`, (m,)) placed by text score, cut to k."""
+    (text scores `scores`, (m,)) placed by text score, cut to k.
+
+    Only the k best overlay items can reach the answer (a lower-scored one is always placed after
+    a higher-scored one), and once one finds no place in a full list none after it does: the
+    work per request is O(k^2), not O(m k), however large the overlay grows."""
     out = list(items)
     texts = [_text(it) for it in out]  # (len(out),) text score of each result, None if none
-    for j in np.argsort(-scores, kind="stable"):
+    for j in _best_first(scores, k):
         score = float(scores[j])
         if not np.isfinite(score):
             continue
         at = next((n for n, t in enumerate(texts) if t is not None and t < score), None)
         if at is None:
             if len(out) >= k:
-                continue
+                break  # full, and every later overlay item scores no higher
             at, blended = len(out), (out[-1]["score"] if out else score)
         else:
             blended = out[at]["score"]
@@ -108,6 +116,19 @@ def merge_ranked(
         out.insert(at, entry)
         texts.insert(at, score)
     return out[:k]
+
+
+def _best_first(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest of `scores` (m,), best first, ties in index order; NaN last."""
+    order = np.where(np.isnan(scores), -np.inf, scores)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(order) > 8 * k:  # a partition first pays only on a large overlay
+        part = np.argpartition(-order, k - 1)[:k]  # the k best, unordered
+        threshold = order[part].min()
+        part = np.flatnonzero(order >= threshold)  # every tie at the cut, in index order
+        return part[np.argsort(-order[part], kind="stable")][:k]
+    return np.argsort(-order, kind="stable")
 
 
 def _text(item: dict[str, Any]) -> float | None:
