@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import redis
 
-from recsys.live_store import Event, ItemRow
+from recsys.live_records import Event, ItemRow
 
 DEFAULT_PREFIX = "recsys:live:"
 
