@@ -78,7 +78,7 @@ def _item_fields(body: object) -> dict[str, str]:
                 "validation_error",
                 f"body.{name:.40}: unknown field; expected some of {model.filter_fields}",
             )
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or _blank(value):
             raise ApiError(
                 422, "validation_error", f"body.{name}: expected non-blank text, not {value!r:.60}"
             )
@@ -150,6 +150,20 @@ def _patch_fields(body: object, model) -> dict[str, str | None]:
                 422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
             )
     return body
+
+
+# White space as the OpenAPI document's `pattern: "\\S"` means it (ECMA-262 WhiteSpace and
+# LineTerminator). Python's str.isspace() also counts U+001C-U+001F and U+0085, so text such as
+# "\x1f" is valid by the document: it must be accepted, not called blank.
+_ECMA_SPACE = frozenset(
+    "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+)
+
+
+def _blank(text: str) -> bool:
+    """True when every character is white space in the document's (ECMA) sense."""
+    return all(ch in _ECMA_SPACE for ch in text)
 
 
 def _length(text: str) -> int:

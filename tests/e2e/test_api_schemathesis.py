@@ -9,6 +9,8 @@ which it leaves out by default when that operation served the document being tes
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import requests
 import schemathesis
@@ -45,6 +47,9 @@ def test_schemathesis_finds_nothing_and_tests_every_operation(server):
     schema = schemathesis.openapi.from_dict(doc)
     schema.config.update(base_url=server, headers=AUTH, workers=1)
     schema.config.generation.update(max_examples=25)
+    # Seeded, so that CI sees the same cases each run; SCHEMATHESIS_SEED=<n> explores others
+    # (a random run once found the "\x1f" text bug pinned in test_request_validation.py).
+    schema.config.seed = int(os.environ.get("SCHEMATHESIS_SEED", "20261203"))
     # A body over [serving] max_body_bytes is refused with the documented 413 before its fields
     # are read (a generated oversized text column can be longer than the whole body limit).
     rejection = schema.config.checks.negative_data_rejection
