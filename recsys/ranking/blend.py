@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,17 @@ from recsys.sources import (
 
 _BATCH_CELLS = 1 << 22  # queries per batch x n_items: bounds the dense score matrices
 _ALLOWED_MODULES = ("recsys.ranking.",)  # load() imports source classes only from here
+RETRIEVAL_ENV = "RECSYS_RETRIEVAL"  # 0: dense candidates at any catalog size
+
+
+def retrieval_enabled() -> bool:
+    """RECSYS_RETRIEVAL=0 keeps large catalogs on the dense path (to compare, or fall back)."""
+    value = os.environ.get(RETRIEVAL_ENV, "1").strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(
+            f"{RETRIEVAL_ENV}: expected 1/0 (or true/false, yes/no, on/off), found {value!r}"
+        )
+    return value in ("1", "true", "yes", "on")
 
 
 def query_path(query: Query) -> str:
@@ -142,7 +154,7 @@ class BlendedRanker(Recommender):
         text source's index.exact_max_items: the catalog size its index searches above)."""
         limits = [getattr(s, "exact_max_items", None) for s in self.sources.values()]
         limits = [int(limit) for limit in limits if limit is not None]
-        return bool(limits) and self.n_items > min(limits)
+        return bool(limits) and self.n_items > min(limits) and retrieval_enabled()
 
     def candidates(
         self,
