@@ -135,6 +135,7 @@ def api_section(args) -> None:
     if args.api_compare == "retrieval":  # both memory-mapped: dense candidates, then retrieval
         runs = [serve_once(workdir, True, args, users_file, on) for on in (False, True)]
         print_ranking(runs, args, path)
+        print_agreement(path, args.seed)
     else:
         runs = [serve_once(workdir, mmap, args, users_file) for mmap in (False, True)]
         print_api(runs, args, path, size)
@@ -207,3 +208,48 @@ def print_ranking(runs: list[dict], args, path: Path) -> None:
         f"p99 {retrieval['p99_ms'] / dense['p99_ms']:.3f}, "
         f"req/s {retrieval['rps'] / dense['rps']:.1f}x"
     )
+
+
+def top10_agreement(ranker, queries, exclude) -> tuple[float, float, float, float]:
+    """Dense vs retrieval top-10 of the same queries, in this process: mean overlap, share of
+    identical lists, and the seconds each path took."""
+    import os
+
+    lists, seconds = [], []
+    for flag in ("0", "1"):
+        os.environ["RECSYS_RETRIEVAL"] = flag
+        started = time.perf_counter()
+        lists.append(ranker.recommend_detailed(queries, 10, exclude).item_idx)
+        seconds.append(time.perf_counter() - started)
+    os.environ.pop("RECSYS_RETRIEVAL")
+    overlap = np.mean([np.intersect1d(a[a >= 0], b).size / 10 for a, b in zip(*lists, strict=True)])
+    return overlap, float(np.mean((lists[0] == lists[1]).all(axis=1))), *seconds
+
+
+def print_agreement(path: Path, seed: int, n: int = 200) -> None:
+    """How far retrieval's answers are from the dense path's: at the index's stored nprobe, and
+    with nprobe raised (is a gap the index's recall or the retrieval itself?)."""
+    from recsys.bundle_arrays import load_npz
+    from recsys.index import VectorIndex
+    from recsys.ranking.base import Query
+    from recsys.ranking.blend import BlendedRanker
+
+    ranker = BlendedRanker.load(path / "ranker")
+    histories = load_npz(path / "histories.npz")
+    indptr, flat = histories["indptr"], histories["indices"]
+    users = np.random.default_rng(seed).choice(indptr.size - 1, n, replace=False)
+    queries = [Query(int(u), np.asarray(flat[indptr[u] : indptr[u + 1]])) for u in users]
+    exclude = [q.history for q in queries]
+    text = ranker.sources["text"]
+    print(f"\n{n} known users (history as query and excluded), top-10 in one process:")
+    print("| text index | top-10 overlap | identical lists | dense s | retrieval s |")
+    print("|---|---|---|---|---|")
+    stored = text.index.config
+    for nprobe in (stored.nprobe, 512):
+        config = stored.model_copy(update={"nprobe": nprobe, "use_gpu": "never"})
+        text.index = VectorIndex.load(path / "ranker" / "text" / "items.faiss", config)
+        overlap, same, dense_s, retrieval_s = top10_agreement(ranker, queries, exclude)
+        print(
+            f"| {text.index.factory} nprobe {nprobe} | {overlap:.4f} | {same:.3f} | "
+            f"{dense_s:.1f} | {retrieval_s:.1f} |"
+        )
