@@ -63,6 +63,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--api-workdir", help="api: build into / reuse this work directory")
     parser.add_argument("--connections", type=int, default=8, help="api: client connections")
     parser.add_argument("--seconds", type=float, default=30.0, help="api: load per mode")
+    parser.add_argument(
+        "--api-compare",
+        choices=["mmap", "retrieval"],
+        default="mmap",
+        help="api: copied vs mapped arrays, or dense candidates vs retrieval (both mapped)",
+    )
     return parser.parse_args(argv)
 
 

@@ -91,13 +91,15 @@ def rollup(pid: int) -> dict[str, int]:
     return out
 
 
-def serve_once(workdir: Path, mmap: bool, args, users_file: Path) -> dict:
-    """Start gunicorn (4 workers) on the bundle, warm up, measure live requests, read memory."""
+def serve_once(workdir: Path, mmap: bool, args, users_file: Path, retrieval: bool = True) -> dict:
+    """Start gunicorn (4 workers) on the bundle, warm up, measure live requests, read memory.
+    retrieval=False: RECSYS_RETRIEVAL=0, the blend scores every source over the whole catalog."""
     from serving_load import run_client
 
     from recsys.serving.live import live_server
 
     env = {"RECSYS_BUNDLE_MMAP": "1" if mmap else "0", "RECSYS_NATIVE_THREADS": "1"}
+    env["RECSYS_RETRIEVAL"] = "1" if retrieval else "0"
     started = time.perf_counter()
     with live_server(workdir, workers=args.api_workers, threads=2, env=env, timeout=1800) as server:
         ready_s = time.perf_counter() - started
@@ -108,8 +110,8 @@ def serve_once(workdir: Path, mmap: bool, args, users_file: Path) -> dict:
         log = server.log_path.read_text(errors="replace")
     hashed = len(re.findall(r"sha256 of \d+ files verified", log))
     skipped = log.count("verified earlier on this host")
-    return {"mmap": mmap, "ready_s": ready_s, "load": load, "workers": memory, "hashed": hashed,
-            "skipped": skipped}  # fmt: skip
+    return {"mmap": mmap, "retrieval": retrieval, "ready_s": ready_s, "load": load,
+            "workers": memory, "hashed": hashed, "skipped": skipped}  # fmt: skip
 
 
 def api_section(args) -> None:
@@ -130,8 +132,13 @@ def api_section(args) -> None:
     users = [f"u{u}" for u in range(args.api_users)]
     random.Random(args.seed).shuffle(users)
     users_file.write_text(json.dumps(users[:5000]))
-    runs = [serve_once(workdir, mmap, args, users_file) for mmap in (False, True)]
-    print_api(runs, args, path, size)
+    if args.api_compare == "retrieval":  # both memory-mapped: dense candidates, then retrieval
+        runs = [serve_once(workdir, True, args, users_file, on) for on in (False, True)]
+        print_ranking(runs, args, path)
+        print_agreement(path, args.seed)
+    else:
+        runs = [serve_once(workdir, mmap, args, users_file) for mmap in (False, True)]
+        print_api(runs, args, path, size)
     if own:
         import shutil
 
@@ -177,3 +184,72 @@ def print_api(runs: list[dict], args, path: Path, size: int) -> None:
     ratio = sum(m["Pss"] for m in mapped["workers"]) / sum(m["Pss"] for m in copied["workers"])
     p99 = mapped["load"]["p99_ms"] / copied["load"]["p99_ms"]
     print(f"PSS of all workers, mapped / copied: {ratio:.2f}; p99 mapped / copied: {p99:.2f}")
+
+
+def print_ranking(runs: list[dict], args, path: Path) -> None:
+    """Dense candidates (RECSYS_RETRIEVAL=0) vs retrieval, same bundle, same client, same run."""
+    print(
+        f"\n## Live ranking on a {args.items:,}-item bundle: dense candidates vs retrieval "
+        f"(gunicorn {args.api_workers} workers x 2 threads, memory-mapped; bundle {path.name})"
+    )
+    print("| candidates | req/s | p50 ms | p99 ms | rank p50 / p99 ms (in worker) | errors |")
+    print("|---" * 6 + "|")
+    for run in runs:
+        load = run["load"]
+        print(
+            f"| {'retrieval' if run['retrieval'] else 'dense (RECSYS_RETRIEVAL=0)'} | "
+            f"{load['rps']:.1f} | {load['p50_ms']:.1f} | {load['p99_ms']:.1f} | "
+            f"{load['rank_p50_ms']:.1f} / {load['rank_p99_ms']:.1f} | "
+            f"{load['errors']} of {load['requests']} |"
+        )
+    dense, retrieval = (run["load"] for run in runs)
+    print(
+        f"retrieval / dense: p50 {retrieval['p50_ms'] / dense['p50_ms']:.3f}, "
+        f"p99 {retrieval['p99_ms'] / dense['p99_ms']:.3f}, "
+        f"req/s {retrieval['rps'] / dense['rps']:.1f}x"
+    )
+
+
+def top10_agreement(ranker, queries, exclude) -> tuple[float, float, float, float]:
+    """Dense vs retrieval top-10 of the same queries, in this process: mean overlap, share of
+    identical lists, and the seconds each path took."""
+    import os
+
+    lists, seconds = [], []
+    for flag in ("0", "1"):
+        os.environ["RECSYS_RETRIEVAL"] = flag
+        started = time.perf_counter()
+        lists.append(ranker.recommend_detailed(queries, 10, exclude).item_idx)
+        seconds.append(time.perf_counter() - started)
+    os.environ.pop("RECSYS_RETRIEVAL")
+    overlap = np.mean([np.intersect1d(a[a >= 0], b).size / 10 for a, b in zip(*lists, strict=True)])
+    return overlap, float(np.mean((lists[0] == lists[1]).all(axis=1))), *seconds
+
+
+def print_agreement(path: Path, seed: int, n: int = 200) -> None:
+    """How far retrieval's answers are from the dense path's: at the index's stored nprobe, and
+    with nprobe raised (is a gap the index's recall or the retrieval itself?)."""
+    from recsys.bundle_arrays import load_npz
+    from recsys.index import VectorIndex
+    from recsys.ranking.base import Query
+    from recsys.ranking.blend import BlendedRanker
+
+    ranker = BlendedRanker.load(path / "ranker")
+    histories = load_npz(path / "histories.npz")
+    indptr, flat = histories["indptr"], histories["indices"]
+    users = np.random.default_rng(seed).choice(indptr.size - 1, n, replace=False)
+    queries = [Query(int(u), np.asarray(flat[indptr[u] : indptr[u + 1]])) for u in users]
+    exclude = [q.history for q in queries]
+    text = ranker.sources["text"]
+    print(f"\n{n} known users (history as query and excluded), top-10 in one process:")
+    print("| text index | top-10 overlap | identical lists | dense s | retrieval s |")
+    print("|---|---|---|---|---|")
+    stored = text.index.config
+    for nprobe in (stored.nprobe, 512):
+        config = stored.model_copy(update={"nprobe": nprobe, "use_gpu": "never"})
+        text.index = VectorIndex.load(path / "ranker" / "text" / "items.faiss", config)
+        overlap, same, dense_s, retrieval_s = top10_agreement(ranker, queries, exclude)
+        print(
+            f"| {text.index.factory} nprobe {nprobe} | {overlap:.4f} | {same:.3f} | "
+            f"{dense_s:.1f} | {retrieval_s:.1f} |"
+        )

@@ -147,7 +147,8 @@ class IndexConfig(_Section):
     """auto: Flat up to exact_max_items, then ivfpq (HNSW32 up to hnsw_max_items first, if that
     is larger); ivfpq: IVF-PQ + exact re-rank; ivf: IVF,Flat; or any FAISS factory string."""
     exact_max_items: int = Field(100_000, ge=1)
-    """Catalogs up to this size are searched exactly."""
+    """Catalogs up to this size are searched exactly and the blend scores every item; above it
+    the blend ranks the union of each source's own top candidates (recsys.ranking.retrieval)."""
     hnsw_max_items: int = Field(100_000, ge=1)
     """auto: HNSW32 for catalogs above exact_max_items up to this size. Default: no HNSW tier (at
     200k and 1M items IVF-PQ + re-rank had higher recall, more q/s and fewer bytes per item)."""

@@ -10,8 +10,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from recsys.ranking.retrieval import Retrieved
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -48,6 +52,20 @@ class Recommender(ABC):
     @classmethod
     @abstractmethod
     def load(cls, directory: Path) -> Recommender: ...
+
+    def retrieve(
+        self,
+        queries: Sequence[Query],
+        n: int,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Retrieved:
+        """Top-n candidates for the blend's retrieval path (recsys.ranking.retrieval). This
+        default scores the whole catalog; sources with an index, factors or a fixed order
+        override it."""
+        from recsys.ranking.retrieval import dense_retrieve  # that module imports this one
+
+        return dense_retrieve(self.score(queries), n, exclude, allowed)
 
     def recommend(
         self,

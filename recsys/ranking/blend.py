@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from recsys.errors import RequestError
 from recsys.ranking.base import Query, Recommender, top_k
 from recsys.ranking.candidates import CandidateScores, blend_scores, build_candidates
 from recsys.ranking.explain import explain_with_history
+from recsys.ranking.retrieval import retrieve_candidates
 from recsys.ranking.segments import SegmentWeights, segment_labels, segment_of
 from recsys.sources import (
     FALLBACK,
@@ -37,6 +39,17 @@ from recsys.sources import (
 
 _BATCH_CELLS = 1 << 22  # queries per batch x n_items: bounds the dense score matrices
 _ALLOWED_MODULES = ("recsys.ranking.",)  # load() imports source classes only from here
+RETRIEVAL_ENV = "RECSYS_RETRIEVAL"  # 0: dense candidates at any catalog size
+
+
+def retrieval_enabled() -> bool:
+    """RECSYS_RETRIEVAL=0 keeps large catalogs on the dense path (to compare, or fall back)."""
+    value = os.environ.get(RETRIEVAL_ENV, "1").strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ValueError(
+            f"{RETRIEVAL_ENV}: expected 1/0 (or true/false, yes/no, on/off), found {value!r}"
+        )
+    return value in ("1", "true", "yes", "on")
 
 
 def query_path(query: Query) -> str:
@@ -134,6 +147,15 @@ class BlendedRanker(Recommender):
                     lengths[row] = max(lengths[row], int(known[q.user_idx]))
         return segment_of(lengths, self.config.segment_bounds)
 
+    @property
+    def retrieves(self) -> bool:
+        """Does candidates() take each source's own top-N (recsys.ranking.retrieval) instead of
+        scoring the whole catalog? Yes once n_items passes a source's `exact_max_items` (the
+        text source's index.exact_max_items: the catalog size its index searches above)."""
+        limits = [getattr(s, "exact_max_items", None) for s in self.sources.values()]
+        limits = [int(limit) for limit in limits if limit is not None]
+        return bool(limits) and self.n_items > min(limits) and retrieval_enabled()
+
     def candidates(
         self,
         queries: Sequence[Query],
@@ -142,17 +164,21 @@ class BlendedRanker(Recommender):
     ) -> CandidateScores:
         """Candidate sets of one batch of queries, each source normalised by its own top-N."""
         n_items = self.n_items
-        matrices = []
         paths = [query_path(q) for q in queries]
-        for name in self.names:
+        uses = [[i for i, p in enumerate(paths) if serves(n, p)] for n in self.names]  # sources
+        if allowed is not None and np.asarray(allowed).size < n_items:
+            allowed = np.pad(np.asarray(allowed, dtype=bool), (0, n_items - np.size(allowed)))
+        if self.retrieves:
+            sources = [self.sources[name] for name in self.names]
+            per_source, method = self.config.candidates_per_source, self.config.normalize
+            return retrieve_candidates(sources, uses, queries, per_source, exclude, allowed, method)
+        matrices = []
+        for name, use in zip(self.names, uses, strict=True):
             scores = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
-            use = [i for i, p in enumerate(paths) if serves(name, p)]  # recsys.sources
             if use:
                 part = np.asarray(self.sources[name].score([queries[i] for i in use]))
                 scores[use, : part.shape[1]] = part  # (n_use, source n_items); newer items -inf
             matrices.append(scores)
-        if allowed is not None and np.asarray(allowed).size < n_items:
-            allowed = np.pad(np.asarray(allowed, dtype=bool), (0, n_items - np.size(allowed)))
         return build_candidates(
             matrices, self.config.candidates_per_source, exclude, allowed, self.config.normalize
         )

@@ -18,6 +18,7 @@ from recsys.collab import MODELS
 from recsys.collab.factors import FactorModel, read_model_files
 from recsys.config import CollabConfig
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.retrieval import Retrieved, dense_retrieve
 from recsys.vectors import normalize_rows
 
 
@@ -82,7 +83,21 @@ class CollabRecommender(Recommender):
         return vectors, biases, scorable
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
-        vectors, biases, scorable = self.user_vectors(queries)
+        return self._score_vectors(*self.user_vectors(queries))
+
+    def retrieve(
+        self,
+        queries: Sequence[Query],
+        n: int,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Retrieved:
+        """The blend's top-n by exact MIPS over the factors: one (q, n_items) product of this
+        batch (no blend-wide matrix, no copies of it), partitioned, gathered for the union."""
+        return dense_retrieve(self._score_vectors(*self.user_vectors(queries)), n, exclude, allowed)
+
+    def _score_vectors(self, vectors, biases, scorable) -> np.ndarray:
+        """(n, n_items) scores of user vectors (n, d), biases (n,); -inf where not scorable."""
         scores = self.model.score_vectors(vectors, biases)  # (n, n_items)
         scores[~scorable] = -np.inf
         scores[:, ~self.model.item_trained] = -np.inf

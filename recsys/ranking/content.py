@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from recsys.bundle_arrays import load_npy, mmap_enabled
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.retrieval import Retrieved, dense_retrieve
 from recsys.ranking.user_vectors import UserEncoder, encoder_from_spec, history_key
 from recsys.vectors import check_unit_rows, normalize_rows
 
@@ -155,7 +157,10 @@ class ContentRecommender(Recommender):
         return out
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
-        users = self.user_vectors(queries)  # (n, dim)
+        return self._score_users(self.user_vectors(queries))
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """(n, n_items) scores of user vectors (n, dim); -inf rows for zero vectors."""
         scores = users @ self.item_vectors.T  # (n, n_items) cosine
         if self.item_bias is not None:
             scores += self.item_bias[None, :]
@@ -171,7 +176,42 @@ class ContentRecommender(Recommender):
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None or self.n_items <= self.exact_max_items:
             return super().recommend(queries, k, exclude, allowed)
-        users = self.user_vectors(queries)  # (n, dim)
+        return self._search(self.user_vectors(queries), k, exclude, allowed)
+
+    def retrieve(
+        self,
+        queries: Sequence[Query],
+        n: int,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Retrieved:
+        """The blend's top-n: through the index above exact_max_items (users encoded once for
+        the searches and the scorer), the dense scores at or below it."""
+        users = self.user_vectors(queries)  # (q, dim)
+        if self.index is None or self.n_items <= self.exact_max_items:
+            return dense_retrieve(self._score_users(users), n, exclude, allowed)
+        scorer = partial(self.score_items, users)
+        top, _ = self._search(users, n, None, None)  # (q, n) unfiltered
+        reference = scorer(top)  # exact scores: an IVF-PQ index's own are approximate
+        if exclude is not None or allowed is not None:  # the index over-fetches past them
+            top, _ = self._search(users, n, exclude, allowed)
+        return Retrieved(top, reference, scorer)
+
+    def score_items(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores (q, C) of user vectors (q, dim) on items (q, C) (cosine + item_bias, as
+        score()); -inf where items are -1 / unknown or the user vector is zero."""
+        ok = (items >= 0) & (items < self.n_items)
+        safe = np.where(ok, items, 0)
+        vectors = np.asarray(self.item_vectors[safe.ravel()]).reshape(*safe.shape, self.dim)
+        raw = np.matmul(vectors, users[:, :, None])[:, :, 0]  # (q, C) cosine
+        if self.item_bias is not None:
+            raw += self.item_bias[safe]
+        raw[~ok] = -np.inf
+        raw[~users.any(axis=1)] = -np.inf
+        return raw.astype(np.float32, copy=False)
+
+    def _search(self, users, k, exclude, allowed) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of user vectors (n, dim) through the index (biased items scored exactly)."""
         if self.item_bias is None:
             ids, scores = self.index.search(users, k, exclude=exclude, allowed=allowed)
         else:  # the index ranks the unbiased items; the few biased ones are scored exactly

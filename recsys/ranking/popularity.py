@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from recsys.bundle_arrays import load_npz
 from recsys.collab.factors import check_interactions, csr_from_arrays, csr_to_arrays
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.retrieval import Retrieved, first_valid, sparse_exclusions
 
 _ARRAYS = "popularity.npz"
 _META = "popularity.json"
@@ -35,9 +36,37 @@ class PopularityRecommender(Recommender):
                 f"found {self.item_users.shape[0]}"
             )
 
+        self._order: np.ndarray | None = None  # item_idx most popular first, built lazily
+
     @property
     def n_items(self) -> int:
         return self.popularity.shape[0]
+
+    def retrieve(
+        self,
+        queries: Sequence[Query],
+        n: int,
+        exclude: Sequence[np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Retrieved:
+        """The blend's top-n from the precomputed popularity order (the same for every query):
+        the first n allowed items past each query's exclusions."""
+        if self._order is None:
+            self._order = np.argsort(-self.popularity, kind="stable")  # ties: lower item_idx
+        q, top = len(queries), min(n, self.n_items)
+        reference = np.tile(self.popularity[self._order[:top]], (q, 1))  # (q, top)
+        pool = (
+            self._order if allowed is None else self._order[np.asarray(allowed, bool)[self._order]]
+        )
+        extra = max((np.size(e) for e in exclude), default=0) if exclude is not None else 0
+        head = np.tile(pool[: top + extra], (q, 1))  # (q, <= top + extra)
+        ids = first_valid(sparse_exclusions(head, exclude, None), top)
+        return Retrieved(ids, reference, self._score_items)
+
+    def _score_items(self, items: np.ndarray) -> np.ndarray:
+        """Popularity of items (q, C); -inf where items are -1 or unknown."""
+        ok = (items >= 0) & (items < self.n_items)
+        return np.where(ok, self.popularity[np.where(ok, items, 0)], -np.inf).astype(np.float32)
 
     @classmethod
     def fit(cls, matrix: sp.spmatrix) -> PopularityRecommender:
