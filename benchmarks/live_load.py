@@ -11,8 +11,9 @@ writing (a third of the users, at most 300, receive every event, so all have som
 their lists: history + events, ranked once per event, then filtered). The load
 generator is a second process (16 keep-alive connections, closed loop); the writer threads of
 this process, paced open-loop (events on --writer-connections connections, upserts on one more;
-the events/s reached is printed beside the phase). Figures: requests/s, p50/p99 and errors of each phase, and the ratios the
-issue asks for: plain with writes / plain without (goal >= 0.7), event users / bare (>= 0.5).
+the events/s reached is printed beside the phase). Figures: requests/s, p50/p99 and errors of
+each phase, and the ratios the issue asks for: plain with writes / plain without (goal >= 0.7),
+event users / bare (>= 0.5).
 """
 
 from __future__ import annotations
