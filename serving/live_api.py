@@ -72,21 +72,31 @@ def _item_fields(body: object) -> dict[str, str]:
             422, "validation_error", f"body: expected some of the columns {model.filter_fields}"
         )
     for name, value in body.items():
-        if name not in model.filter_fields:
-            raise ApiError(
-                422,
-                "validation_error",
-                f"body.{name:.40}: unknown field; expected some of {model.filter_fields}",
-            )
+        _check_column(model, name)
         if not isinstance(value, str) or _blank(value):
             raise ApiError(
                 422, "validation_error", f"body.{name}: expected non-blank text, not {value!r:.60}"
             )
-        if _length(value) > limit:
-            raise ApiError(
-                422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
-            )
+        _check_length(name, value, limit)
     return {name: body[name] for name in model.filter_fields if name in body}
+
+
+def _check_column(model, name: str) -> None:
+    """422 unless `name` is one of the served bundle's item columns."""
+    if name not in model.filter_fields:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"body.{name:.40}: unknown field; expected some of {model.filter_fields}",
+        )
+
+
+def _check_length(name: str, value: str, limit: int) -> None:
+    """422 when a text is longer than [live] max_text_chars (counted as in _length)."""
+    if _length(value) > limit:
+        raise ApiError(
+            422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
+        )
 
 
 @live.patch("/items/<item_id>")
@@ -135,20 +145,13 @@ def _patch_fields(body: object, model) -> dict[str, str | None]:
         )
     limit = state().live.max_text_chars
     for name, value in body.items():
-        if name not in model.filter_fields:
-            raise ApiError(
-                422,
-                "validation_error",
-                f"body.{name:.40}: unknown field; expected some of {model.filter_fields}",
-            )
+        _check_column(model, name)
         if value is not None and not isinstance(value, str):
             raise ApiError(
                 422, "validation_error", f"body.{name}: expected text or null, not {value!r:.60}"
             )
-        if value is not None and _length(value) > limit:
-            raise ApiError(
-                422, "validation_error", f"body.{name}: {len(value)} characters; at most {limit}"
-            )
+        if value is not None:
+            _check_length(name, value, limit)
     return body
 
 
