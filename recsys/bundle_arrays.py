@@ -40,7 +40,9 @@ def load_npy(path: Path, mmap: bool | None = None) -> np.ndarray:
 
 def load_npz(path: Path, mmap: bool | None = None) -> dict[str, np.ndarray]:
     """Every member of an .npz (np.savez) by name; stored (uncompressed) members are read-only
-    np.memmap views of the archive unless mapping is off, compressed or empty ones are read."""
+    views of a memory map of the archive unless mapping is off (plain ndarrays over the map:
+    np.memmap's Python-level indexing costs microseconds per access on the request path);
+    compressed or empty ones are read."""
     use_mmap = mmap_enabled() if mmap is None else mmap
     if not use_mmap:
         with np.load(path, allow_pickle=False) as npz:
@@ -55,7 +57,7 @@ def load_npz(path: Path, mmap: bool | None = None) -> dict[str, np.ndarray]:
             if mapped is None:
                 with archive.open(info) as member:
                     mapped = np.lib.format.read_array(member, allow_pickle=False)
-            out[name] = mapped
+            out[name] = np.asarray(mapped)  # a plain view: np.memmap is slow to index
     return out
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from recsys.errors import RequestError
@@ -19,10 +19,12 @@ from recsys.serving.errors import ApiError, describe_validation
 from recsys.serving.holder import Served
 from recsys.serving.schemas import ID_PATTERN, split_filters
 from recsys.serving.state import state
-from recsys.sources import SOURCES
 
 api = Blueprint("api", __name__, url_prefix="/v1")
 _ID = re.compile(ID_PATTERN)
+PARSED_MAX_ENTRIES, PARSED_MAX_BYTES = 1024, 256  # the query-string cache of _parse_query
+_PARSED: dict[tuple[type, bytes], Any] = {}  # (query model, raw query string) -> parsed query
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # as Flask's compact jsonify
 
 
 @api.get("/users/<user_id>/recommendations")
@@ -118,7 +120,21 @@ def _check_id(value: str, where: str) -> None:
 
 
 def _parse_query(model: type[BaseModel]) -> Any:
-    """Query string -> model; list fields take repeated parameters, others must appear once."""
+    """Query string -> model; list fields take repeated parameters, others must appear once.
+    A short query string parsed before is answered from a bounded cache (the models are frozen,
+    and most requests repeat a handful of query strings such as `k=10`)."""
+    key = (model, request.query_string)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        parsed = _parse_query_args(model)
+        if len(request.query_string) <= PARSED_MAX_BYTES:
+            if len(_PARSED) >= PARSED_MAX_ENTRIES:
+                _PARSED.clear()  # crude but bounded: a burst of distinct strings starts over
+            _PARSED[key] = parsed
+    return parsed
+
+
+def _parse_query_args(model: type[BaseModel]) -> Any:
     raw: dict[str, Any] = {}
     for name in request.args:
         values = request.args.getlist(name)
@@ -151,43 +167,40 @@ def _timed(served: Served, call: Callable[[Any], Any]) -> Any:
     # any other exception is the server's fault: serving.errors answers it with a 500
     elapsed = time.perf_counter() - started
     g.rank_seconds = elapsed
-    state().metrics.rank_time.labels(variant=g.variant).observe(elapsed)
+    metrics = state().metrics
+    metrics.child(metrics.rank_time, g.variant).observe(elapsed)
     return result
 
 
 def _item(item: dict[str, Any]) -> dict[str, Any]:
-    sources = item.get("sources") or {}
+    """An answer item in the documented field order. The model's items already carry every
+    source name with a finite float or None (RecommenderModel._items, overlay.merge_ranked)."""
     return {
         "item_id": item["item_id"],
         "score": float(item["score"]),
-        "sources": {name: _finite(sources.get(name)) for name in SOURCES},
+        "sources": item["sources"],
         "because": item.get("because"),
     }
-
-
-def _finite(value: Any) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _recommendation_response(
     served: Served, user_id: str | None, k: int, result: dict[str, Any]
 ) -> Response:
     items = [_item(it) for it in result["items"] if math.isfinite(it["score"])]
-    state().metrics.answers.labels(
-        variant=g.variant, path=result["path"], ranked=result.get("ranked", "live")
-    ).inc()
-    exposure = state().exposure
-    if exposure is not None:
-        exposure.write(
+    st, variant = state(), g.variant
+    answers = st.metrics.answers
+    st.metrics.child(answers, variant, result["path"], result.get("ranked", "live")).inc()
+    if st.exposure is not None:
+        st.exposure.write(
             user_id=user_id,
-            variant=g.variant,
+            variant=variant,
             bundle=served.version,
             item_ids=[it["item_id"] for it in items],
             scores=[it["score"] for it in items],
         )
-    return jsonify(
+    return _json(
         bundle=served.version,
-        variant=g.variant,
+        variant=variant,
         user_id=user_id,
         path=result["path"],
         cold_start=result["path"] != "known",
@@ -195,3 +208,9 @@ def _recommendation_response(
         items=items,
         unknown_item_ids=list(result.get("unknown_item_ids", [])),
     )
+
+
+def _json(**payload: Any) -> Response:
+    """jsonify's compact output, with one encoder for all answers (jsonify builds one per call;
+    this is the hot path of every recommendation): the payload holds JSON types only."""
+    return current_app.response_class(_ENCODE(payload) + "\n", mimetype="application/json")

@@ -125,8 +125,8 @@ def _after(response):
     variant = g.get("variant", "none")
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     metrics = state().metrics
-    metrics.latency.labels(route=route, variant=variant).observe(elapsed)
-    metrics.requests.labels(route=route, variant=variant, status=str(response.status_code)).inc()
+    metrics.child(metrics.latency, route, variant).observe(elapsed)
+    metrics.child(metrics.requests, route, variant, str(response.status_code)).inc()
     if "rank_seconds" in g:  # the model's own time, for clients comparing it with their latency
         response.headers["Server-Timing"] = f"rank;dur={g.rank_seconds * 1000:.3f}"
     return response

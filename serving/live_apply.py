@@ -37,18 +37,19 @@ def recommend(
 ) -> dict[str, Any]:
     """model.recommend's answer with the live store applied (same keywords, same shape)."""
     view.sync()
-    hidden = [h for h in view.hidden if model.has_item(h)]
-    seq, events = view.user_events(model, user_id)
+    hidden, hidden_idx = view.hidden_in(model)
+    user = view.user_events(model, user_id)
+    seq, events = user.seq, user.items
     plain = not (item_ids or profile_text is not None or exclude or filters or explain)
     depth = k + len(hidden) + len(events)  # what filtering may remove from a stored list
     topk = getattr(model, "topk", None)
-    known = user_id is not None and model.users.get_idx(user_id) >= 0
+    user_idx = model.users.get_idx(user_id) if user_id is not None else -1
     vector, encode = None, [*item_ids, *events]
     if plain and events and view.config.rerank_on_events:
         result, vector = _reranked(model, view, user_id, seq, events, depth)
-    elif plain and (known or not events) and topk is not None and depth <= topk.k:
-        if known:  # read the stored list only as deep as filtering needs (k once nothing drops)
-            depth = _stored_depth(model, user_id, k, [*hidden, *events])
+    elif plain and (user_idx >= 0 or not events) and topk is not None and depth <= topk.k:
+        if user_idx >= 0:  # read the stored list only as deep as filtering needs
+            depth = _stored_depth(topk.item_idx[user_idx], k, hidden_idx, user.idx)
         result, encode = model.recommend(user_id=user_id, k=depth), []  # filtered below
     else:
         patched = view.patched(model) if filters else {}
@@ -64,25 +65,22 @@ def recommend(
         )
         unknown = set(result.get("unknown_item_ids", ())) - set(events)
         result["unknown_item_ids"] = [i for i in item_ids if i in unknown]
-    drop = view.hidden | set(events)
+    drop = view.hidden.union(events)
     items = [it for it in result["items"] if it["item_id"] not in drop]
     out = {k_: v for k_, v in result.items() if k_ not in ("depth", "vector")}
-    out["items"] = _with_overlay(
-        model, view, items, k, user_id, encode, profile_text, exclude, filters, vector
-    )
+    overlay = (encode, profile_text, exclude, filters, vector)
+    out["items"] = _with_overlay(model, view, items, k, user_id, user.every, *overlay)
     return out
 
 
-def _stored_depth(model: Any, user_id: str, k: int, drop: Sequence[str]) -> int:
-    """How many items of the user's precomputed list leave k once `drop` (bundle item ids) is
-    filtered out (at most the list's K: the caller asked for no more than K + nothing found)."""
-    if not drop:
+def _stored_depth(top: np.ndarray, k: int, hidden: frozenset[int], events: frozenset[int]) -> int:
+    """How deep a user's precomputed list `top` ((K,) item_idx, -1 pads at the end) must be
+    read for k items to be left once hidden and event items are filtered out (at most K)."""
+    if not hidden and not events:
         return k
-    top = model.topk.item_idx[model.users.get_idx(user_id)]  # (K,) item_idx, -1 pads at the end
-    gone = {model.item_map.get_idx(i) for i in drop} - {-1}
     kept = 0
-    for depth, idx in enumerate(top.tolist(), start=1):  # a set lookup each: K <= a few hundred
-        kept += idx not in gone
+    for depth, idx in enumerate(top.tolist(), start=1):  # stops after k + what it drops
+        kept += idx not in hidden and idx not in events
         if kept == k:
             return depth
     return len(top)
@@ -104,7 +102,9 @@ def _reranked(model, view, user_id, seq, events, depth) -> tuple[dict[str, Any],
     return {**result, "ranked": ranked}, result["vector"]
 
 
-def _with_overlay(model, view, items, k, user_id, item_ids, profile, exclude, filters, vector):
+def _with_overlay(
+    model, view, items, k, user_id, event_items, item_ids, profile, exclude, filters, vector
+):
     """The answer with overlay items placed by their text score (none: the answer cut to k)."""
     from recsys.ranking.overlay import merge_ranked, user_text_vector
 
@@ -117,18 +117,13 @@ def _with_overlay(model, view, items, k, user_id, item_ids, profile, exclude, fi
         return items[:k]
     scores = overlay.vectors @ vector  # (m,) cosine, as the text source scores
     # what may not be answered scores -inf (merge_ranked skips it): looked up, not scanned
-    skip = set(view.hidden) | set(exclude) | set(item_ids) | _event_items(view, user_id)
+    skip = view.hidden | set(exclude) | set(item_ids) | event_items
     rows = [overlay.position[i] for i in skip if i in overlay.position]
     if filters:
         rows += [j for j, f in enumerate(overlay.fields) if not _passes(f, filters, model)]
     if rows:
         scores[rows] = -np.inf
     return merge_ranked(items, overlay.ids, scores, k)
-
-
-def _event_items(view: LiveView, user_id: str | None) -> set[str]:
-    """Every item of the user's live events, overlay items included (they are excluded too)."""
-    return {item for _, item in view.events.get(user_id, ())} if user_id else set()
 
 
 def _passes(fields: dict, filters: Sequence[tuple[str, str]], model: Any) -> bool:

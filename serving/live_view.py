@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -34,6 +34,18 @@ def events_through(model: Any, store: str | None = None) -> int:
     return int(record.get("events_through", 0))
 
 
+class UserEvents(NamedTuple):
+    """A user's live events as a request applies them (shared between requests: read only)."""
+
+    seq: int  # the last event's seq (0: none the bundle lacks)
+    items: list[str]  # bundle item ids of the events the bundle lacks, oldest first
+    idx: frozenset[int]  # their item_idx
+    every: frozenset[str]  # the item of every live event of the user, overlay items included
+
+
+NO_EVENTS = UserEvents(0, [], frozenset(), frozenset())
+
+
 class LiveView:
     """What this worker applies from the live store; `sync()` keeps it current."""
 
@@ -52,6 +64,8 @@ class LiveView:
         self._vectors: dict[tuple[str, str, int], np.ndarray] = {}  # (version, item, seq) -> (dim,)
         self._patched: dict[str, tuple[int, dict]] = {}  # bundle version -> (item_gen, patched)
         self._ranked: OrderedDict[tuple[str, str], tuple[int, dict]] = OrderedDict()
+        self._fresh: dict[str, tuple[str, int, UserEvents]] = {}  # user -> (version, n, answer)
+        self._hidden: dict[str, tuple[int, tuple[list[str], frozenset[int]]]] = {}  # version ->
 
     # ---- following the store ----
 
@@ -83,6 +97,7 @@ class LiveView:
         self.changes, self.event_seq = -1, 0
         self.item_gen += 1
         self._ranked.clear()
+        self._fresh.clear()
 
     def _apply_items(self, rows: list[ItemRow]) -> None:
         if not rows:
@@ -112,17 +127,38 @@ class LiveView:
 
     # ---- what a request uses ----
 
-    def user_events(self, model: Any, user_id: str | None) -> tuple[int, list[str]]:
-        """(last seq, item ids oldest first) of the user's events the bundle does not contain
-        yet and knows the item of; (0, []) when none."""
-        if user_id is None:
-            return 0, []
-        events = self.events.get(user_id)
+    def user_events(self, model: Any, user_id: str | None) -> UserEvents:
+        """The user's events the bundle does not contain yet and knows the item of (NO_EVENTS
+        when none), worked out once per new event or bundle, not once per request."""
+        events = self.events.get(user_id) if user_id is not None else None
         if not events:
-            return 0, []
+            return NO_EVENTS
+        n = len(events)  # events only grow between resets (which clear this cache)
+        cached = self._fresh.get(user_id)
+        if cached is not None and cached[:2] == (model.version, n):
+            return cached[2]
         through = events_through(model, self.identity)
-        fresh = [(seq, item) for seq, item in list(events) if seq > through]
-        return (fresh[-1][0] if fresh else 0), [i for _, i in fresh if model.has_item(i)]
+        fresh = [(seq, item) for seq, item in events[:n] if seq > through]
+        items = [i for _, i in fresh if model.has_item(i)]
+        answer = UserEvents(
+            seq=fresh[-1][0] if fresh else 0,
+            items=items,
+            idx=frozenset(model.item_map.get_idx(i) for i in items),
+            every=frozenset(item for _, item in events[:n]),
+        )
+        self._fresh[user_id] = (model.version, n, answer)
+        return answer
+
+    def hidden_in(self, model: Any) -> tuple[list[str], frozenset[int]]:
+        """(ids, item_idx) of the hidden items the bundle contains, cached until an item row
+        changes."""
+        cached = self._hidden.get(model.version)
+        if cached is not None and cached[0] == self.item_gen:
+            return cached[1]
+        gen, ids = self.item_gen, [h for h in self.hidden if model.has_item(h)]
+        answer = ids, frozenset(model.item_map.get_idx(h) for h in ids)
+        self._hidden[model.version] = (gen, answer)
+        return answer
 
     def overlay(self, model: Any) -> Overlay:
         """The overlay items the bundle does not contain, in its tower's space (items embedded

@@ -43,6 +43,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # see child()
         reg = self.registry
         self.latency = Histogram(
             "recsys_http_request_duration_seconds",
@@ -120,6 +121,16 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """metric.labels(*values) (positional, in the metric's label order), looked up once:
+        labels() checks its arguments and takes a lock on every call, and every request
+        observes four of them."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:  # a race makes the same child twice: labels() returns the same one
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def serving(self, variant: str, version: str, previous: str | None) -> None:
         if previous is not None and previous != version:

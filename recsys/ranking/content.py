@@ -116,6 +116,11 @@ class ContentRecommender(Recommender):
         self.known_user_vectors = unit
         self.known_user_keys = keys
 
+    def stored_user_vector(self, user_idx: int, history: np.ndarray) -> np.ndarray | None:
+        """(dim,) the precomputed vector of a known user whose query is their stored history
+        alone; None when there is none for that history (the caller encodes instead)."""
+        return self._precomputed(Query(user_idx, history, None))
+
     def _precomputed(self, query: Query) -> np.ndarray | None:
         known = self.known_user_vectors
         if known is None or not 0 <= query.user_idx < known.shape[0]:

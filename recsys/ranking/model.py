@@ -183,7 +183,14 @@ class RecommenderModel:
         if plain and self.topk is not None and user_id is not None and k <= self.topk.k:
             user_idx = self.users.get_idx(user_id)
             if user_idx >= 0:
-                return self._response(self.topk.result(user_idx, k), False, [], "precomputed")
+                idx, score, sources, path = self.topk.row(user_idx, k)
+                items = self._items(idx, score, sources)
+                return {
+                    "path": path,
+                    "items": items,
+                    "unknown_item_ids": [],
+                    "ranked": "precomputed",
+                }
         query, unknown = self.query_for(user_id, item_ids, profile_text)
         excluded = np.concatenate([query.history, self.item_map.to_indices(exclude)]).astype(
             np.int64
@@ -193,26 +200,44 @@ class RecommenderModel:
         )
         return self._response(result, explain, unknown)
 
-    def _response(
-        self, result: BlendResult, explain: bool, unknown: list[str], ranked: str = "live"
-    ) -> dict[str, Any]:
-        items = []
-        for row in result.rows()[0]:
-            entry = {
-                "item_id": self.item_map.to_id(row["item_idx"]),
-                "score": row["score"],
-                "sources": {s: row["sources"].get(s) for s in SOURCES},
-            }
-            if explain:
-                because = row.get("because")
-                entry["because"] = None if because is None else self.item_map.to_id(because)
-            items.append(entry)
+    def _response(self, result: BlendResult, explain: bool, unknown: list[str]) -> dict[str, Any]:
+        because = result.because[0] if explain and result.because is not None else None
+        sources = {name: scores[0] for name, scores in result.source_scores.items()}
+        items = self._items(result.item_idx[0], result.score[0], sources, because, explain)
         return {
             "path": result.path[0],
             "items": items,
             "unknown_item_ids": unknown,
-            "ranked": ranked,
+            "ranked": "live",
         }
+
+    def _items(
+        self,
+        idx: np.ndarray,
+        score: np.ndarray,
+        sources: Mapping[str, np.ndarray],
+        because: np.ndarray | None = None,
+        explain: bool = False,
+    ) -> list[dict[str, Any]]:
+        """One query's results as answer items (item_id, score, sources: every name of SOURCES,
+        None where not used or not finite; because with `explain`), from (k,) rows with -1 pads;
+        converted a row at a time, not an element at a time (the hot path of every answer)."""
+        keep = np.flatnonzero(idx >= 0)
+        ids = self.item_map.to_ids(idx[keep])
+        scores = score[keep].astype(np.float64).tolist()
+        absent = [None] * len(keep)
+        columns = [
+            _finite_or_none(sources[name][keep]) if name in sources else absent for name in SOURCES
+        ]
+        items = [
+            {"item_id": item_id, "score": value, "sources": dict(zip(SOURCES, row, strict=True))}
+            for item_id, value, row in zip(ids, scores, zip(*columns, strict=True), strict=True)
+        ]
+        if explain:
+            why = [-1] * len(keep) if because is None else because[keep].tolist()
+            for item, b in zip(items, why, strict=True):
+                item["because"] = None if b < 0 else self.item_map.to_id(b)
+        return items
 
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
         """Item-to-item; KeyError for an unknown item id."""
@@ -290,3 +315,10 @@ def write_model_files(
     elif precompute_k > 0:
         PrecomputedTopK.compute(ranker, histories, precompute_k).save(directory / TOPK_FILE)
     (directory / "model.json").write_text(json.dumps({"sources": ranker.names}), encoding="utf-8")
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    """(k,) scores as Python floats, None where NaN or infinite (JSON has neither)."""
+    finite = np.isfinite(values).tolist()
+    floats = values.astype(np.float64).tolist()
+    return [v if f else None for v, f in zip(floats, finite, strict=True)]

@@ -84,6 +84,11 @@ def user_text_vector(
     source = text_source(model)
     if source is None:
         return None
+    user_idx = model.users.get_idx(user_id) if user_id is not None else -1
+    if user_idx >= 0 and not item_ids and profile is None:  # a plain known user: stored vector
+        vector = source.stored_user_vector(user_idx, model.history(user_idx))
+        if vector is not None:
+            return vector if vector.any() else None
     query, _ = model.query_for(user_id, item_ids, profile)
     vector = source.user_vectors([query])[0]
     return vector if vector.any() else None

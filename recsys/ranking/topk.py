@@ -16,7 +16,7 @@ from recsys.bundle_arrays import load_npz
 from recsys.compute import ROW, cap_threads, map_batches, worker_threads
 from recsys.config import ComputeConfig
 from recsys.ranking.base import Query
-from recsys.ranking.blend import BlendedRanker, BlendResult
+from recsys.ranking.blend import BlendedRanker
 
 TOPK_FILE = "topk.npz"  # every known user's top-K, ranked at publish (optional)
 USER = "user"  # the user_idx column of the Ray batches
@@ -70,7 +70,7 @@ class PrecomputedTopK:
                 f"{path}: top-k for {arrays['item_idx'].shape[0]} users, the bundle has {n_users}"
             )
         return cls(
-            arrays["item_idx"],  # int32 as stored; result() widens the rows it returns
+            arrays["item_idx"],  # int32 as stored; row() widens the rows it returns
             arrays["score"],
             arrays["sources"],
             arrays["paths"],
@@ -78,16 +78,15 @@ class PrecomputedTopK:
             arrays["path_names"].tolist(),
         )
 
-    def result(self, user_idx: int, k: int) -> BlendResult:
-        """The stored answer for one user, cut to k, as the ranker's own result type."""
-        row = slice(user_idx, user_idx + 1)
-        return BlendResult(
-            self.item_idx[row, :k].astype(np.int64),
-            self.score[row, :k],
-            {name: self.sources[s, row, :k] for s, name in enumerate(self.source_names)},
-            {},
-            [self.path_names[int(self.paths[user_idx])]],
-            [],
+    def row(self, user_idx: int, k: int) -> tuple[np.ndarray, np.ndarray, dict, str]:
+        """The stored answer for one user, cut to k: item_idx (k,) int64 (-1 pads at the end),
+        score (k,), source name -> (k,) raw scores, path."""
+        sources = self.sources[:, user_idx, :k]  # (S, k)
+        return (
+            self.item_idx[user_idx, :k].astype(np.int64),
+            self.score[user_idx, :k],
+            {name: sources[s] for s, name in enumerate(self.source_names)},
+            self.path_names[int(self.paths[user_idx])],
         )
 
 
