@@ -231,7 +231,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
 
 def report(args: argparse.Namespace, results: list[dict]) -> None:
     print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
-    print("machine:", common.machine(), "(shared with other engineers' tests: loaded)")
+    print("machine:", common.machine(), "(the load average includes this benchmark's own threads)")
     print(
         f"server: gunicorn gthread, {args.workers} workers x {args.threads} threads; client: 1 "
         f"process, {args.clients} keep-alive connections; {args.seconds:.0f} s per phase, "
