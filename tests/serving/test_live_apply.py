@@ -128,3 +128,28 @@ def test_query_string_cache_is_bounded_and_keeps_validating(world, monkeypatch):
         assert client.get(f"/v1/users/{user}/recommendations?{bad}").status_code == 422
         assert client.get(f"/v1/users/{user}/recommendations?{bad}").status_code == 422
     assert all(key[1] != b"k=0" for key in api_module._PARSED)  # errors are never cached
+
+
+def test_rerank_on_events_ranks_once_per_event_then_filters_the_kept_list(world):
+    model, store = world["model"], world["store"]
+    view = LiveView(
+        store, LiveConfig(poll_seconds=0.0, rerank_on_events=True), TextConfig(), Metrics()
+    )
+    user = model.users.to_id(7)
+    stored = _ids(model.recommend(user_id=user, k=model.topk.k))
+    _events(store, user, [stored[0], stored[3]])
+
+    def answer() -> dict:
+        view.sync(force=True)
+        return live_apply.recommend(model, view, user_id=user, k=10)
+
+    first, again = answer(), answer()
+    assert (first["ranked"], again["ranked"]) == ("live", "cached")
+    events = view.user_events(model, user).items
+    ranked = model.recommend(user_id=user, item_ids=events, k=30)  # history + events as query
+    expected = [i for i in _ids(ranked) if i not in view.hidden][:10]
+    assert _ids(first) == _ids(again) == expected
+    assert not {stored[0], stored[3]} & set(_ids(first))
+    _events(store, user, [expected[0]])  # a new event: ranked again, without that item
+    after = answer()
+    assert after["ranked"] == "live" and expected[0] not in _ids(after)
