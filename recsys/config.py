@@ -398,6 +398,37 @@ class PipelineConfig(_Section):
 # Sections that say where a job runs, not what it computes: left out of config_hash, so the run
 # key (and every hash stamped on a bundle) is the same locally and on a cluster.
 PLACEMENT_SECTIONS = frozenset({"compute"})
+# Keys only the API reads (how it answers, polls, authenticates, logs): left out of config_hash
+# too, so tuning the server does not make the next nightly retrain and republish the same model.
+# [serving] precomputed_k (the published top-K) is read by the nightly and stays in; so does
+# every key of the other sections. [live] data reaches a nightly only through --live, as data.
+SERVE_ONLY_KEYS: dict[str, frozenset[str]] = {
+    "serving": frozenset(
+        {
+            "max_k",
+            "default_k",
+            "max_body_bytes",
+            "poll_seconds",
+            "switch_timeout_seconds",
+            "variants",
+            "salt",
+            "exposure_log",
+        }
+    ),
+    "live": frozenset(
+        {
+            "store",
+            "redis_prefix",
+            "token_env",
+            "max_text_chars",
+            "max_events",
+            "poll_seconds",
+            "unknown_items",
+            "rerank_on_events",
+            "rerank_cache",
+        }
+    ),
+}
 
 
 class ConfigError(UserError, ValueError):
@@ -553,7 +584,10 @@ def _merge(base: dict, top: dict) -> dict:
 
 def config_hash(config: BaseModel) -> str:
     """Short stable hash of a config (or one section of it); a PipelineConfig's placement
-    sections ([compute]) are left out."""
-    exclude = PLACEMENT_SECTIONS if isinstance(config, PipelineConfig) else None
+    sections ([compute]) and the keys only the API reads (SERVE_ONLY_KEYS) are left out."""
+    exclude = None
+    if isinstance(config, PipelineConfig):
+        exclude = {name: True for name in PLACEMENT_SECTIONS}
+        exclude |= {name: set(keys) for name, keys in SERVE_ONLY_KEYS.items()}
     blob = json.dumps(config.model_dump(mode="json", exclude=exclude), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
