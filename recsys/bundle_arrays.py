@@ -32,10 +32,10 @@ def mmap_enabled() -> bool:
 
 
 def load_npy(path: Path, mmap: bool | None = None) -> np.ndarray:
-    """One .npy file: a read-only np.memmap unless mapping is off (then a private array)."""
+    """One .npy file: a read-only view of its memory map unless mapping is off (then a private
+    array). A plain ndarray over the map, not np.memmap, as load_npz returns."""
     use_mmap = mmap_enabled() if mmap is None else mmap
-    array = np.load(path, mmap_mode="r" if use_mmap else None, allow_pickle=False)
-    return array
+    return np.asarray(np.load(path, mmap_mode="r" if use_mmap else None, allow_pickle=False))
 
 
 def load_npz(path: Path, mmap: bool | None = None) -> dict[str, np.ndarray]:
