@@ -149,6 +149,31 @@ def test_the_nightly_learns_its_weight_and_publishes_it(tmp_path):
 
 
 @pytest.mark.slow
+def test_retrieval_path_ranks_as_the_dense_path(tmp_path):
+    """A catalog past text's exact_max_items takes the retrieval path (each source's top-N):
+    with neighbors blended it ranks as the dense path does."""
+    fixed = {"text": 0.4, "collab": 0.2, "popularity": 0.1, "neighbors": 0.3}
+    build_test_bundle(tmp_path / "var", blend={"sources": ALL_FOUR, "fixed_weights": fixed})
+    ranker = RecommenderModel.load(bundle.current_bundle(tmp_path / "var")).ranker
+    rng = np.random.default_rng(5)
+    histories = [rng.choice(ranker.n_items, size, replace=False) for size in (1, 4, 12, 30)]
+    queries = [Query(u, h) for u, h in enumerate(histories)] + [Query(-1, h) for h in histories]
+    exclude = [np.concatenate([q.history, [0, 1]]) for q in queries]
+    text = ranker.sources["text"]
+    text.exact_max_items = ranker.n_items
+    assert not ranker.retrieves
+    dense = ranker.recommend_detailed(queries, 10, exclude)
+    text.exact_max_items = 10
+    assert ranker.retrieves
+    retrieved = ranker.recommend_detailed(queries, 10, exclude)
+    np.testing.assert_array_equal(retrieved.item_idx, dense.item_idx)
+    np.testing.assert_allclose(
+        retrieved.source_scores["neighbors"], dense.source_scores["neighbors"], rtol=1e-5
+    )
+    assert np.isfinite(dense.source_scores["neighbors"]).any()
+
+
+@pytest.mark.slow
 def test_the_default_nightly_neither_fits_nor_serves_it(tmp_path):
     build_test_bundle(tmp_path / "var")
     ranker_dir = bundle.current_bundle(tmp_path / "var") / "ranker"
