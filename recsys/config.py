@@ -17,7 +17,7 @@ from typing import Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recsys.errors import UserError
-from recsys.sources import SOURCES, SourceName
+from recsys.sources import DEFAULT_SOURCES, SourceName
 
 
 class _Section(BaseModel):
@@ -206,12 +206,23 @@ class CollabConfig(_Section):
     """Seed of the collaborative model's initialisation."""
 
 
+class NeighborsConfig(_Section):
+    """Item-to-item neighbour source: RP3beta graph walk weights (recsys.ranking.neighbors)."""
+
+    top_n: int = Field(100, ge=1)
+    """Neighbours kept per item (the largest walk weights); a history sums its items' rows."""
+    alpha: float = Field(0.5, gt=0.0)
+    """Exponent on the walk's transition probabilities (RP3beta; 1: the plain P3 walk)."""
+    beta: float = Field(0.0, ge=0.0)
+    """Popularity penalty: a neighbour's weight is divided by its interaction count ** beta."""
+
+
 class BlendConfig(_Section):
     """Candidate generation and per-segment blending (recsys.ranking)."""
 
-    sources: list[SourceName] = list(SOURCES)
+    sources: list[SourceName] = list(DEFAULT_SOURCES)
     """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
-    popularity)."""
+    popularity; opt-in: neighbors = item-to-item RP3beta, [neighbors])."""
     candidates_per_source: int = Field(200, ge=1)
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]
@@ -386,6 +397,7 @@ class PipelineConfig(_Section):
     encoder: EncoderConfig = EncoderConfig()
     index: IndexConfig = IndexConfig()
     collab: CollabConfig = CollabConfig()
+    neighbors: NeighborsConfig = NeighborsConfig()
     blend: BlendConfig = BlendConfig()
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()

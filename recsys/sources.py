@@ -28,6 +28,7 @@ class Source:
     name: str
     paths: frozenset[str]
     description: str
+    default: bool = True  # in the config's default blend.sources (else opt-in)
 
 
 REGISTRY: tuple[Source, ...] = (
@@ -42,9 +43,16 @@ REGISTRY: tuple[Source, ...] = (
         "collaborative (LightFM or ALS) score",
     ),
     Source("popularity", frozenset(PATHS), "interaction count"),
+    Source(
+        "neighbors",  # item-to-item: scores from a history's items, none from profile text
+        frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
+        "item-to-item RP3beta neighbour weights of the history's items, summed",
+        default=False,
+    ),
 )
 SOURCES: tuple[str, ...] = tuple(source.name for source in REGISTRY)  # in report order
 SourceName = Literal[SOURCES]
+DEFAULT_SOURCES: tuple[str, ...] = tuple(s.name for s in REGISTRY if s.default)  # blend.sources
 FALLBACK = "popularity"  # the source of last resort: a query only it scores takes its path
 BY_NAME = {source.name: source for source in REGISTRY}
 

@@ -23,7 +23,11 @@ from recsys.serving import schemas
 
 
 def test_everything_follows_the_registry():
-    assert BlendConfig().sources == list(sources.SOURCES) == ["text", "collab", "popularity"]
+    assert sources.SOURCES == ("text", "collab", "popularity", "neighbors")
+    # an opt-in source (default=False) is registered everywhere but blended only when asked
+    assert (
+        BlendConfig().sources == list(sources.DEFAULT_SOURCES) == ["text", "collab", "popularity"]
+    )
     field = BlendConfig.model_fields["sources"].annotation
     assert typing.get_args(typing.get_args(field)[0]) == sources.SOURCES
     assert list(schemas.Sources.model_fields) == list(sources.SOURCES)
@@ -44,10 +48,10 @@ def test_each_path_is_served_by_the_sources_that_can_use_what_it_carries():
         )
     }
     assert served == {
-        "known": {"text", "collab", "popularity"},
-        "history": {"text", "collab", "popularity"},
+        "known": {"text", "collab", "popularity", "neighbors"},
+        "history": {"text", "collab", "popularity", "neighbors"},
         "profile": {"text", "popularity"},
-        "history+profile": {"text", "collab", "popularity"},
+        "history+profile": {"text", "collab", "popularity", "neighbors"},
         "popularity": {"popularity"},
     }
 
@@ -147,7 +151,7 @@ def test_adding_a_source_takes_two_edits(tmp_path):
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["ranker"] == ["collab", "popularity", "recent"]
     assert found["weights"] == ["collab", "popularity", "recent"]
-    assert found["response"] == found["schema"] == ["collab", "popularity", "recent", "text"]
+    assert found["response"] == found["schema"] == sorted([*sources.SOURCES, "recent"])
 
 
 def _insert(path, after: str, new: str) -> None:

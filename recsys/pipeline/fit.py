@@ -24,6 +24,7 @@ from recsys.data.split import Split
 from recsys.ranking.base import Query, Recommender
 from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.content import ContentRecommender
+from recsys.ranking.neighbors import NeighborsRecommender
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.prior import cold_item_bias
 from recsys.ranking.segments import SegmentWeights
@@ -99,6 +100,14 @@ def fit_collab(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) ->
     return CollabRecommender.fit(interactions, config.collab, item_features=features)
 
 
+def fit_neighbors(
+    dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig
+) -> NeighborsRecommender:
+    """RP3beta item-to-item weights ([neighbors]) of the frame's interactions."""
+    interactions = matrix(frame, dataset.n_users, dataset.n_items)
+    return NeighborsRecommender.fit(interactions, config.neighbors)
+
+
 FrameFit = Callable[[Dataset, pl.DataFrame, PipelineConfig], Recommender]
 
 
@@ -117,14 +126,21 @@ class FrameSource:
 FRAME_SOURCES: dict[str, FrameSource] = {
     "collab": FrameSource(fit_collab, CollabRecommender, ("collab",)),
     "popularity": FrameSource(fit_popularity, PopularityRecommender),
+    "neighbors": FrameSource(fit_neighbors, NeighborsRecommender, ("neighbors",)),
 }
+
+
+def fitted_names(config: PipelineConfig) -> list[str]:
+    """The FRAME_SOURCES the nightly fits: those blended (an opt-in source costs nothing off)."""
+    return [name for name in FRAME_SOURCES if name in config.blend.sources]
 
 
 def frame_sources_key(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) -> str:
     """Hash of what the FRAME_SOURCES fitted on `frame` depend on: the interactions, the ids and
     their config sections (the key of the fitted-source cache)."""
-    sections = [s for source in FRAME_SOURCES.values() for s in source.config]
-    blob = "".join(config_hash(getattr(config, section)) for section in sections)
+    names = fitted_names(config)
+    sections = [s for name in names for s in FRAME_SOURCES[name].config]
+    blob = ",".join(names) + "".join(config_hash(getattr(config, s)) for s in sections)
     digest = hashlib.sha256(blob.encode())
     rows = frame.select([USER_IDX, ITEM_IDX, TIMESTAMP])
     digest.update(rows.hash_rows(seed=0).to_numpy().tobytes())

@@ -168,8 +168,9 @@ def index_step(ctx: Context, out: Path) -> dict[str, Any]:
 
 
 def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
-    """The step fitting every source of fit.FRAME_SOURCES on `frame(ctx)`, one sub-directory each
-    — or reusing them from an earlier run that fitted the same frame, catalog and config."""
+    """The step fitting each blended source of fit.FRAME_SOURCES (fit.fitted_names) on
+    `frame(ctx)`, one sub-directory each — or reusing them from an earlier run that fitted the
+    same frame, catalog and config."""
 
     def step(ctx: Context, out: Path) -> dict[str, Any]:
         interactions, config = frame(ctx), ctx.fit_config()
@@ -179,13 +180,15 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
         if not reused:
             staging = cached.with_name(f".{key}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
-            fitted = fit.fit_frame_sources(ctx.dataset, interactions, config, fit.FRAME_SOURCES)
+            staging.mkdir(parents=True)  # whole even when no frame source is blended
+            names = fit.fitted_names(config)
+            fitted = fit.fit_frame_sources(ctx.dataset, interactions, config, names)
             for name, source in fitted.items():
                 source.save(staging / name)
             (staging / "done").write_text(key, encoding="utf-8")
             shutil.rmtree(cached, ignore_errors=True)
             staging.rename(cached)
-        for name in fit.FRAME_SOURCES:
+        for name in fit.fitted_names(config):
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(cached / name, out / name)
         model = config.collab.model

@@ -16,6 +16,7 @@ from recsys import bundle
 from recsys.schema import ITEM_ID, USER_ID
 from recsys.serving.live import live_server
 from recsys.serving.routing import VariantRouter
+from recsys.sources import SOURCES
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 VARIANTS = {"CURRENT": 0.5, "CHALLENGER": 0.5}
@@ -96,7 +97,8 @@ def test_known_user_gets_ranked_unseen_items_and_names_bundle_and_variant(world)
     scores = [it["score"] for it in body["items"]]
     assert scores == sorted(scores, reverse=True)
     for item in body["items"]:
-        assert set(item["sources"]) == {"text", "collab", "popularity"}
+        assert set(item["sources"]) == set(SOURCES)  # every registered source, null if unused
+        assert item["sources"]["neighbors"] is None  # opt-in: not in the default blend
         assert item["because"] is None or item["because"] in seen  # explained by the history
     assert any(item["because"] is not None for item in body["items"])
     assert "rank;dur=" in response.headers["Server-Timing"]
