@@ -187,7 +187,7 @@ def select_on_valid(ds, split, valid: Round, features: np.ndarray, args) -> Sele
     }
     held = valid.held
     weights = learn_weights(
-        sources, held.queries, held.relevant, held.exclude, BlendConfig(), K,
+        sources, held.queries, held.relevant, held.exclude, BlendConfig(sources=list(sources)), K,
         user_history_len=valid.lengths,
     )  # fmt: skip
     print(f"  blend weights (collab = {collab_cfg.model}): all {weights.default}", flush=True)
@@ -218,7 +218,9 @@ def test_methods(ds, test: Round, train_valid, features: np.ndarray, sel: Select
     collab = methods["LightFM (WARP)" if sel.collab.model == "lightfm" else "ALS"]
     for suffix, text in (("", methods["text towers"]), (NO_PRIOR, no_prior)):
         sources = {"text": text, "collab": collab, "popularity": methods["popularity"]}
-        methods["blend" + suffix] = BlendedRanker(sources, sel.weights, BlendConfig(), test.lengths)
+        methods["blend" + suffix] = BlendedRanker(
+            sources, sel.weights, BlendConfig(sources=list(sources)), test.lengths
+        )
     methods["text towers" + NO_PRIOR] = no_prior
     return methods
 
@@ -389,7 +391,7 @@ def cold_items(ds, split, features, collab_cfg, weights, args) -> None:
         "text towers": text,
         "blend": BlendedRanker(
             {"text": text, "collab": collab, "popularity": popularity},
-            weights, BlendConfig(), rnd.lengths,
+            weights, BlendConfig(sources=["text", "collab", "popularity"]), rnd.lengths,
         ),
     }  # fmt: skip
     results = {m: evaluate(rec, rnd, allowed) for m, rec in methods.items()}

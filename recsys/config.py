@@ -222,7 +222,7 @@ class BlendConfig(_Section):
 
     sources: list[SourceName] = list(DEFAULT_SOURCES)
     """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
-    popularity; opt-in: neighbors = item-to-item RP3beta, [neighbors])."""
+    popularity, neighbors = item-to-item RP3beta, [neighbors])."""
     candidates_per_source: int = Field(200, ge=1)
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]

@@ -47,7 +47,6 @@ REGISTRY: tuple[Source, ...] = (
         "neighbors",  # item-to-item: scores from a history's items, none from profile text
         frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
         "item-to-item RP3beta neighbour weights of the history's items, summed",
-        default=False,
     ),
 )
 SOURCES: tuple[str, ...] = tuple(source.name for source in REGISTRY)  # in report order

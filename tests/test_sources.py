@@ -24,10 +24,8 @@ from recsys.serving import schemas
 
 def test_everything_follows_the_registry():
     assert sources.SOURCES == ("text", "collab", "popularity", "neighbors")
-    # an opt-in source (default=False) is registered everywhere but blended only when asked
-    assert (
-        BlendConfig().sources == list(sources.DEFAULT_SOURCES) == ["text", "collab", "popularity"]
-    )
+    # a source with default=False would be registered everywhere but blended only when asked
+    assert BlendConfig().sources == list(sources.DEFAULT_SOURCES) == list(sources.SOURCES)
     field = BlendConfig.model_fields["sources"].annotation
     assert typing.get_args(typing.get_args(field)[0]) == sources.SOURCES
     assert list(schemas.Sources.model_fields) == list(sources.SOURCES)

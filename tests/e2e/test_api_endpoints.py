@@ -98,7 +98,6 @@ def test_known_user_gets_ranked_unseen_items_and_names_bundle_and_variant(world)
     assert scores == sorted(scores, reverse=True)
     for item in body["items"]:
         assert set(item["sources"]) == set(SOURCES)  # every registered source, null if unused
-        assert item["sources"]["neighbors"] is None  # opt-in: not in the default blend
         assert item["because"] is None or item["because"] in seen  # explained by the history
     assert any(item["because"] is not None for item in body["items"])
     assert "rank;dur=" in response.headers["Server-Timing"]

@@ -35,7 +35,9 @@ class TestBlendContract(RecommenderContract):
             {"6-50": {"text": 0.5, "collab": 0.5}},
         )
         lengths = np.diff(matrix.indptr)  # (n_users,) history lengths for the segments
-        return BlendedRanker(sources, weights, BlendConfig(candidates_per_source=6), lengths)
+        return BlendedRanker(
+            sources, weights, BlendConfig(sources=list(sources), candidates_per_source=6), lengths
+        )
 
 
 @pytest.fixture(scope="module")

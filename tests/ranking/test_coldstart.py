@@ -60,7 +60,9 @@ def ranker(world, collab):
         "popularity": collab[1],
     }
     weights = SegmentWeights.fixed({"text": 0.6, "collab": 0.2, "popularity": 0.2}, BOUNDS)
-    return BlendedRanker(sources, weights, BlendConfig(candidates_per_source=40))
+    return BlendedRanker(
+        sources, weights, BlendConfig(sources=list(sources), candidates_per_source=40)
+    )
 
 
 def test_paths_follow_what_the_query_carries():

@@ -121,8 +121,8 @@ ALL_FOUR = ["text", "collab", "popularity", "neighbors"]
 
 @pytest.mark.slow
 def test_the_nightly_learns_its_weight_and_publishes_it(tmp_path):
-    """Opted in, the nightly fits the source, the weight search includes it and the bundle
-    serves it: answers carry sources.neighbors."""
+    """Blended (the default), the nightly fits the source, the weight search includes it and
+    the bundle serves it: answers carry sources.neighbors."""
     build_test_bundle(tmp_path / "learned", blend={"sources": ALL_FOUR})
     ranker_dir = bundle.current_bundle(tmp_path / "learned") / "ranker"
     weights = json.loads((ranker_dir / "weights.json").read_text())
@@ -174,8 +174,8 @@ def test_retrieval_path_ranks_as_the_dense_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_default_nightly_neither_fits_nor_serves_it(tmp_path):
-    build_test_bundle(tmp_path / "var")
+def test_left_out_of_blend_sources_it_is_neither_fitted_nor_served(tmp_path):
+    build_test_bundle(tmp_path / "var", blend={"sources": ["text", "collab", "popularity"]})
     ranker_dir = bundle.current_bundle(tmp_path / "var") / "ranker"
     assert not (ranker_dir / "neighbors").exists()
     assert set(json.loads((ranker_dir / "weights.json").read_text())["default"]) == {

@@ -13,6 +13,7 @@ from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.candidates import build_candidates
 from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.content import ContentRecommender
+from recsys.ranking.neighbors import NeighborsRecommender
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.retrieval import (
     candidates_from_retrieved,
@@ -27,7 +28,7 @@ K = 10
 @pytest.fixture(scope="module")
 def ranker(tmp_path_factory) -> BlendedRanker:
     """The ranker of a real nightly's bundle (text with a Flat index and item_bias, LightFM,
-    popularity; 400 items, candidates_per_source 50)."""
+    popularity, neighbors; 400 items, candidates_per_source 50)."""
     workdir = tmp_path_factory.mktemp("retrieval") / "var"
     build_test_bundle(workdir)
     return BlendedRanker.load(bundle.current_bundle(workdir) / "ranker")
@@ -112,8 +113,13 @@ class CountingPopularity(_Counting, PopularityRecommender):
     pass
 
 
+class CountingNeighbors(_Counting, NeighborsRecommender):
+    pass
+
+
 def test_retrieval_scores_no_source_densely(ranker):
-    text, collab, pop = (ranker.sources[name] for name in ("text", "collab", "popularity"))
+    names = ("text", "collab", "popularity", "neighbors")
+    text, collab, pop, nbr = (ranker.sources[name] for name in names)
     sources = {
         "text": CountingContent(
             text.item_vectors,
@@ -127,13 +133,14 @@ def test_retrieval_scores_no_source_densely(ranker):
         ),
         "collab": CountingCollab(collab.model),
         "popularity": CountingPopularity(pop.popularity, pop.item_users),
+        "neighbors": CountingNeighbors(nbr.weights, nbr.trained, nbr.config),
     }
     counting = BlendedRanker(sources, ranker.weights, ranker.config, ranker.user_history_len)
     queries = _queries(ranker.n_items)
     exclude = [q.history for q in queries]
     assert counting.retrieves
     counting.recommend_detailed(queries, K, exclude, np.arange(ranker.n_items) % 3 > 0)
-    assert [type(s).dense_calls for s in sources.values()] == [0, 0, 0]
+    assert [type(s).dense_calls for s in sources.values()] == [0, 0, 0, 0]
     sources["text"].exact_max_items = ranker.n_items  # the counters do count the dense path
     counting.recommend_detailed(queries, K, exclude)
     assert all(type(s).dense_calls > 0 for s in sources.values())
