@@ -32,13 +32,13 @@ def show(names: list[str], weights: np.ndarray) -> str:
     return " ".join(f"{n} {w:.1f}" for n, w in zip(names, weights, strict=True))
 
 
-def probe(ranker: BlendedRanker, valid, points: int, k: int) -> None:
+def probe(ranker: BlendedRanker, valid, points: int, k: int, what: str = "valid") -> None:
     """Print the grid's best points, the best without each source, and each source alone."""
     names = ranker.names
     grid = simplex_grid(len(names), points)  # (G, S)
     ndcg = _grid_ndcg(ranker, list(valid.queries), valid.relevant, valid.exclude, grid, k)
     mean = ndcg.mean(axis=1)  # (G,)
-    print(f"grid {points} points per weight ({grid.shape[0]} blends), valid NDCG@{k}:")
+    print(f"grid {points} points per weight ({grid.shape[0]} blends), {what} NDCG@{k}:")
     for g in np.argsort(-mean, kind="stable")[:5]:
         print(f"  best    {show(names, grid[g])}: {mean[g]:.4f}")
     for s, name in enumerate(names):
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--grid", type=int, nargs="+", default=[6, 11])
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--variant", help="also probe the outside-in test round of this variant")
     args = parser.parse_args(argv)
     print("command: python " + " ".join(sys.argv))
     print(f"machine: {platform.machine()}, {platform.python_version()}")
@@ -66,7 +67,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"sources {ranker.names}; {len(valid.queries)} validation users")
     for points in args.grid:
         probe(ranker, valid, points, args.k)
+    if args.variant:
+        outside_in(args, dataset)
     return 0
+
+
+def outside_in(args: argparse.Namespace, dataset) -> None:
+    """The probe on the outside-in test round, with the published (refit) ranker; the test
+    frame is mapped from the variant's ids into the product's (the contract dir's) indices."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import polars as pl
+    from outside_in import load_variant
+    from published_quality import DATA_ROOT
+
+    from recsys.schema import ITEM_ID, ITEM_IDX, USER_ID, USER_IDX
+
+    variant = load_variant(DATA_ROOT, args.variant)
+    vds = variant.dataset
+    test = (
+        variant.test.join(vds.users.select(USER_IDX, USER_ID), on=USER_IDX)
+        .join(vds.items.select(ITEM_IDX, ITEM_ID), on=ITEM_IDX)
+        .drop(USER_IDX, ITEM_IDX)
+        .join(dataset.users.select(USER_IDX, USER_ID), on=USER_ID)
+        .join(dataset.items.select(ITEM_IDX, ITEM_ID), on=ITEM_ID)
+    )
+    if test.height != variant.test.height:
+        raise SystemExit(f"{args.data} is not {args.variant}'s REST: test ids do not all map")
+    round_ = eval_set([dataset.interactions], test, dataset.n_users)
+    ranker = BlendedRanker.load(args.bundle / "ranker")
+    learned = np.array([[ranker.weights.default[n] for n in ranker.names]])
+    ndcg = _grid_ndcg(ranker, list(round_.queries), round_.relevant, round_.exclude, learned, args.k)
+    print(f"outside-in test ({args.variant}, {len(round_.queries)} users), published ranker: "
+          f"learned weights {show(ranker.names, learned[0])}: NDCG@{args.k} {ndcg.mean():.4f}")  # fmt: skip
+    for points in args.grid:
+        probe(ranker, round_, points, args.k, what="outside-in test")
 
 
 if __name__ == "__main__":

@@ -308,6 +308,13 @@ class NightlyConfig(_Section):
     """Publish sources refitted on every interaction given (collaborative model, popularity, the
     cold-item prior's counts) with the hyperparameters and blend weights chosen on the split; the
     gate and A/B reports still judge the split-fitted candidate. false: publish that candidate."""
+    refit_weights: bool = True
+    """With refit: learn the published blend's weights once more, where its sources stand as
+    they will once published — the collaborative, popularity and neighbour sources (and the
+    cold-item prior's counts) fitted on the split's train + valid parts, scored on its test
+    part, which no source was fitted or early-stopped on. The towers are trained on train and
+    early-stopped on valid, so valid over-rates them beside refitted sources. false: publish the
+    weights learned on valid (the evaluated candidate's). Skipped with [blend] fixed_weights."""
 
 
 class ServingConfig(_Section):

@@ -136,20 +136,26 @@ class Context:
     def model_dir(self) -> Path:
         return self.output(MODEL)
 
-    def blend_sources(self, encoder_dir: Path | None = None) -> dict[str, Any]:
+    def blend_sources(self, encoder_dir: Path | None = None, at: Path | None = None) -> dict[str, Any]:
         """The blend's sources from the files earlier steps wrote. With `encoder_dir`, the
         encoder is saved there (inside the model, so a bundle is whole) and the text source
-        carries every known user's precomputed vector."""
+        carries every known user's precomputed vector. With `at`, the frame sources and the
+        cold-item prior are read from that directory instead (fitted there on another frame)."""
         names = self.config.blend.sources
+
+        def path(name: str) -> Path:
+            return self.output(name) if at is None else at / name
+
         out: dict[str, Any] = {}
         if "text" in names:
             encoder = self.encoder()
             if encoder_dir is not None:
                 encoder.save(encoder_dir)
+            bias = path(ITEM_BIAS)
             out["text"] = fit.text_source(
                 encoder,
                 self.item_vectors(),
-                bias=self.optional_array(ITEM_BIAS),
+                bias=np.load(bias, allow_pickle=False) if bias.is_file() else None,
                 index=self.index(),
                 exact_max_items=self.config.index.exact_max_items,
                 encoder_dir=encoder_dir,
@@ -159,5 +165,5 @@ class Context:
                 out["text"].set_known_users(*known)
         for name, source in fit.FRAME_SOURCES.items():
             if name in names:
-                out[name] = source.kind.load(self.output(name))
+                out[name] = source.kind.load(path(name))
         return out

@@ -223,21 +223,26 @@ def tune_collab(
 
 
 def learn_blend_weights(
-    sources: dict[str, Recommender], dataset: Dataset, split: Split, config: PipelineConfig
+    sources: dict[str, Recommender],
+    dataset: Dataset,
+    history: pl.DataFrame,
+    held_out: pl.DataFrame,
+    config: PipelineConfig,
 ) -> SegmentWeights:
-    """Weights learned on the validation split (queries = train histories); fixed ones if set."""
+    """Weights learned on `held_out` (queries = `history`'s histories, its items excluded; the
+    split's valid part for the evaluated candidate); fixed ones if set."""
     bounds = config.blend.segment_bounds
     if config.blend.fixed_weights is not None:
         return SegmentWeights.fixed(config.blend.fixed_weights, bounds)
-    if split.valid.height == 0:
+    if held_out.height == 0:
         return SegmentWeights.uniform(list(config.blend.sources), bounds)
-    valid = eval_set([split.train], split.valid, dataset.n_users)
-    lengths = history_lengths(split.train, dataset.n_users)
+    rounds = eval_set([history], held_out, dataset.n_users)
+    lengths = history_lengths(history, dataset.n_users)
     return learn_weights(
         sources,
-        valid.queries,
-        valid.relevant,
-        valid.exclude,
+        rounds.queries,
+        rounds.relevant,
+        rounds.exclude,
         config.blend,
         k=config.eval.k,
         user_history_len=lengths,

@@ -59,6 +59,13 @@ def _refit_text(ctx: Context) -> bool:
     return ctx.config.nightly.refit and ctx.uses_text
 
 
+def _refit_weights(ctx: Context) -> bool:
+    """[nightly] refit and refit_weights, learned weights (no [blend] fixed_weights), a test part"""
+    nightly = ctx.config.nightly
+    learned = ctx.config.blend.fixed_weights is None and ctx.split.test.height > 0
+    return nightly.refit and nightly.refit_weights and learned
+
+
 def _tune(ctx: Context) -> bool:
     """[collab] model = "auto" or tune = true"""
     collab = ctx.config.collab  # the collab source is fitted (and so resolved) in every config
@@ -111,7 +118,15 @@ STEPS: tuple[Step, ...] = (
     Step("model", stages.model_step, provides=(files.MODEL,)),
     Step("evaluate", stages.evaluate_step),
     Step("gate", stages.gate_step),
-    # Refit for publishing: the same sources, hyperparameters and weights, on every interaction.
+    # Refit for publishing: the weights learned with sources fitted on train + valid and scored
+    # on test, then the same sources and hyperparameters fitted on every interaction.
+    Step(
+        "refit_weights",
+        stages.refit_weights_step,
+        _refit_weights,
+        (files.WEIGHTS,),
+        preview=preview.fit_sources(stages.shifted_frame),
+    ),
     Step(
         "refit",
         stages.fit_sources_step(ALL),

@@ -72,10 +72,15 @@ def fit_record(ctx: Context) -> dict[str, Any]:
     record: dict[str, Any] = {"refit": ctx.config.nightly.refit, "evaluated": evaluated}
     record["collab"] = ctx.fit_config().collab.model_dump(mode="json")  # after the tune step
     if ctx.config.nightly.refit:
+        shifted = ctx.steps.done("refit_weights")  # None: the weights learned on valid
         record["published"] = {
             "interactions": ctx.dataset.interactions.height,
             "sources_key": ctx.result("refit")["key"],
+            "weights_learned_on": "valid" if shifted is None else "test",
         }
+        if shifted is not None:  # what the weights' sources were fitted on (train + valid)
+            interactions = ctx.split.train.height + ctx.split.valid.height
+            record["weights"] = {"interactions": interactions, "sources_key": shifted["result"]["key"]}
     return record
 
 

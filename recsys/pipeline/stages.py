@@ -66,6 +66,12 @@ def all_frame(ctx: Context) -> pl.DataFrame:
     return ctx.dataset.interactions
 
 
+def shifted_frame(ctx: Context) -> pl.DataFrame:
+    """The split's train and valid parts: what the published weights' sources are fitted on,
+    so that they stand to the test part as the refitted sources stand to the future."""
+    return pl.concat([ctx.split.train, ctx.split.valid])
+
+
 def validate_step(ctx: Context, out: Path) -> dict[str, Any]:
     return dataset_stats(ctx.dataset)
 
@@ -248,11 +254,28 @@ def prior_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
 
 
 def weights_step(ctx: Context, out: Path) -> dict[str, Any]:
-    """Learn the per-segment blend weights on the split (or take the fixed ones)."""
-    weights = fit.learn_blend_weights(ctx.blend_sources(), ctx.dataset, ctx.split, ctx.config)
+    """Learn the per-segment blend weights on the split's valid part (or take the fixed ones)."""
+    sources, split = ctx.blend_sources(), ctx.split
+    weights = fit.learn_blend_weights(sources, ctx.dataset, split.train, split.valid, ctx.config)
     weights.log(ctx.tracker)
     weights.save(out / WEIGHTS)
     return {"weights": weights.to_dict()}
+
+
+def refit_weights_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """The published ranker's weights ([nightly] refit_weights): the frame sources and the
+    cold-item prior fitted on train + valid (shifted_frame; through the fitted-source cache),
+    the towers as trained, all scored on the split's test part."""
+    fitted = fit_sources_step(shifted_frame)(ctx, out)
+    (out / ITEM_BIAS).unlink(missing_ok=True)  # a crashed attempt's; absent: no prior
+    if ctx.uses_text:
+        prior_step(shifted_frame)(ctx, out)
+    history, held_out = shifted_frame(ctx), ctx.split.test
+    sources = ctx.blend_sources(at=out)
+    weights = fit.learn_blend_weights(sources, ctx.dataset, history, held_out, ctx.config)
+    weights.log(ctx.tracker, prefix="published_blend", scored_on="test")
+    weights.save(out / WEIGHTS)
+    return {"weights": weights.to_dict(), "key": fitted["key"], "reused": fitted["reused"]}
 
 
 def users_step(ctx: Context, out: Path) -> dict[str, Any]:

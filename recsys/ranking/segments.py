@@ -117,15 +117,16 @@ class SegmentWeights:
             raw.get("stats", {}),
         )
 
-    def log(self, tracker: Tracker, prefix: str = "blend") -> None:
-        """Weights as params (`blend.weight.<segment>.<source>`), validation NDCG as metrics."""
+    def log(self, tracker: Tracker, prefix: str = "blend", scored_on: str = "valid") -> None:
+        """Weights as params (`blend.weight.<segment>.<source>`), the NDCG of the round they
+        were learned on as metrics (`blend.valid_ndcg.<segment>`)."""
         params = {f"{prefix}.weight.all.{s}": round(w, 4) for s, w in self.default.items()}
         for seg, weights in self.per_segment.items():
             key = _key(seg)
             params.update({f"{prefix}.weight.{key}.{s}": round(w, 4) for s, w in weights.items()})
         tracker.log_params(params)
         metrics = {
-            f"{prefix}.valid_ndcg.{_key(seg)}": v
+            f"{prefix}.{scored_on}_ndcg.{_key(seg)}": v
             for seg, v in self.stats.get("ndcg", {}).items()
             if v is not None
         }

@@ -247,6 +247,7 @@ STEPS = [
     "model",
     "evaluate",
     "gate",
+    "refit_weights",
     "refit",
     "refit_prior",
     "published",

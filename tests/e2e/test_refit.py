@@ -151,3 +151,49 @@ def _result(path: Path) -> dict:
     import json
 
     return json.loads(path.read_text())["result"]
+
+
+def test_published_weights_are_learned_where_the_sources_stand_as_published(world, tmp_path):
+    """[nightly] refit_weights: the published ranker's weights are learned once more with the
+    frame sources fitted on train + valid and scored on the test part (which they never saw);
+    the evaluated candidate keeps the weights learned on valid. Here the pattern items exist
+    only in each pattern user's two newest interactions: fitted on train, popularity has never
+    seen them (valid gives it no credit); fitted on train + valid it has seen one per user and
+    ranks the pattern first, which is what the refitted, published popularity does for the
+    future."""
+    config = _config(True)
+    config = config.model_copy(
+        update={"blend": config.blend.model_copy(
+            update={"sources": ["collab", "popularity"], "fixed_weights": None}
+        )}
+    )  # fmt: skip
+    workdir = tmp_path / "work"
+    result = run_nightly(world["data"], config, workdir, say=lambda m: None, track=False)
+    run = workdir / "runs" / result.run_key / "steps"
+    step = _result(run / "refit_weights.json")
+    published = bundle.bundles_dir(workdir) / result.published
+    manifest = bundle.read_manifest(published)
+    fitted = manifest["fit"]
+    dataset = load_dataset(world["data"], config.data)
+    split = split_interactions(dataset.interactions, config.split)
+    assert fitted["published"]["weights_learned_on"] == "test"
+    assert fitted["weights"]["interactions"] == split.train.height + split.valid.height
+    assert fitted["weights"]["sources_key"] == step["key"] != fitted["evaluated"]["sources_key"]
+    import json
+
+    served = json.loads((published / "ranker" / "weights.json").read_text())
+    evaluated = json.loads((published / EVALUATED_RANKER_DIR / "weights.json").read_text())
+    assert served["default"] == step["weights"]["default"]
+    assert evaluated["default"] == _result(run / "weights.json")["weights"]["default"]
+    assert step["weights"]["stats"]["users"]["all"] == split.test["user_idx"].n_unique()
+    assert served["default"]["popularity"] > evaluated["default"]["popularity"]
+
+    off = config.model_copy(
+        update={"nightly": config.nightly.model_copy(update={"refit_weights": False})}
+    )
+    result = run_nightly(world["data"], off, tmp_path / "off", say=lambda m: None, track=False)
+    assert "refit_weights" not in {s["step"] for s in result.steps}
+    published = bundle.bundles_dir(tmp_path / "off") / result.published
+    assert bundle.read_manifest(published)["fit"]["published"]["weights_learned_on"] == "valid"
+    served = json.loads((published / "ranker" / "weights.json").read_text())
+    assert served["default"] == evaluated["default"]
