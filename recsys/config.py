@@ -215,6 +215,9 @@ class NeighborsConfig(_Section):
     """Exponent on the walk's transition probabilities (RP3beta; 1: the plain P3 walk)."""
     beta: float = Field(0.0, ge=0.0)
     """Popularity penalty: a neighbour's weight is divided by its interaction count ** beta."""
+    recency: float = Field(0.8, gt=0.0, le=1.0)
+    """A history item's row counts recency ** age, age = how many newer items the history has
+    (the newest counts 1; 1.0: every item alike; a repeated item counts at its newest)."""
 
 
 class BlendConfig(_Section):

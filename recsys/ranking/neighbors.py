@@ -4,7 +4,8 @@ Reads an interaction matrix; writes neighbors.npz (each item's top-N neighbour w
 and which items had interactions) and neighbors.json. A query scores by its history alone: the
 rows of its history items summed, so known and unknown users are served alike (Gorse's
 item-to-item recall source). Items without interactions score -inf (cold items are the text
-source's), as does a query without a usable history.
+source's), as does a query without a usable history. Newer history items count more
+([neighbors] recency ** age: the session-kNN decay).
 """
 
 from __future__ import annotations
@@ -90,14 +91,23 @@ class NeighborsRecommender(Recommender):
         return self.trained.size
 
     def history_matrix(self, queries: Sequence[Query]) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Binary (n, n_items) csr of each query's history items in the catalog (repeats once),
-        and (n,) bool: the query has at least one item that had interactions."""
-        items = [np.unique(valid_history(q.history, self.n_items)) for q in queries]
-        rows = np.repeat(np.arange(len(queries)), [h.size for h in items])
-        cols = np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
-        ones = np.ones(rows.size, dtype=np.float32)
-        x = sp.csr_matrix((ones, (rows, cols)), shape=(len(queries), self.n_items))
-        usable = np.array([bool(self.trained[h].any()) for h in items], dtype=bool)
+        """(n, n_items) csr of each query's history items in the catalog, each weighted
+        recency ** age (age 0: the newest; a repeated item at its newest), and (n,) bool: the
+        query has at least one item that had interactions."""
+        rows, cols, ages = [], [], []
+        usable = np.zeros(len(queries), dtype=bool)
+        for row, query in enumerate(queries):
+            newest_first = valid_history(query.history, self.n_items)[::-1]
+            items, age = np.unique(newest_first, return_index=True)  # first index: the newest
+            rows.append(np.full(items.size, row))
+            cols.append(items)
+            ages.append(age)
+            usable[row] = bool(self.trained[items].any())
+        if not queries:
+            return sp.csr_matrix((0, self.n_items), dtype=np.float32), usable
+        weights = np.power(self.config.recency, np.concatenate(ages)).astype(np.float32)
+        shape = (len(queries), self.n_items)
+        x = sp.csr_matrix((weights, (np.concatenate(rows), np.concatenate(cols))), shape=shape)
         return x, usable
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
@@ -157,5 +167,6 @@ class NeighborsRecommender(Recommender):
         if meta.get("kind") != "neighbors":
             raise ValueError(f"{meta_path}: kind {meta.get('kind')!r}, expected 'neighbors'")
         arrays = load_npz(path)  # memory-mapped (recsys.bundle_arrays)
-        config = NeighborsConfig.model_validate(meta["config"])
+        settings = {"recency": 1.0, **meta["config"]}  # saved before recency: every item alike
+        config = NeighborsConfig.model_validate(settings)
         return cls(csr_from_arrays("weights", arrays), arrays["trained"], config)

@@ -67,7 +67,7 @@ def test_each_item_keeps_its_top_n_neighbours():
 
 
 def test_a_history_sums_its_items_rows_for_known_and_unknown_users_alike():
-    rec = NeighborsRecommender.fit(_world(), NeighborsConfig(alpha=1.0, beta=0.0))
+    rec = NeighborsRecommender.fit(_world(), NeighborsConfig(alpha=1.0, beta=0.0, recency=1.0))
     history = np.array([0, 2, 2, -1, 99])  # repeats count once; unknown ids are dropped
     scores = rec.score([Query(1, history), Query(-1, history), Query(500, history)])
     expected = np.array([1 / 9, 5 / 12 + 5 / 18, 1 / 6], dtype=np.float32)
@@ -75,6 +75,16 @@ def test_a_history_sums_its_items_rows_for_known_and_unknown_users_alike():
         np.testing.assert_allclose(row[:3], expected, rtol=1e-6)
     idx, _ = rec.recommend([Query(-1, np.array([0]))], 3, exclude=[np.array([0])])
     assert idx.tolist() == [[1, 2, -1]]  # the cold item is never recommended
+
+
+def test_newer_history_items_count_more():
+    """recency r: a history item's row counts r ** (newer items after it); a repeat counts at its
+    newest. History 0, 2, 2 (then unknown ids): item 2 is the newest (age 0), item 0 has age 2."""
+    r = 0.5
+    rec = NeighborsRecommender.fit(_world(), NeighborsConfig(alpha=1.0, beta=0.0, recency=r))
+    scores = rec.score([Query(-1, np.array([0, 2, 2, -1, 99])), Query(-1, np.array([2, 0]))])
+    expected = [[1 / 9, r**2 * 5 / 12 + 5 / 18, r**2 * 1 / 6], [r * 1 / 9, 5 / 12 + r * 5 / 18, 1 / 6]]
+    np.testing.assert_allclose(scores[:, :3], np.array(expected, dtype=np.float32), rtol=1e-6)
 
 
 def test_cold_items_and_queries_without_a_usable_history_score_minus_inf():
@@ -97,6 +107,10 @@ def test_save_load_round_trip_without_pickle(tmp_path):
     assert (loaded.weights != rec.weights).nnz == 0
     queries = [Query(-1, np.array([0, 5])), Query(3, np.array([7]))]
     np.testing.assert_array_equal(loaded.score(queries), rec.score(queries))
+    meta = json.loads((tmp_path / "n" / "neighbors.json").read_text())
+    del meta["config"]["recency"]  # a bundle saved before recency existed
+    (tmp_path / "n" / "neighbors.json").write_text(json.dumps(meta))
+    assert NeighborsRecommender.load(tmp_path / "n").config.recency == 1.0  # as it was fitted
 
 
 def test_load_names_what_is_missing_or_wrong(tmp_path):
