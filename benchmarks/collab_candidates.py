@@ -70,16 +70,15 @@ def knn_weights(x: sp.csr_matrix, params: dict) -> np.ndarray:
 
 
 def rp3_weights(x: sp.csr_matrix, params: dict) -> np.ndarray:
-    """RP3beta: (P_ui^alpha row-normalised)^T-walk item->user->item, divided by pop^beta."""
-    xb = sp.csr_matrix(x, dtype=np.float64)
-    deg_u = np.maximum(np.asarray(xb.sum(axis=1)).ravel(), 1.0)  # (n_users,)
-    deg_i = np.maximum(np.asarray(xb.sum(axis=0)).ravel(), 1.0)  # (n_items,)
-    p_ui = sp.diags(1.0 / deg_u) @ xb  # (n_users, n_items) user -> item
-    p_iu = sp.diags(1.0 / deg_i) @ xb.T  # (n_items, n_users) item -> user
-    walk = (p_iu.power(params["alpha"]) @ p_ui.power(params["alpha"])).toarray()
-    walk /= np.power(deg_i, params["beta"])[None, :]
-    np.fill_diagonal(walk, 0.0)
-    return walk.astype(np.float32)
+    """RP3beta: the product's recsys.ranking.neighbors.rp3beta_weights with no top-n cut
+    (every neighbour kept), as dense (n_items, n_items) float32."""
+    from recsys.config import NeighborsConfig
+    from recsys.ranking.neighbors import rp3beta_weights
+
+    config = NeighborsConfig(
+        top_n=x.shape[1], alpha=params["alpha"], beta=params["beta"], recency=1.0
+    )
+    return rp3beta_weights(x, config).toarray()
 
 
 def keep_top(sim: np.ndarray, neighbours: int) -> np.ndarray:
