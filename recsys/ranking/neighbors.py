@@ -32,7 +32,11 @@ def rp3beta_weights(matrix: sp.spmatrix, config: NeighborsConfig) -> sp.csr_matr
     """(n_items, n_items) float32 csr: W[i, j] = sum_u P(i->u)^alpha P(u->j)^alpha / pop_j^beta,
     the two-step walk item -> user -> item of a binary (n_users, n_items) matrix, the diagonal
     zero, each row cut to its `top_n` largest positive entries."""
-    binary = check_interactions(matrix)
+    return _rp3beta(check_interactions(matrix), config)
+
+
+def _rp3beta(binary: sp.csr_matrix, config: NeighborsConfig) -> sp.csr_matrix:
+    """rp3beta_weights of a matrix check_interactions already passed (its data set to 1 here)."""
     binary.data[:] = 1.0
     x = binary.astype(np.float64)
     deg_u = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)  # (n_users,)
@@ -84,7 +88,7 @@ class NeighborsRecommender(Recommender):
         config = config or NeighborsConfig()
         binary = check_interactions(matrix)
         trained = np.diff(binary.T.tocsr().indptr) > 0  # (n_items,) with any interaction
-        return cls(rp3beta_weights(binary, config), trained, config)
+        return cls(_rp3beta(binary, config), trained, config)
 
     @property
     def n_items(self) -> int:
