@@ -117,9 +117,6 @@ class NeighborsRecommender(Recommender):
     def score(self, queries: Sequence[Query]) -> np.ndarray:
         """(n, n_items): the history's rows of the weights summed; -inf for items without
         interactions and for queries without a history item that had any."""
-        return self._history_scores(queries)
-
-    def _history_scores(self, queries: Sequence[Query]) -> np.ndarray:
         x, usable = self.history_matrix(queries)
         scores = np.asarray((x @ self.weights).toarray(), dtype=np.float32)  # (n, n_items)
         scores[~usable] = -np.inf
@@ -135,7 +132,7 @@ class NeighborsRecommender(Recommender):
     ) -> Retrieved:
         """The blend's top-n from one sparse product of this batch's histories with the weights,
         (q, n_items) for this batch only (as collab's MIPS), partitioned, gathered for the union."""
-        return dense_retrieve(self._history_scores(queries), n, exclude, allowed)
+        return dense_retrieve(self.score(queries), n, exclude, allowed)
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The item's strongest neighbours (at most top_n; -1 padded), itself excluded."""

@@ -1,7 +1,9 @@
 """Retrieval path of the blend (catalogs above index.exact_max_items): the same top-k as the dense
-path on a real published bundle, no source scored densely, and the union helpers."""
+path on a real published bundle, no source scoring beyond its batch, and the union helpers."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -92,13 +94,20 @@ def test_retrieval_ranks_as_the_dense_path(ranker, filtering):
 
 
 class _Counting:
-    """Counts calls of the source's dense score() (mixed into the real source classes)."""
+    """Records the batch each retrieve() gets and the rows of each dense score() matrix (mixed
+    into the real source classes; `batches` and `scored` are set per instance)."""
 
-    dense_calls = 0
+    batches: list[int]
+    scored: list[int]
+
+    def retrieve(self, queries, *args, **kwargs):
+        self.batches.append(len(queries))
+        return super().retrieve(queries, *args, **kwargs)
 
     def score(self, queries):
-        type(self).dense_calls += 1
-        return super().score(queries)
+        out = super().score(queries)
+        self.scored.append(out.shape[0])
+        return out
 
 
 class CountingContent(_Counting, ContentRecommender):
@@ -117,9 +126,25 @@ class CountingNeighbors(_Counting, NeighborsRecommender):
     pass
 
 
-def test_retrieval_scores_no_source_densely(ranker):
+def _recording_factors(model, scored: list[int]):
+    """A copy of a FactorModel whose score_vectors (every (n, n_items) product of collab, and
+    score_users' of known users) also records its rows in `scored`."""
+    model = copy.copy(model)
+    real = model.score_vectors
+
+    def score_vectors(vectors, biases=None):
+        out = real(vectors, biases)
+        scored.append(out.shape[0])
+        return out
+
+    model.score_vectors = score_vectors
+    return model
+
+
+def _counting_sources(ranker: BlendedRanker) -> dict:
     names = ("text", "collab", "popularity", "neighbors")
     text, collab, pop, nbr = (ranker.sources[name] for name in names)
+    collab_scored: list[int] = []
     sources = {
         "text": CountingContent(
             text.item_vectors,
@@ -131,19 +156,36 @@ def test_retrieval_scores_no_source_densely(ranker):
             text.item_bias,
             normalized=True,
         ),
-        "collab": CountingCollab(collab.model),
+        "collab": CountingCollab(_recording_factors(collab.model, collab_scored)),
         "popularity": CountingPopularity(pop.popularity, pop.item_users),
         "neighbors": CountingNeighbors(nbr.weights, nbr.trained, nbr.config),
     }
+    for source in sources.values():
+        source.batches, source.scored = [], []
+    sources["collab"].scored = collab_scored
+    return sources
+
+
+def test_retrieval_scores_no_source_beyond_its_batch(ranker):
+    """The retrieval path: text searches its index and popularity reads its order (no dense
+    scores at all); collab and neighbors score densely, but only the batch they were given,
+    never a (n_users, n_items) or other blend-wide matrix."""
+    sources = _counting_sources(ranker)
     counting = BlendedRanker(sources, ranker.weights, ranker.config, ranker.user_history_len)
     queries = _queries(ranker.n_items)
     exclude = [q.history for q in queries]
     assert counting.retrieves
     counting.recommend_detailed(queries, K, exclude, np.arange(ranker.n_items) % 3 > 0)
-    assert [type(s).dense_calls for s in sources.values()] == [0, 0, 0, 0]
-    sources["text"].exact_max_items = ranker.n_items  # the counters do count the dense path
+    for name, source in sources.items():
+        assert source.batches, name
+        assert max(source.scored, default=0) <= max(source.batches), (name, source.scored)
+    assert sources["text"].scored == [] and sources["popularity"].scored == []
+    assert sources["collab"].scored and sources["neighbors"].scored  # the bound was checked
+    sources["text"].exact_max_items = ranker.n_items  # the records do see the dense path
+    for source in sources.values():
+        source.scored.clear()
     counting.recommend_detailed(queries, K, exclude)
-    assert all(type(s).dense_calls > 0 for s in sources.values())
+    assert all(source.scored for source in sources.values())
 
 
 def test_retrieval_switch(ranker, monkeypatch):
