@@ -9,11 +9,13 @@ they all give the same answer within the poll interval.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -23,6 +25,8 @@ from recsys.serving.metrics import Metrics
 
 if TYPE_CHECKING:
     from recsys.ranking.overlay import Overlay
+
+T = TypeVar("T")  # a value LiveView caches per bundle version
 
 
 def events_through(model: Any, store: str | None = None) -> int:
@@ -149,38 +153,52 @@ class LiveView:
         self._fresh[user_id] = (model.version, n, answer)
         return answer
 
+    def _per_version(
+        self,
+        cache: dict[str, tuple[int, T]],
+        version: str,
+        compute: Callable[[], T],
+        lock: bool = False,
+    ) -> T:
+        """cache[version] = (item_gen, value): the value until an item row changes, else
+        compute() kept with the item_gen read before it (under the view's lock if `lock`)."""
+        cached = cache.get(version)
+        if cached is not None and cached[0] == self.item_gen:
+            return cached[1]
+        with self._lock if lock else contextlib.nullcontext():
+            gen = self.item_gen
+            value = compute()
+            cache[version] = (gen, value)
+            return value
+
     def hidden_in(self, model: Any) -> tuple[list[str], frozenset[int]]:
         """(ids, item_idx) of the hidden items the bundle contains, cached until an item row
         changes."""
-        cached = self._hidden.get(model.version)
-        if cached is not None and cached[0] == self.item_gen:
-            return cached[1]
-        gen, ids = self.item_gen, [h for h in self.hidden if model.has_item(h)]
-        answer = ids, frozenset(model.item_map.get_idx(h) for h in ids)
-        self._hidden[model.version] = (gen, answer)
-        return answer
+
+        def compute() -> tuple[list[str], frozenset[int]]:
+            ids = [h for h in self.hidden if model.has_item(h)]
+            return ids, frozenset(model.item_map.get_idx(h) for h in ids)
+
+        return self._per_version(self._hidden, model.version, compute)
 
     def overlay(self, model: Any) -> Overlay:
         """The overlay items the bundle does not contain, in its tower's space (items embedded
         by another bundle are embedded again, once per change)."""
-        cached = self._overlays.get(model.version)
-        if cached is not None and cached[0] == self.item_gen:
-            return cached[1]
-        from recsys.ranking.overlay import NoItemTower, Overlay  # the model stack: in the worker
 
-        with self._lock:
-            gen = self.item_gen
+        def compute() -> Overlay:
+            from recsys.ranking.overlay import NoItemTower, Overlay  # model stack: the worker
+
             rows = [
                 r
                 for r in self.items.values()
                 if r.fields is not None and not model.has_item(r.item_id)
             ]
             try:
-                overlay = self._build(model, rows) if rows else Overlay()
+                return self._build(model, rows) if rows else Overlay()
             except NoItemTower:  # a bundle that cannot embed text serves without the overlay
-                overlay = Overlay()
-            self._overlays[model.version] = (gen, overlay)
-            return overlay
+                return Overlay()
+
+        return self._per_version(self._overlays, model.version, compute, lock=True)
 
     def _build(self, model: Any, rows: list[ItemRow]) -> Overlay:
         from recsys.ranking.overlay import Overlay, embed_items
@@ -209,15 +227,16 @@ class LiveView:
     def patched(self, model: Any) -> dict[str, dict[str, str | None]]:
         """Bundle items whose columns were patched or replaced live: item id -> the columns its
         filters read now (absent = empty), cached until an item row changes."""
-        cached = self._patched.get(model.version)
-        if cached is not None and cached[0] == self.item_gen:
-            return cached[1]
-        gen, rows = self.item_gen, list(self.items.values())
-        out = {
-            r.item_id: r.fields for r in rows if r.fields is not None and model.has_item(r.item_id)
-        }
-        self._patched[model.version] = (gen, out)
-        return out
+
+        def compute() -> dict[str, dict[str, str | None]]:
+            rows = list(self.items.values())
+            return {
+                r.item_id: r.fields
+                for r in rows
+                if r.fields is not None and model.has_item(r.item_id)
+            }
+
+        return self._per_version(self._patched, model.version, compute)
 
     def knows(self, model: Any, item_id: str) -> bool:
         """The item is in the bundle or is an overlay item (hidden or not)."""
