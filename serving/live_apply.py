@@ -13,6 +13,7 @@ rerank_on_events, a plain request of a user with events is ranked that way too, 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,18 @@ from recsys.errors import RequestError
 from recsys.serving.live_view import LiveView
 
 RERANK_DEPTH = 100  # a re-ranked list of a user with events is kept this deep (or k + hidden)
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a request asked that placing overlay items reads."""
+
+    k: int
+    user_id: str | None
+    item_ids: Sequence[str]  # the history encoded: request items + events ([]: a stored list)
+    profile_text: str | None
+    exclude: Sequence[str]
+    filters: Sequence[tuple[str, str]]
 
 
 def recommend(
@@ -68,8 +81,8 @@ def recommend(
     drop = view.hidden.union(events)
     items = [it for it in result["items"] if it["item_id"] not in drop]
     out = {k_: v for k_, v in result.items() if k_ not in ("depth", "vector")}
-    overlay = (encode, profile_text, exclude, filters, vector)
-    out["items"] = _with_overlay(model, view, items, k, user_id, user.every, *overlay)
+    asked = _Asked(k, user_id, encode, profile_text, exclude, filters)
+    out["items"] = _with_overlay(model, view, items, asked, user.every, vector)
     return out
 
 
@@ -102,28 +115,27 @@ def _reranked(model, view, user_id, seq, events, depth) -> tuple[dict[str, Any],
     return {**result, "ranked": ranked}, result["vector"]
 
 
-def _with_overlay(
-    model, view, items, k, user_id, event_items, item_ids, profile, exclude, filters, vector
-):
-    """The answer with overlay items placed by their text score (none: the answer cut to k)."""
+def _with_overlay(model, view, items, asked: _Asked, event_items, vector):
+    """The answer with overlay items placed by their text score (none: the answer cut to k);
+    `vector` is the user's text vector when already known (a re-ranked list's), else None."""
     from recsys.ranking.overlay import merge_ranked, user_text_vector
 
     overlay = view.overlay(model)
     if not len(overlay):
-        return items[:k]
+        return items[: asked.k]
     if vector is None:
-        vector = user_text_vector(model, user_id, item_ids, profile)
+        vector = user_text_vector(model, asked.user_id, asked.item_ids, asked.profile_text)
     if vector is None:
-        return items[:k]
+        return items[: asked.k]
     scores = overlay.vectors @ vector  # (m,) cosine, as the text source scores
     # what may not be answered scores -inf (merge_ranked skips it): looked up, not scanned
-    skip = view.hidden | set(exclude) | set(item_ids) | event_items
+    skip = view.hidden | set(asked.exclude) | set(asked.item_ids) | event_items
     rows = [overlay.position[i] for i in skip if i in overlay.position]
-    if filters:
-        rows += [j for j, f in enumerate(overlay.fields) if not _passes(f, filters, model)]
+    if asked.filters:
+        rows += [j for j, f in enumerate(overlay.fields) if not _passes(f, asked.filters, model)]
     if rows:
         scores[rows] = -np.inf
-    return merge_ranked(items, overlay.ids, scores, k)
+    return merge_ranked(items, overlay.ids, scores, asked.k)
 
 
 def _passes(fields: dict, filters: Sequence[tuple[str, str]], model: Any) -> bool:
