@@ -36,9 +36,10 @@ def rp3beta_weights(matrix: sp.spmatrix, config: NeighborsConfig) -> sp.csr_matr
 
 
 def _rp3beta(binary: sp.csr_matrix, config: NeighborsConfig) -> sp.csr_matrix:
-    """rp3beta_weights of a matrix check_interactions already passed (its data set to 1 here)."""
-    binary.data[:] = 1.0
-    x = binary.astype(np.float64)
+    """rp3beta_weights of a matrix check_interactions already passed (read as 0/1; the
+    caller's matrix is left as it was)."""
+    x = binary.astype(np.float64)  # a copy
+    x.data[:] = 1.0
     deg_u = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)  # (n_users,)
     deg_i = np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)  # (n_items,)
     to_item = (sp.diags(1.0 / deg_u) @ x).power(config.alpha).tocsr()  # (n_users, n_items)

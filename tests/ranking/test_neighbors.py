@@ -77,6 +77,14 @@ def test_a_history_sums_its_items_rows_for_known_and_unknown_users_alike():
     assert idx.tolist() == [[1, 2, -1]]  # the cold item is never recommended
 
 
+def test_fit_reads_weights_as_binary_and_leaves_the_callers_matrix_alone():
+    counts = _world().astype(np.float32)
+    counts.data[:] = 3.0  # repeated interactions
+    rec = NeighborsRecommender.fit(counts, NeighborsConfig(alpha=1.0, beta=0.0))
+    np.testing.assert_allclose(rec.weights.toarray(), P3, rtol=1e-6)
+    assert (counts.data == 3.0).all()
+
+
 def test_newer_history_items_count_more():
     """recency r: a history item's row counts r ** (newer items after it); a repeat counts at its
     newest. History 0, 2, 2 (then unknown ids): item 2 is the newest (age 0), item 0 has age 2."""
