@@ -76,7 +76,6 @@ def outside_in(args: argparse.Namespace, dataset) -> None:
     """The probe on the outside-in test round, with the published (refit) ranker; the test
     frame is mapped from the variant's ids into the product's (the contract dir's) indices."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import polars as pl
     from outside_in import load_variant
     from published_quality import DATA_ROOT
 
@@ -96,9 +95,11 @@ def outside_in(args: argparse.Namespace, dataset) -> None:
     round_ = eval_set([dataset.interactions], test, dataset.n_users)
     ranker = BlendedRanker.load(args.bundle / "ranker")
     learned = np.array([[ranker.weights.default[n] for n in ranker.names]])
-    ndcg = _grid_ndcg(ranker, list(round_.queries), round_.relevant, round_.exclude, learned, args.k)
-    print(f"outside-in test ({args.variant}, {len(round_.queries)} users), published ranker: "
-          f"learned weights {show(ranker.names, learned[0])}: NDCG@{args.k} {ndcg.mean():.4f}")  # fmt: skip
+    queries = list(round_.queries)
+    ndcg = _grid_ndcg(ranker, queries, round_.relevant, round_.exclude, learned, args.k).mean()
+    weights = show(ranker.names, learned[0])
+    print(f"outside-in test ({args.variant}, {len(queries)} users), published ranker: "
+          f"learned weights {weights}: NDCG@{args.k} {ndcg:.4f}")  # fmt: skip
     for points in args.grid:
         probe(ranker, round_, points, args.k, what="outside-in test")
 

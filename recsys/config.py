@@ -12,7 +12,7 @@ import textwrap
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -215,9 +215,11 @@ class NeighborsConfig(_Section):
     """Exponent on the walk's transition probabilities (RP3beta; 1: the plain P3 walk)."""
     beta: float = Field(0.0, ge=0.0)
     """Popularity penalty: a neighbour's weight is divided by its interaction count ** beta."""
-    recency: float = Field(0.8, gt=0.0, le=1.0)
+    recency: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = "auto"
     """A history item's row counts recency ** age, age = how many newer items the history has
-    (the newest counts 1; 1.0: every item alike; a repeated item counts at its newest)."""
+    (the newest counts 1; 1.0: every item alike; a repeated item counts at its newest). "auto":
+    chosen at each fit from 1.0, 0.9, 0.8, 0.7, 0.5, 0.3 by how well the fitted frame's rest
+    ranks each user's newest interaction in it (recsys.training.neighbors_recency)."""
 
 
 class BlendConfig(_Section):

@@ -136,7 +136,9 @@ class Context:
     def model_dir(self) -> Path:
         return self.output(MODEL)
 
-    def blend_sources(self, encoder_dir: Path | None = None, at: Path | None = None) -> dict[str, Any]:
+    def blend_sources(
+        self, encoder_dir: Path | None = None, at: Path | None = None
+    ) -> dict[str, Any]:
         """The blend's sources from the files earlier steps wrote. With `encoder_dir`, the
         encoder is saved there (inside the model, so a bundle is whole) and the text source
         carries every known user's precomputed vector. With `at`, the frame sources and the

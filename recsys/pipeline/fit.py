@@ -33,6 +33,7 @@ from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
 from recsys.text.documents import item_documents
 from recsys.training import collab_tuning
 from recsys.training.blend_weights import learn_weights
+from recsys.training.neighbors_recency import choose_recency
 
 
 def histories(frame: pl.DataFrame, n_users: int) -> list[np.ndarray]:
@@ -103,9 +104,14 @@ def fit_collab(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) ->
 def fit_neighbors(
     dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig
 ) -> NeighborsRecommender:
-    """RP3beta item-to-item weights ([neighbors]) of the frame's interactions."""
+    """RP3beta item-to-item weights ([neighbors]) of the frame's interactions; recency "auto"
+    is chosen on the frame itself (its users' newest interactions held out)."""
     interactions = matrix(frame, dataset.n_users, dataset.n_items)
-    return NeighborsRecommender.fit(interactions, config.neighbors)
+    settings = config.neighbors
+    if settings.recency == "auto":
+        chosen, _ = choose_recency(frame, dataset.n_users, dataset.n_items, settings)
+        settings = settings.model_copy(update={"recency": chosen})
+    return NeighborsRecommender.fit(interactions, settings)
 
 
 FrameFit = Callable[[Dataset, pl.DataFrame, PipelineConfig], Recommender]

@@ -80,7 +80,8 @@ def fit_record(ctx: Context) -> dict[str, Any]:
         }
         if shifted is not None:  # what the weights' sources were fitted on (train + valid)
             interactions = ctx.split.train.height + ctx.split.valid.height
-            record["weights"] = {"interactions": interactions, "sources_key": shifted["result"]["key"]}
+            key = shifted["result"]["key"]
+            record["weights"] = {"interactions": interactions, "sources_key": key}
     return record
 
 

@@ -74,6 +74,8 @@ class NeighborsRecommender(Recommender):
     def __init__(self, weights: sp.csr_matrix, trained: np.ndarray, config: NeighborsConfig):
         self.weights = sp.csr_matrix(weights, dtype=np.float32)  # (n_items, n_items)
         self.trained = np.asarray(trained, dtype=bool)  # (n_items,) had interactions
+        if config.recency == "auto":  # chosen from time order (recsys.pipeline.fit); none here
+            config = config.model_copy(update={"recency": 1.0})
         self.config = config
         if self.weights.shape != (self.trained.size, self.trained.size):
             raise ValueError(

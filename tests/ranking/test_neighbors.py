@@ -91,7 +91,10 @@ def test_newer_history_items_count_more():
     r = 0.5
     rec = NeighborsRecommender.fit(_world(), NeighborsConfig(alpha=1.0, beta=0.0, recency=r))
     scores = rec.score([Query(-1, np.array([0, 2, 2, -1, 99])), Query(-1, np.array([2, 0]))])
-    expected = [[1 / 9, r**2 * 5 / 12 + 5 / 18, r**2 * 1 / 6], [r * 1 / 9, 5 / 12 + r * 5 / 18, 1 / 6]]
+    expected = [
+        [1 / 9, r**2 * 5 / 12 + 5 / 18, r**2 * 1 / 6],  # 0, 2, 2: rows W[2] + r^2 W[0]
+        [r * 1 / 9, 5 / 12 + r * 5 / 18, 1 / 6],  # 2, 0: rows W[0] + r W[2]
+    ]
     np.testing.assert_allclose(scores[:, :3], np.array(expected, dtype=np.float32), rtol=1e-6)
 
 

@@ -1,0 +1,73 @@
+"""Training stage: choosing the item-neighbour source's recency decay on the frame it is fitted on.
+
+Reads an interaction frame (user_idx, item_idx, timestamp, row); holds out each user's newest
+interaction (users with at least two), fits the RP3beta weights on the rest and returns the
+RECENCY_GRID value whose recency-weighted history sums rank the held-out item best (mean NDCG@k
+over at most `max_users` users, drawn with a fixed seed). Sparse logs favour a mild decay, long
+histories a strong one (BENCHMARKS.md, issue 15), so a fixed value fits neither.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.config import NeighborsConfig
+from recsys.evaluation.metrics import per_user_metrics
+from recsys.ranking.base import Query
+from recsys.ranking.neighbors import NeighborsRecommender
+from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
+
+RECENCY_GRID = (1.0, 0.9, 0.8, 0.7, 0.5, 0.3)  # 1.0 first: ties keep every item alike
+_BATCH = 256  # queries scored at once: (256, n_items) float32
+
+
+def choose_recency(
+    frame: pl.DataFrame,
+    n_users: int,
+    n_items: int,
+    config: NeighborsConfig,
+    k: int = 10,
+    max_users: int = 2000,
+) -> tuple[float, dict[float, float]]:
+    """(the chosen recency, NDCG@k per grid value); (1.0, {}) when no user has two
+    interactions to learn from."""
+    ordered = frame.sort([USER_IDX, TIMESTAMP, ROW]).with_columns(
+        pl.int_range(pl.len()).over(USER_IDX).alias("_pos"), pl.len().over(USER_IDX).alias("_n")
+    )
+    newest = (pl.col("_pos") == pl.col("_n") - 1) & (pl.col("_n") >= 2)
+    rest, held = ordered.filter(~newest), ordered.filter(newest)
+    if held.height == 0:
+        return 1.0, {}
+    users = held[USER_IDX].to_numpy()
+    if users.size > max_users:
+        users = np.sort(np.random.default_rng(0).choice(users, max_users, replace=False))
+    target = dict(zip(held[USER_IDX].to_list(), held[ITEM_IDX].to_list(), strict=True))
+    grouped = rest.group_by(USER_IDX).agg(pl.col(ITEM_IDX))  # rest is in time order per user
+    history = dict(zip(grouped[USER_IDX].to_list(), grouped[ITEM_IDX].to_list(), strict=True))
+    queries = [Query(int(u), np.asarray(history[u], dtype=np.int64)) for u in users]
+    relevant = [np.array([target[u]]) for u in users]
+    values = np.ones(rest.height, dtype=np.float32)
+    cells = (rest[USER_IDX].to_numpy(), rest[ITEM_IDX].to_numpy())
+    matrix = sp.csr_matrix((values, cells), shape=(n_users, n_items))
+    model = NeighborsRecommender.fit(matrix, config.model_copy(update={"recency": 1.0}))
+    scores = {r: _ndcg(model, r, queries, relevant, k) for r in RECENCY_GRID}
+    return max(RECENCY_GRID, key=lambda r: scores[r]), scores  # first max: grid order
+
+
+def _ndcg(
+    model: NeighborsRecommender,
+    recency: float,
+    queries: list[Query],
+    relevant: list[np.ndarray],
+    k: int,
+) -> float:
+    """Mean NDCG@k of the model scoring with `recency`, each query's history excluded."""
+    model.config = model.config.model_copy(update={"recency": recency})
+    out = []
+    for start in range(0, len(queries), _BATCH):
+        part = queries[start : start + _BATCH]
+        ranked, _ = model.recommend(part, k, exclude=[q.history for q in part])
+        out.append(per_user_metrics(ranked, relevant[start : start + _BATCH], k, ("ndcg",))["ndcg"])
+    return float(np.concatenate(out).mean())
