@@ -218,7 +218,7 @@ class NeighborsConfig(_Section):
     recency: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = "auto"
     """A history item's row counts recency ** age, age = how many newer items the history has
     (the newest counts 1; 1.0: every item alike; a repeated item counts at its newest). "auto":
-    chosen at each fit from 1.0, 0.9, 0.8, 0.7, 0.5, 0.3 by how well the fitted frame's rest
+    chosen at each fit from 0.9, 0.8, 0.7, 0.5, 0.3 by how well the fitted frame's rest
     ranks each user's newest interaction in it (recsys.training.neighbors_recency)."""
 
 
