@@ -97,7 +97,8 @@ def test_gc_keeps_the_newest_and_what_current_and_challenger_need(nights, tmp_pa
     hashes = [_step(nights["work"], r["key"], "encoder")["encoder_hash"] for r in nights["runs"]]
     assert result["embedding_caches_removed"] == [hashes[0]]
     assert sorted(p.name for p in (work / "cache" / "embeddings").iterdir()) == sorted(hashes[1:])
-    keys = {_step(nights["work"], one["key"], step)["key"] for step in ("collab", "refit")}
+    steps = ("collab", "refit_weights", "refit")  # each fitted-source cache entry of the night
+    keys = {_step(nights["work"], one["key"], step)["key"] for step in steps}
     assert sorted(result["collab_caches_removed"]) == sorted(keys)
     assert result["bytes_freed"] > 0
     for version in (two["version"], three["version"]):  # CURRENT and the rollback target load
