@@ -59,7 +59,11 @@ def _env(workdir: Path, blocked: set[str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("api-only") / "var"
-    build_test_bundle(workdir)
+    # Fixed weights: this module checks the install, not the blend. Learned on the tiny random
+    # BERT's sample, the published weights may give text nothing, and a profile-only user would
+    # then be answered by popularity instead of the text path checked below.
+    weights = {"text": 0.4, "collab": 0.3, "popularity": 0.1, "neighbors": 0.2}
+    build_test_bundle(workdir, blend={"fixed_weights": weights})
     return workdir
 
 
