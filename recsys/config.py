@@ -219,7 +219,21 @@ class NeighborsConfig(_Section):
     """A history item's row counts recency ** age, age = how many newer items the history has
     (the newest counts 1; 1.0: every item alike; a repeated item counts at its newest). "auto":
     chosen at each fit from 0.9, 0.8, 0.7, 0.5, 0.3 by how well the fitted frame's rest
-    ranks each user's newest interaction in it (recsys.training.neighbors_recency)."""
+    ranks each user's newest interaction in it (recsys.training.recency)."""
+
+
+class TransitionsConfig(_Section):
+    """Item-to-item transitions source: what followed each item (recsys.ranking.transitions)."""
+
+    top_n: int = Field(100, ge=1)
+    """Followers kept per item (the largest weights); a history sums its items' rows."""
+    window: int = Field(10, ge=1)
+    """How many later interactions of the same user count as following an item."""
+    gap_decay: float = Field(0.8, gt=0.0, le=1.0)
+    """A follower `gap` interactions later counts gap_decay ** (gap - 1) (the next one: 1)."""
+    recency: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = "auto"
+    """A history item's row counts recency ** age, as [neighbors] recency; "auto": chosen at
+    each fit the same way (recsys.training.recency)."""
 
 
 class BlendConfig(_Section):
@@ -227,7 +241,8 @@ class BlendConfig(_Section):
 
     sources: list[SourceName] = list(DEFAULT_SOURCES)
     """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
-    popularity, neighbors = item-to-item RP3beta, [neighbors])."""
+    popularity, neighbors = item-to-item RP3beta, [neighbors], transitions = what followed
+    the history's items, [transitions])."""
     candidates_per_source: int = Field(200, ge=1)
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]
@@ -410,6 +425,7 @@ class PipelineConfig(_Section):
     index: IndexConfig = IndexConfig()
     collab: CollabConfig = CollabConfig()
     neighbors: NeighborsConfig = NeighborsConfig()
+    transitions: TransitionsConfig = TransitionsConfig()
     blend: BlendConfig = BlendConfig()
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()

@@ -48,6 +48,11 @@ REGISTRY: tuple[Source, ...] = (
         frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
         "item-to-item RP3beta neighbour weights of the history's items, summed",
     ),
+    Source(
+        "transitions",  # item-to-item in time order: from a history's items, as neighbors
+        frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
+        "how often each item followed the history's items in users' logs (newest counting most)",
+    ),
 )
 SOURCES: tuple[str, ...] = tuple(source.name for source in REGISTRY)  # in report order
 SourceName = Literal[SOURCES]

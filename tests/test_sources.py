@@ -23,7 +23,7 @@ from recsys.serving import schemas
 
 
 def test_everything_follows_the_registry():
-    assert sources.SOURCES == ("text", "collab", "popularity", "neighbors")
+    assert sources.SOURCES == ("text", "collab", "popularity", "neighbors", "transitions")
     # a source with default=False would be registered everywhere but blended only when asked
     assert BlendConfig().sources == list(sources.DEFAULT_SOURCES) == list(sources.SOURCES)
     field = BlendConfig.model_fields["sources"].annotation
@@ -46,10 +46,10 @@ def test_each_path_is_served_by_the_sources_that_can_use_what_it_carries():
         )
     }
     assert served == {
-        "known": {"text", "collab", "popularity", "neighbors"},
-        "history": {"text", "collab", "popularity", "neighbors"},
+        "known": {"text", "collab", "popularity", "neighbors", "transitions"},
+        "history": {"text", "collab", "popularity", "neighbors", "transitions"},
         "profile": {"text", "popularity"},
-        "history+profile": {"text", "collab", "popularity", "neighbors"},
+        "history+profile": {"text", "collab", "popularity", "neighbors", "transitions"},
         "popularity": {"popularity"},
     }
 

@@ -24,16 +24,18 @@ from recsys.data.split import Split
 from recsys.ranking.base import Query, Recommender
 from recsys.ranking.collab import CollabRecommender
 from recsys.ranking.content import ContentRecommender
+from recsys.ranking.item_graph import ItemGraphRecommender
 from recsys.ranking.neighbors import NeighborsRecommender
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.prior import cold_item_bias
 from recsys.ranking.segments import SegmentWeights
+from recsys.ranking.transitions import TransitionsRecommender
 from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
 from recsys.text.documents import item_documents
 from recsys.training import collab_tuning
 from recsys.training.blend_weights import learn_weights
-from recsys.training.neighbors_recency import choose_recency
+from recsys.training.recency import choose_recency
 
 
 def histories(frame: pl.DataFrame, n_users: int) -> list[np.ndarray]:
@@ -101,20 +103,22 @@ def fit_collab(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) ->
     return CollabRecommender.fit(interactions, config.collab, item_features=features)
 
 
-def fit_neighbors(
-    dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig
-) -> NeighborsRecommender:
-    """RP3beta item-to-item weights ([neighbors]) of the frame's interactions; recency "auto"
-    is chosen on the frame itself (its users' newest interactions held out)."""
-    interactions = matrix(frame, dataset.n_users, dataset.n_items)
-    settings = config.neighbors
-    if settings.recency == "auto":
-        chosen, _ = choose_recency(frame, dataset.n_users, dataset.n_items, settings)
-        settings = settings.model_copy(update={"recency": chosen})
-    return NeighborsRecommender.fit(interactions, settings)
-
-
 FrameFit = Callable[[Dataset, pl.DataFrame, PipelineConfig], Recommender]
+
+
+def item_graph_fit(kind: type[ItemGraphRecommender], section: str) -> FrameFit:
+    """The fit of an item-graph source (recsys.ranking.item_graph) from config [section]; its
+    recency "auto" is chosen on the frame itself (its users' newest interactions held out)."""
+
+    def fit(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) -> ItemGraphRecommender:
+        settings = getattr(config, section)
+        n_users, n_items = dataset.n_users, dataset.n_items
+        if settings.recency == "auto":
+            chosen, _ = choose_recency(frame, n_users, n_items, settings, kind)
+            settings = settings.model_copy(update={"recency": chosen})
+        return kind.fit_frame(frame, n_users, n_items, settings)
+
+    return fit
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,14 @@ class FrameSource:
 FRAME_SOURCES: dict[str, FrameSource] = {
     "collab": FrameSource(fit_collab, CollabRecommender, ("collab",)),
     "popularity": FrameSource(fit_popularity, PopularityRecommender),
-    "neighbors": FrameSource(fit_neighbors, NeighborsRecommender, ("neighbors",)),
+    "neighbors": FrameSource(
+        item_graph_fit(NeighborsRecommender, "neighbors"), NeighborsRecommender, ("neighbors",)
+    ),
+    "transitions": FrameSource(
+        item_graph_fit(TransitionsRecommender, "transitions"),
+        TransitionsRecommender,
+        ("transitions",),
+    ),
 }
 
 

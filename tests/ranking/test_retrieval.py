@@ -23,6 +23,7 @@ from recsys.ranking.retrieval import (
     first_valid,
     union_rows,
 )
+from recsys.ranking.transitions import TransitionsRecommender
 
 K = 10
 
@@ -30,7 +31,7 @@ K = 10
 @pytest.fixture(scope="module")
 def ranker(tmp_path_factory) -> BlendedRanker:
     """The ranker of a real nightly's bundle (text with a Flat index and item_bias, LightFM,
-    popularity, neighbors; 400 items, candidates_per_source 50)."""
+    popularity, neighbors, transitions; 400 items, candidates_per_source 50)."""
     workdir = tmp_path_factory.mktemp("retrieval") / "var"
     build_test_bundle(workdir)
     return BlendedRanker.load(bundle.current_bundle(workdir) / "ranker")
@@ -126,6 +127,10 @@ class CountingNeighbors(_Counting, NeighborsRecommender):
     pass
 
 
+class CountingTransitions(_Counting, TransitionsRecommender):
+    pass
+
+
 def _recording_factors(model, scored: list[int]):
     """A copy of a FactorModel whose score_vectors (every (n, n_items) product of collab, and
     score_users' of known users) also records its rows in `scored`."""
@@ -142,8 +147,8 @@ def _recording_factors(model, scored: list[int]):
 
 
 def _counting_sources(ranker: BlendedRanker) -> dict:
-    names = ("text", "collab", "popularity", "neighbors")
-    text, collab, pop, nbr = (ranker.sources[name] for name in names)
+    names = ("text", "collab", "popularity", "neighbors", "transitions")
+    text, collab, pop, nbr, seq = (ranker.sources[name] for name in names)
     collab_scored: list[int] = []
     sources = {
         "text": CountingContent(
@@ -159,6 +164,7 @@ def _counting_sources(ranker: BlendedRanker) -> dict:
         "collab": CountingCollab(_recording_factors(collab.model, collab_scored)),
         "popularity": CountingPopularity(pop.popularity, pop.item_users),
         "neighbors": CountingNeighbors(nbr.weights, nbr.trained, nbr.config),
+        "transitions": CountingTransitions(seq.weights, seq.trained, seq.config),
     }
     for source in sources.values():
         source.batches, source.scored = [], []
@@ -168,7 +174,7 @@ def _counting_sources(ranker: BlendedRanker) -> dict:
 
 def test_retrieval_scores_no_source_beyond_its_batch(ranker):
     """The retrieval path: text searches its index and popularity reads its order (no dense
-    scores at all); collab and neighbors score densely, but only the batch they were given,
+    scores at all); collab and the item-graph sources score densely, but only the batch they were given,
     never a (n_users, n_items) or other blend-wide matrix."""
     sources = _counting_sources(ranker)
     counting = BlendedRanker(sources, ranker.weights, ranker.config, ranker.user_history_len)
@@ -180,7 +186,8 @@ def test_retrieval_scores_no_source_beyond_its_batch(ranker):
         assert source.batches, name
         assert max(source.scored, default=0) <= max(source.batches), (name, source.scored)
     assert sources["text"].scored == [] and sources["popularity"].scored == []
-    assert sources["collab"].scored and sources["neighbors"].scored  # the bound was checked
+    dense = ("collab", "neighbors", "transitions")
+    assert all(sources[name].scored for name in dense)  # the bound was checked
     sources["text"].exact_max_items = ranker.n_items  # the records do see the dense path
     for source in sources.values():
         source.scored.clear()

@@ -6,7 +6,7 @@ import polars as pl
 
 from recsys.config import NeighborsConfig
 from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
-from recsys.training.neighbors_recency import RECENCY_GRID, choose_recency
+from recsys.training.recency import RECENCY_GRID, choose_recency
 
 N_USERS, N_ANCHORS, N_PARTNERS = 600, 300, 20
 
