@@ -28,7 +28,7 @@ from recsys.ranking.retrieval import Retrieved, dense_retrieve
 
 
 class ItemGraphRecommender(Recommender):
-    """score(item) = sum over the history's items of recency ** age * weights[history item, item]."""
+    """score(item) = sum over the history's items h of recency ** age(h) * weights[h, item]."""
 
     KIND: ClassVar[str]  # bundle directory files, meta "kind"
     CONFIG: ClassVar[type[BaseModel]]  # its config section (a `recency` field)

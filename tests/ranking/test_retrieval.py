@@ -174,8 +174,8 @@ def _counting_sources(ranker: BlendedRanker) -> dict:
 
 def test_retrieval_scores_no_source_beyond_its_batch(ranker):
     """The retrieval path: text searches its index and popularity reads its order (no dense
-    scores at all); collab and the item-graph sources score densely, but only the batch they were given,
-    never a (n_users, n_items) or other blend-wide matrix."""
+    scores at all); collab and the item-graph sources score densely, but only the batch they
+    were given, never a (n_users, n_items) or other blend-wide matrix."""
     sources = _counting_sources(ranker)
     counting = BlendedRanker(sources, ranker.weights, ranker.config, ranker.user_history_len)
     queries = _queries(ranker.n_items)
