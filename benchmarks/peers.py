@@ -137,9 +137,10 @@ def sasrec_seeds(
 
 
 def run_peers(
-    variant: Variant, seeds: Sequence[int], threads: int, quick: bool, say: Say
+    variant: Variant, seeds: Sequence[int], threads: int, quick: bool, say: Say, sasrec: bool = True
 ) -> tuple[dict[str, list[Metrics]], dict]:
-    """Every peer on the variant: {method: [metrics per seed]} and what tuning chose."""
+    """Every peer on the variant (SASRec-CE unless `sasrec` is False): {method: [metrics per
+    seed]} and what tuning chose."""
     rounds = Rounds.of(variant)
     start = time.perf_counter()
     results: dict[str, list[Metrics]] = {"popularity": [popularity(variant, rounds)]}
@@ -152,6 +153,9 @@ def run_peers(
         chosen[model] = config.model_dump(include=set(grid[0]))
         results[label] = collab_seeds(variant, rounds, config, seeds)
         say(f"  {label}: chosen {chosen[model]}, {time.perf_counter() - start:.0f} s so far")
-    results["SASRec-CE"], chosen["sasrec"] = sasrec_seeds(variant, rounds, seeds, quick, say)
+    if sasrec:
+        results["SASRec-CE"], chosen["sasrec"] = sasrec_seeds(variant, rounds, seeds, quick, say)
+    else:
+        say("  SASRec-CE: left out (--no-sasrec)")
     chosen["peer_seconds"] = round(time.perf_counter() - start, 1)
     return results, chosen

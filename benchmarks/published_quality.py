@@ -226,7 +226,9 @@ def run_variant(name: str, work: Path, args: argparse.Namespace) -> dict:
             f"  product {label!r}: {' '.join(f'{k}={v}' for k, v in setting.items()) or 'defaults'}"
         )
         products[label] = run_products(variant, held, work / _slug(label), args, setting)
-    peer_results, chosen = run_peers(variant, args.seeds, args.threads, args.quick, say)
+    peer_results, chosen = run_peers(
+        variant, args.seeds, args.threads, args.quick, say, sasrec=not args.no_sasrec
+    )
     out = {
         "users": int(held.user_idx.size),
         "items": variant.dataset.n_items,
@@ -365,6 +367,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, help="keep data dirs and workdirs under this dir")
     parser.add_argument("--json-out", type=Path, help="write every figure as JSON here")
     parser.add_argument("--quick", action="store_true", help="a few-minute end-to-end check")
+    parser.add_argument(
+        "--no-sasrec",
+        action="store_true",
+        help="leave SASRec-CE out of the peers (hours per seed on one thread on dense "
+        "ml-latest-small); the tables then have no SASRec-CE row",
+    )
     args = parser.parse_args(argv)
     args.datasets = args.datasets or (VARIANTS[:1] if args.quick else VARIANTS)
     args.products = dict(parse_product(p) for p in args.products)
