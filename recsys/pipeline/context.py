@@ -126,8 +126,7 @@ class Context:
         return VectorIndex.load(self.output(INDEX), self.config.index)
 
     def optional_array(self, name: str) -> np.ndarray | None:
-        path = self.output(name)
-        return np.load(path, allow_pickle=False) if path.is_file() else None
+        return optional_array(self.output(name))
 
     def feature_cache(self) -> Path:
         """Pooled base-model features of texts, shared by training, the prior and embedding."""
@@ -153,11 +152,10 @@ class Context:
             encoder = self.encoder()
             if encoder_dir is not None:
                 encoder.save(encoder_dir)
-            bias = path(ITEM_BIAS)
             out["text"] = fit.text_source(
                 encoder,
                 self.item_vectors(),
-                bias=np.load(bias, allow_pickle=False) if bias.is_file() else None,
+                bias=optional_array(path(ITEM_BIAS)),
                 index=self.index(),
                 exact_max_items=self.config.index.exact_max_items,
                 encoder_dir=encoder_dir,
@@ -169,3 +167,8 @@ class Context:
             if name in names:
                 out[name] = source.kind.load(path(name))
         return out
+
+
+def optional_array(path: Path) -> np.ndarray | None:
+    """The .npy array at `path`, or None where no step wrote one."""
+    return np.load(path, allow_pickle=False) if path.is_file() else None
