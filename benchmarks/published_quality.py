@@ -175,7 +175,7 @@ def print_table(title: str, table: dict[str, dict]) -> None:
         say("".join(cells))
     say(
         f"  best peer: {next(iter(table.values()))['best_peer']}; "
-        f"seeds: {len(table['SASRec-CE']['ndcg_per_seed'])} per seeded peer, "
+        f"seeds: {len(table['ALS']['ndcg_per_seed'])} per seeded peer, "
         f"{len(table[BUNDLE]['ndcg_per_seed'])} nightly run(s)"
     )
 
