@@ -24,7 +24,6 @@ from pydantic import BaseModel
 from recsys.bundle_arrays import load_npz
 from recsys.collab.factors import csr_from_arrays, csr_to_arrays, valid_history
 from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
-from recsys.ranking.retrieval import Retrieved, dense_retrieve
 
 
 class ItemGraphRecommender(Recommender):
@@ -90,17 +89,6 @@ class ItemGraphRecommender(Recommender):
         scores[~usable] = -np.inf
         scores[:, ~self.trained] = -np.inf
         return scores
-
-    def retrieve(
-        self,
-        queries: Sequence[Query],
-        n: int,
-        exclude: Sequence[np.ndarray] | None = None,
-        allowed: np.ndarray | None = None,
-    ) -> Retrieved:
-        """The blend's top-n from one sparse product of this batch's histories with the weights,
-        (q, n_items) for this batch only (as collab's MIPS), partitioned, gathered for the union."""
-        return dense_retrieve(self.score(queries), n, exclude, allowed)
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The item's strongest neighbours (at most top_n; -1 padded), itself excluded."""
