@@ -12,6 +12,7 @@ text source's), as does a query without a usable history. A history item's row c
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -45,11 +46,11 @@ class ItemGraphRecommender(Recommender):
             )
 
     @classmethod
+    @abstractmethod
     def fit_frame(
         cls, frame: pl.DataFrame, n_users: int, n_items: int, config: BaseModel
     ) -> ItemGraphRecommender:
         """Fitted on an interaction frame (user_idx, item_idx, timestamp, row)."""
-        raise NotImplementedError
 
     def with_recency(self, recency: float) -> ItemGraphRecommender:
         """The same weights scoring with another decay (shares the arrays)."""
