@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -136,11 +137,40 @@ def sasrec_seeds(
     return results, info
 
 
+def cached_sasrec_seeds(
+    cache: Path, variant: Variant, rounds: Rounds, seeds: Sequence[int], say: Say
+) -> tuple[list[Metrics], list[dict]] | None:
+    """SASRec-CE's lists trained elsewhere (benchmarks/peer_cache.py) for exactly these rounds,
+    scored here; None when the cache has no such file (then it is trained here)."""
+    import peer_cache
+
+    found, where = peer_cache.cached_sasrec(cache, variant.name, rounds, variant.sparse, seeds)
+    if found is None:
+        say(f"  SASRec-CE: not from the cache ({where}); trained here")
+        return None
+    ranked, info = found
+    results = [metrics(ranked[seed], rounds.test) for seed in seeds]
+    for seed, result, facts in zip(seeds, results, info, strict=True):
+        say(
+            f"    SASRec-CE seed {seed} (from {where}, trained on {facts['device']}): best epoch "
+            f"{facts['best_epoch']} of {facts['epochs']}, valid NDCG@{K} "
+            f"{facts['valid_ndcg']:.4f}, test NDCG@{K} {result['ndcg'].mean():.4f}, "
+            f"{facts['train_seconds']:.0f} s"
+        )
+    return results, [{**facts, "from": where} for facts in info]
+
+
 def run_peers(
-    variant: Variant, seeds: Sequence[int], threads: int, quick: bool, say: Say, sasrec: bool = True
+    variant: Variant,
+    seeds: Sequence[int],
+    threads: int,
+    quick: bool,
+    say: Say,
+    sasrec: bool = True,
+    cache: Path | None = None,
 ) -> tuple[dict[str, list[Metrics]], dict]:
-    """Every peer on the variant (SASRec-CE unless `sasrec` is False): {method: [metrics per
-    seed]} and what tuning chose."""
+    """Every peer on the variant (SASRec-CE unless `sasrec` is False; its lists from `cache`
+    when that holds them for these rounds): {method: [metrics per seed]} and what tuning chose."""
     rounds = Rounds.of(variant)
     start = time.perf_counter()
     results: dict[str, list[Metrics]] = {"popularity": [popularity(variant, rounds)]}
@@ -153,7 +183,12 @@ def run_peers(
         chosen[model] = config.model_dump(include=set(grid[0]))
         results[label] = collab_seeds(variant, rounds, config, seeds)
         say(f"  {label}: chosen {chosen[model]}, {time.perf_counter() - start:.0f} s so far")
-    if sasrec:
+    cached = None
+    if sasrec and cache is not None and not quick:
+        cached = cached_sasrec_seeds(cache, variant, rounds, seeds, say)
+    if cached is not None:
+        results["SASRec-CE"], chosen["sasrec"] = cached
+    elif sasrec:
         results["SASRec-CE"], chosen["sasrec"] = sasrec_seeds(variant, rounds, seeds, quick, say)
     else:
         say("  SASRec-CE: left out (--no-sasrec)")

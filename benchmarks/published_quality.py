@@ -14,7 +14,7 @@ values averaged over its seeds).
 
     python benchmarks/published_quality.py [--datasets ml-100k ml-100k-sparse8 ...]
         [--seeds 0 1 2] [--product-runs 1] [--threads 1] [--config FILE] [--keep DIR]
-        [--json-out FILE] [--quick] [--products LABEL[:RECSYS_X=V,...] ...]
+        [--json-out FILE] [--quick] [--products LABEL[:RECSYS_X=V,...] ...] [--peer-cache DIR]
 
 The nightly is not bit-for-bit repeatable (two runs on the same REST learned other blend
 weights; LightFM with [collab] threads = 0 runs Hogwild threads): --product-runs N runs it N times
@@ -23,6 +23,10 @@ on fresh work directories, reports mean ± sd, and tests on each user's NDCG@10 
 --products runs several product settings (RECSYS_* config overrides for the nightly, e.g.
 'no refit:RECSYS_NIGHTLY__REFIT=false') beside the same peers, each with its own tables, and
 compares each with the first: per-user NDCG@10 paired tests and the nightly wall-time ratio.
+
+--peer-cache DIR: SASRec-CE's top-10 lists trained on another machine (a GPU's: minutes instead of
+hours per seed on dense ml-latest-small) by benchmarks/peer_cache.py from the same rounds; a file
+made from other rounds, or lacking a seed, is ignored and SASRec is trained here.
 
 Variants: ml-100k, ml-latest-small, and NAME-sparse8 (each user's newest 8 interactions).
 --quick: the first 200 users of each variant, a 1-minute encoder budget for the nightly (unless
@@ -227,7 +231,7 @@ def run_variant(name: str, work: Path, args: argparse.Namespace) -> dict:
         )
         products[label] = run_products(variant, held, work / _slug(label), args, setting)
     peer_results, chosen = run_peers(
-        variant, args.seeds, args.threads, args.quick, say, sasrec=not args.no_sasrec
+        variant, args.seeds, args.threads, args.quick, say, not args.no_sasrec, args.peer_cache
     )
     out = {
         "users": int(held.user_idx.size),
@@ -372,6 +376,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="leave SASRec-CE out of the peers (hours per seed on one thread on dense "
         "ml-latest-small); the tables then have no SASRec-CE row",
+    )
+    parser.add_argument(
+        "--peer-cache",
+        type=Path,
+        help="SASRec-CE's lists trained elsewhere, e.g. on a GPU (benchmarks/peer_cache.py); "
+        "used only where they were made from the same rounds, else SASRec is trained here",
     )
     args = parser.parse_args(argv)
     args.datasets = args.datasets or (VARIANTS[:1] if args.quick else VARIANTS)
