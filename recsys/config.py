@@ -335,6 +335,12 @@ class NightlyConfig(_Section):
     part, which no source was fitted or early-stopped on. The towers are trained on train and
     early-stopped on valid, so valid over-rates them beside refitted sources. false: publish the
     weights learned on valid (the evaluated candidate's). Skipped with [blend] fixed_weights."""
+    refit_towers_epochs: int = Field(1, ge=0)
+    """With refit: the published text towers are the evaluated candidate's, trained this many
+    more epochs over every interaction given (the newest ones the split held out included), and
+    the published item vectors, index and known-user vectors come from them; 0: publish the
+    towers as the split trained them. The frozen path (the CPU default) only; other paths
+    publish the split-trained towers. The refit towers are never scored on the split."""
 
 
 class ServingConfig(_Section):

@@ -66,6 +66,18 @@ def _refit_weights(ctx: Context) -> bool:
     return nightly.refit and nightly.refit_weights and learned
 
 
+def _refit_towers(ctx: Context) -> bool:
+    """[nightly] refit, refit_towers_epochs > 0, text blended, frozen-path towers"""
+    nightly = ctx.config.nightly
+    wanted = nightly.refit and nightly.refit_towers_epochs > 0 and ctx.uses_text
+    return wanted and stages.frozen_towers(ctx)
+
+
+def _refit_encoder_tags(result: dict[str, Any]) -> dict[str, Any]:
+    """The published towers beside the evaluated ones (encoder_hash, from the encoder step)."""
+    return {"refit_encoder_hash": result["encoder_hash"], "refit_encoder_epochs": result["epochs"]}
+
+
 def _tune(ctx: Context) -> bool:
     """[collab] model = "auto" or tune = true"""
     collab = ctx.config.collab  # the collab source is fitted (and so resolved) in every config
@@ -136,6 +148,19 @@ STEPS: tuple[Step, ...] = (
         preview.fit_sources(ALL),
     ),
     Step("refit_prior", stages.prior_step(ALL), _refit_text, (files.ITEM_BIAS,)),
+    # The published towers: the evaluated encoder trained on every interaction (after
+    # refit_weights: its test-part scores come from towers that never saw that part), and what
+    # is computed from the encoder, again.
+    Step(
+        "refit_encoder",
+        stages.refit_encoder_step,
+        _refit_towers,
+        (files.ENCODER,),
+        _refit_encoder_tags,
+    ),
+    Step("refit_embed", stages.embed_step, _refit_towers, (files.ITEM_VECTORS,)),
+    Step("refit_index", stages.index_step, _refit_towers, (files.INDEX,)),
+    Step("refit_users", stages.users_step, _refit_towers, (files.USER_VECTORS, files.USER_KEYS)),
     Step("published", stages.published_step, _refit, (files.MODEL,)),
     Step("publish", stages.publish_step),
     Step("register", stages.register_step, _tracked),

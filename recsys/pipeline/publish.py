@@ -69,6 +69,8 @@ def fit_record(ctx: Context) -> dict[str, Any]:
     """What the evaluated candidate and the published ranker were fitted on (MLflow gets the same
     as tags): interactions and the fitted-source cache key of each."""
     evaluated = {"interactions": ctx.split.train.height, "sources_key": ctx.result("collab")["key"]}
+    if ctx.uses_text:
+        evaluated["encoder_hash"] = ctx.result("encoder")["encoder_hash"]
     record: dict[str, Any] = {"refit": ctx.config.nightly.refit, "evaluated": evaluated}
     record["collab"] = ctx.fit_config().collab.model_dump(mode="json")  # after the tune step
     if ctx.config.nightly.refit:
@@ -78,6 +80,10 @@ def fit_record(ctx: Context) -> dict[str, Any]:
             "sources_key": ctx.result("refit")["key"],
             "weights_learned_on": "valid" if shifted is None else "test",
         }
+        towers = ctx.steps.done("refit_encoder")  # None: the split-trained towers
+        if towers is not None:
+            keys = ("encoder_hash", "refit_from", "epochs", "interactions")
+            record["published"]["towers"] = {k: towers["result"][k] for k in keys}
         if shifted is not None:  # what the weights' sources were fitted on (train + valid)
             interactions = ctx.split.train.height + ctx.split.valid.height
             key = shifted["result"]["key"]

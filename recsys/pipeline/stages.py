@@ -28,6 +28,7 @@ from recsys.pipeline import abtest, fit, gc, publish
 from recsys.pipeline.context import (
     COLLAB_CACHE,
     EMBEDDING_CACHE,
+    ENCODER,
     ENCODERS,
     INDEX,
     ITEM_BIAS,
@@ -276,6 +277,48 @@ def refit_weights_step(ctx: Context, out: Path) -> dict[str, Any]:
     weights.log(ctx.tracker, prefix="published_blend", scored_on="test")
     weights.save(out / WEIGHTS)
     return {"weights": weights.to_dict(), "key": fitted["key"], "reused": fitted["reused"]}
+
+
+def frozen_towers(ctx: Context) -> bool:
+    """Do the towers train on the frozen path (cached base-model features; the CPU default), the
+    only one whose towers the refit continues?"""
+    from recsys.encoder import backbone as bb
+    from recsys.training.setup import resolve_plan
+
+    config = ctx.config.encoder
+    plan = resolve_plan(config, bb.pick_device(config.device), ctx.dataset.n_items)
+    return plan.path == "frozen" and config.trainable_layers == 0
+
+
+def refit_encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
+    """The published towers ([nightly] refit_towers_epochs): the evaluated candidate's encoder
+    trained that many more epochs over every interaction given, saved in this step's directory;
+    the embed, index and users steps after it read it as the encoder. It runs after
+    refit_weights, whose scores on the split's test part must come from towers that never saw it."""
+    from recsys.training.train import continue_training
+
+    evaluated = ctx.result(ctx.providers[ENCODER])
+    epochs = ctx.config.nightly.refit_towers_epochs
+    target = out / ENCODER_DIR
+    trained = continue_training(
+        ctx.encoder(),
+        ctx.dataset,
+        all_frame(ctx),
+        ctx.config.text,
+        epochs,
+        target,
+        ctx.tracker,
+        ctx.progress,
+        cache_dir=ctx.feature_cache(),
+    )
+    return {
+        "encoder_dir": str(target),
+        "encoder_hash": trained.encoder.encoder_hash,
+        "refit_from": evaluated["encoder_hash"],
+        "epochs": len(trained.history),
+        "interactions": ctx.dataset.interactions.height,
+        "seconds": round(trained.seconds, 1),
+    }
 
 
 def users_step(ctx: Context, out: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
 from recsys.config import EncoderConfig, TextConfig, config_hash
@@ -133,6 +134,55 @@ def train_encoder(
             break
     trainer.modules.load_state_dict(best)
     return _finish(trainer, data, plan, state, device, out_dir, tracker)
+
+
+def continue_training(
+    encoder: TwoTowerEncoder,
+    dataset: Dataset,
+    interactions: pl.DataFrame,
+    text_config: TextConfig,
+    epochs: int,
+    out_dir: Path,
+    tracker: Tracker | None = None,
+    progress: bool = False,
+    *,
+    cache_dir: Path | None = None,
+) -> TrainResult:
+    """A trained frozen-path encoder's towers trained `epochs` more epochs over `interactions`
+    (for publishing: every interaction given, the newest ones the split held out included),
+    saved to out_dir. Nothing is held out, so nothing early-stops: the epochs run to the end
+    (or to encoder.max_minutes); the evaluated training chose how long the towers train, this
+    only shows them what it held out. Same config and seed as `encoder`; a fresh optimizer."""
+    config = encoder.config
+    device = bb.pick_device(config.device)
+    plan = resolve_plan(config, device, dataset.n_items)
+    if encoder.training_path != "frozen" or plan.path != "frozen" or config.trainable_layers:
+        raise ValueError(
+            "continue_training: expected a frozen-path encoder (encoder.path frozen, or auto on "
+            f"a CPU, and trainable_layers = 0), found training path {encoder.training_path!r}, "
+            f"plan {plan.path!r}, trainable_layers {config.trainable_layers}"
+        )
+    if epochs < 1:
+        raise ValueError(f"continue_training: expected epochs >= 1, found {epochs}")
+    tracker = NullTracker() if tracker is None else tracker
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(out_dir).parent / "feature-cache"
+    rng = seed_everything(config.seed)
+    nothing = interactions.head(0)
+    split = Split(interactions, nothing, nothing)  # every interaction trains; none validates
+    data = prepare_data(dataset, split, config, text_config, plan, cache_dir, device, progress)
+    trainer = build_trainer(data, config, plan, device, None)
+    trainer.modules["adapter"].load_state_dict(encoder.adapter.state_dict())
+    trainer.modules["user"].load_state_dict(encoder.user_tower.state_dict())
+    state = Progress()
+    deadline = time.monotonic() + config.max_minutes * 60.0
+    while state.epoch < epochs:
+        record = _run_epoch(trainer, data, rng, deadline, state)
+        state.improved(record["valid_ndcg"], has_valid=False)  # keeps the last epoch
+        tracker.log_metrics({"refit_encoder_loss": record["loss"]}, step=state.epoch - 1)
+        if time.monotonic() > deadline:
+            log.warning("encoder refit stopped at max_minutes = %s", config.max_minutes)
+            break
+    return _finish(trainer, data, plan, state, device, Path(out_dir), tracker)
 
 
 def _run_epoch(trainer, data: TrainingData, rng, deadline: float, state: Progress) -> dict:
