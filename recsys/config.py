@@ -332,7 +332,8 @@ class NightlyConfig(_Section):
     """With refit: learn the published blend's weights once more, where its sources stand as
     they will once published — the collaborative, popularity and neighbour sources (and the
     cold-item prior's counts) fitted on the split's train + valid parts, scored on its test
-    part, which no source was fitted or early-stopped on. The towers are trained on train and
+    part, which no source was fitted or early-stopped on; with refit_towers_epochs the towers
+    too stand as published: trained as many more epochs over train + valid. The towers are
     early-stopped on valid, so valid over-rates them beside refitted sources. false: publish the
     weights learned on valid (the evaluated candidate's). Skipped with [blend] fixed_weights."""
     refit_towers_epochs: int = Field(1, ge=0)

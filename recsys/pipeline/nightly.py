@@ -68,9 +68,7 @@ def _refit_weights(ctx: Context) -> bool:
 
 def _refit_towers(ctx: Context) -> bool:
     """[nightly] refit, refit_towers_epochs > 0, text blended, frozen-path towers"""
-    nightly = ctx.config.nightly
-    wanted = nightly.refit and nightly.refit_towers_epochs > 0 and ctx.uses_text
-    return wanted and stages.frozen_towers(ctx)
+    return stages.refit_towers(ctx)
 
 
 def _refit_encoder_tags(result: dict[str, Any]) -> dict[str, Any]:

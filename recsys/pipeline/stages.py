@@ -145,7 +145,15 @@ def reusable_encoder(workdir: Path, key: str, every_days: int) -> Path | None:
 def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
     """Item vectors through the item tower; unchanged texts come from the embedding cache, and
     the base model's features of texts frozen training saw from the feature cache."""
-    encoder = ctx.encoder()
+    vectors, stats = embed_items(ctx, ctx.encoder(), ctx.encoder_dir())
+    np.save(out / ITEM_VECTORS, vectors)
+    ctx.tracker.log_metrics(stats.as_metrics())
+    return {"items": stats.total, "computed": stats.computed, "reused": stats.reused}
+
+
+def embed_items(ctx: Context, encoder: Any, encoder_dir: Path) -> tuple[np.ndarray, Any]:
+    """Every item document through `encoder`'s item tower (saved in `encoder_dir`), through the
+    embedding and feature caches: (n_items, dim) vectors and the cache statistics."""
     documents = item_documents(ctx.dataset, ctx.config.text)
     cache = EmbeddingCache(ctx.workdir / EMBEDDING_CACHE)
     embed_fn = None  # local: this process computes the features the caches lack
@@ -153,15 +161,12 @@ def embed_step(ctx: Context, out: Path) -> dict[str, Any]:
         from recsys.encoder.distributed import remote_item_features
 
         compute = ctx.config.compute
-        embed_fn = remote_item_features(encoder, ctx.encoder_dir(), ctx.feature_cache(), compute)
+        embed_fn = remote_item_features(encoder, encoder_dir, ctx.feature_cache(), compute)
 
     def encode(texts: list[str]) -> np.ndarray:
         return encoder.encode_items(texts, feature_cache=ctx.feature_cache(), embed_fn=embed_fn)
 
-    vectors, stats = embed_texts(documents, encode, encoder.encoder_hash, cache)
-    np.save(out / ITEM_VECTORS, vectors)
-    ctx.tracker.log_metrics(stats.as_metrics())
-    return {"items": stats.total, "computed": stats.computed, "reused": stats.reused}
+    return embed_texts(documents, encode, encoder.encoder_hash, cache)
 
 
 def index_step(ctx: Context, out: Path) -> dict[str, Any]:
@@ -266,17 +271,63 @@ def weights_step(ctx: Context, out: Path) -> dict[str, Any]:
 def refit_weights_step(ctx: Context, out: Path) -> dict[str, Any]:
     """The published ranker's weights ([nightly] refit_weights): the frame sources and the
     cold-item prior fitted on train + valid (shifted_frame; through the fitted-source cache),
-    the towers as trained, all scored on the split's test part."""
+    the towers as trained — or, where the published towers are refitted (refit_towers), trained
+    as many more epochs over train + valid — all scored on the split's test part."""
     fitted = fit_sources_step(shifted_frame)(ctx, out)
     (out / ITEM_BIAS).unlink(missing_ok=True)  # a crashed attempt's; absent: no prior
     if ctx.uses_text:
         prior_step(shifted_frame)(ctx, out)
     history, held_out = shifted_frame(ctx), ctx.split.test
     sources = ctx.blend_sources(at=out)
+    towers = None
+    if "text" in sources and refit_towers(ctx):
+        sources["text"], towers = _shifted_text(ctx, out, sources["text"].item_bias)
     weights = fit.learn_blend_weights(sources, ctx.dataset, history, held_out, ctx.config)
     weights.log(ctx.tracker, prefix="published_blend", scored_on="test")
     weights.save(out / WEIGHTS)
-    return {"weights": weights.to_dict(), "key": fitted["key"], "reused": fitted["reused"]}
+    result = {"weights": weights.to_dict(), "key": fitted["key"], "reused": fitted["reused"]}
+    return {**result, "towers": towers}
+
+
+def _shifted_text(ctx: Context, out: Path, bias: np.ndarray | None) -> tuple[Any, dict[str, Any]]:
+    """The text source as the published one will stand (refit_towers_epochs): the evaluated
+    towers trained as many more epochs over the split's train + valid parts (shifted_frame),
+    with their own item vectors and index, for scoring on the test part they never saw."""
+    from recsys.index.faiss_index import VectorIndex
+    from recsys.training.train import continue_training
+
+    target = out / ENCODER_DIR
+    epochs = ctx.config.nightly.refit_towers_epochs
+    trained = continue_training(
+        ctx.encoder(),
+        ctx.dataset,
+        shifted_frame(ctx),
+        ctx.config.text,
+        epochs,
+        target,
+        ctx.tracker,
+        ctx.progress,
+        cache_dir=ctx.feature_cache(),
+    )
+    vectors, _ = embed_items(ctx, trained.encoder, target)
+    index = VectorIndex.build(vectors, ctx.config.index)
+    source = fit.text_source(
+        trained.encoder,
+        vectors,
+        bias=bias,
+        index=index,
+        exact_max_items=ctx.config.index.exact_max_items,
+    )
+    facts = {"encoder_hash": trained.encoder.encoder_hash, "epochs": len(trained.history)}
+    return source, {**facts, "interactions": shifted_frame(ctx).height}
+
+
+def refit_towers(ctx: Context) -> bool:
+    """Are the published text towers refitted ([nightly] refit, refit_towers_epochs > 0, text
+    blended, towers on the frozen path)?"""
+    nightly = ctx.config.nightly
+    wanted = nightly.refit and nightly.refit_towers_epochs > 0 and ctx.uses_text
+    return wanted and frozen_towers(ctx)
 
 
 def frozen_towers(ctx: Context) -> bool:
