@@ -8,18 +8,30 @@ one Ray Data actor's bf16 embedding items/s at 1M texts vs in-process, 1-rank DD
 bare module, the IVF-PQ tier's build on faiss-gpu vs CPU. Without a CUDA GPU it says so and exits
 0. `--cpu-smoke` runs every section on the CPU at toy sizes (a check of the script).
 
+A section whose package is not installed (ray; faiss) prints "did not run: ..." and the script goes
+on; a section that raises prints its traceback and "FAILED", the others still run, and the exit
+status is then 1. `--model DIR` takes another backbone; a DIR holding config.json and tokenizer
+files but no *.safetensors (e.g. MiniLM's config without its 87 MB of weights, on a machine where
+the packaged model cannot be installed) gets RANDOM weights in that architecture (seed 0), which
+the script announces: speed figures hold, the cosine / max-abs-diff figures then compare two runs
+of the same random model, and nothing measures quality.
+
     .venv/bin/python benchmarks/gpu_check.py                                   # every section
     .venv/bin/python benchmarks/gpu_check.py --sections ray-embed,ddp,ivfpq    # issue 20 only
+    python3 benchmarks/gpu_check.py --model .gpumodel/all-MiniLM-L6-v2-config  # random weights
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,6 +44,8 @@ MODEL = "packaged:all-MiniLM-L6-v2"
 # finetune/embed/faiss: the encoder and index stages; ray-embed/ddp/ivfpq: issue 20's scale-out
 # figures (benchmarks/gpu_scaleout.py), about 4-5 minutes on their own on one H200 (estimate).
 SECTIONS = ("finetune", "embed", "faiss", "ray-embed", "ddp", "ivfpq")
+# Packages a section cannot run without (checked before it starts: "did not run" if missing).
+NEEDS = {"faiss": ("faiss",), "ray-embed": ("ray",), "ivfpq": ("faiss",)}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,6 +64,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ivfpq-items", type=int, default=1_000_000, help="ivfpq: GPU build")
     parser.add_argument("--ivfpq-peer-items", type=int, default=200_000, help="ivfpq: GPU vs CPU")
     parser.add_argument("--cpu-smoke", action="store_true", help="toy sizes on the CPU")
+    parser.add_argument(
+        "--model",
+        default=MODEL,
+        help="backbone: packaged name, model dir, or a dir with config + tokenizer files and no "
+        "*.safetensors (random weights in that architecture: speed figures only)",
+    )
     args = parser.parse_args(argv)
     if args.cpu_smoke:
         args.items, args.st_items, args.batch_size, args.queries = 600, 200, 64, 200
@@ -81,6 +101,42 @@ def header(device: str) -> None:
         )
     else:
         print(f"machine: CPU smoke run (no GPU figures); {cpu}")
+
+
+def prepare_model(name: str, tmp: Path) -> str:
+    """The backbone every section uses (set as MODEL here and in gpu_scaleout). A directory with
+    config.json but no *.safetensors -> BERT with random weights (seed 0) saved under `tmp`, its
+    tokenizer and sentence-transformers files copied beside it."""
+    import gpu_scaleout
+
+    global MODEL
+    source = Path(name).expanduser()
+    if (
+        source.is_dir()
+        and (source / "config.json").is_file()
+        and not any(source.glob("*.safetensors"))
+    ):
+        from transformers import AutoConfig, AutoModel
+
+        target = tmp / "random-backbone"
+        shutil.copytree(source, target)
+        torch.manual_seed(0)
+        model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+        model.save_pretrained(target)  # safetensors (the default)
+        params = sum(p.numel() for p in model.parameters())
+        print(
+            f"model: RANDOM weights (seed 0, {params / 1e6:.1f}M parameters) in the architecture "
+            f"of {source} ({model.config.model_type}, {model.config.num_hidden_layers} layers, "
+            f"hidden {model.config.hidden_size}) with its tokenizer files; the trained weights "
+            "did not travel, so the figures below are throughput only: cosine / max-abs-diff "
+            "figures compare runs of this same random model (like with like), not quality"
+        )
+        del model
+        name = str(target)
+    else:
+        print(f"model: {name}")
+    MODEL = gpu_scaleout.MODEL = name
+    return name
 
 
 def synthetic_texts(n: int, seed: int = 0) -> list[str]:
@@ -117,7 +173,12 @@ def finetune(device: str, args: argparse.Namespace, workdir: Path) -> None:
     rates = {}
     for bf16 in (True, False):
         config = EncoderConfig(
-            path="full", device=device, bf16=bf16, batch_size=args.train_batch, max_length=64
+            model_name_or_path=MODEL,
+            path="full",
+            device=device,
+            bf16=bf16,
+            batch_size=args.train_batch,
+            max_length=64,
         )
         rates[bf16] = _steps_per_second(dataset, split, config, TextConfig(), device, args)
     print(
@@ -263,14 +324,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu_smoke:
         torch.set_num_threads(1)  # a shared CPU: one thread wastes least
     header(device)
+    print(
+        f"sizes: items {args.items:,}, st-items {args.st_items:,}, batch {args.batch_size}, "
+        f"max_length {args.max_length}, train-steps {args.train_steps}, train-batch "
+        f"{args.train_batch}, queries {args.queries:,}, ray-items {args.ray_items:,}, ddp-steps "
+        f"{args.ddp_steps}, ddp-batch {args.ddp_batch}, ivfpq-items {args.ivfpq_items:,}, "
+        f"ivfpq-peer-items {args.ivfpq_peer_items:,}"
+    )
     start = time.perf_counter()
     sections = args.sections.split(",")
+    failed = []
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
+        prepare_model(args.model, Path(tmp))
         for section in [s for s in SECTIONS if s in sections]:
-            run_section(section, device, args, Path(tmp) / section)
+            missing = [m for m in NEEDS.get(section, ()) if importlib.util.find_spec(m) is None]
+            if missing:
+                print(
+                    f"{section}: did not run: needs the package(s) {', '.join(missing)}, not "
+                    f"installed for {sys.executable}"
+                )
+                continue
+            try:
+                run_section(section, device, args, Path(tmp) / section)
+            except ModuleNotFoundError as exc:
+                print(f"{section}: did not run: module {exc.name!r} is not installed ({exc})")
+            except Exception:  # one broken section must not cost the figures of the others
+                traceback.print_exc(file=sys.stdout)
+                print(f"{section}: FAILED (traceback above); going on to the next section")
+                failed.append(section)
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
             print(f"  [{section}: {time.perf_counter() - start:.0f} s elapsed]", flush=True)
-    print(f"gpu_check done in {time.perf_counter() - start:.0f} s")
-    return 0
+    print(
+        f"gpu_check done in {time.perf_counter() - start:.0f} s"
+        + (f"; FAILED sections: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
 
 
 def run_section(section: str, device: str, args: argparse.Namespace, workdir: Path) -> None:
