@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recsys.config import BlendConfig
-from recsys.evaluation.metrics import per_user_metrics
-from recsys.ranking.base import Query, Recommender, top_k
+from recsys.ranking.base import Query, Recommender
 from recsys.ranking.blend import BlendedRanker
 from recsys.ranking.candidates import blend_scores
 from recsys.ranking.segments import SegmentWeights, segment_labels
@@ -72,21 +71,49 @@ def _grid_ndcg(
     grid: np.ndarray,
     k: int,
 ) -> np.ndarray:
-    """NDCG@k of every grid point for every query. (G, n) float64."""
+    """NDCG@k of every grid point for every query. (G, n) float64.
+
+    The value per_user_metrics gives on each grid point's top-k list (top_k's order: score
+    descending, ties to the lower column, i.e. the lower item_idx), computed from each relevant
+    candidate's rank instead of sorting: its rank is the number of candidates scoring above it,
+    plus those tied with it in an earlier column."""
     out = np.zeros((grid.shape[0], len(queries)), dtype=np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # (k,)
+    ideal = np.concatenate([[0.0], np.cumsum(discounts)])  # ideal[j]: best DCG of j hits
     for part in ranker.batches(len(queries)):
         batch_exclude = None if exclude is None else list(exclude)[part]
         cands = ranker.candidates(queries[part], batch_exclude)
-        rel = list(relevant[part])
+        rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant[part]]
+        rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
+        denom = np.minimum([r.size for r in rel], k)  # (b,) as per_user_metrics
+        earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
         for g, weights in enumerate(grid):
-            rows = np.broadcast_to(weights, (len(rel), weights.size))  # (b, S)
-            blended, _ = blend_scores(cands, rows)  # (b, C)
-            cols, _ = top_k(blended, k)
-            ranked = np.where(
-                cols >= 0, np.take_along_axis(cands.items, np.maximum(cols, 0), 1), -1
-            )
-            out[g, part] = per_user_metrics(ranked, rel, k, metrics=("ndcg",))["ndcg"]
+            rows_w = np.broadcast_to(weights, (len(rel), weights.size))  # (b, S)
+            blended, _ = blend_scores(cands, rows_w)  # (b, C), -inf: not rankable
+            mine = blended[rows]  # (m, C): each relevant candidate's row
+            score = mine[np.arange(rows.size), cols][:, None]  # (m, 1)
+            rank = (mine > score).sum(axis=1) + ((mine == score) & earlier).sum(axis=1)
+            ranked = np.isfinite(score[:, 0]) & (rank < k)
+            gain = np.where(ranked, discounts[np.minimum(rank, k - 1)], 0.0)  # (m,)
+            dcg = np.bincount(rows, weights=gain, minlength=len(rel))  # (b,)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[g, part] = dcg / ideal[denom]
     return out
+
+
+def _relevant_columns(
+    items: np.ndarray, relevant: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of every relevant item among each row's candidates (items: (b, C), item_idx
+    ascending per row, -1 padding); relevant items that are not candidates are left out."""
+    rows, cols = [], []
+    for row, wanted in enumerate(relevant):
+        found = np.flatnonzero(np.isin(items[row], wanted) & (items[row] >= 0))
+        rows.append(np.full(found.size, row, dtype=np.int64))
+        cols.append(found)
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(rows), np.concatenate(cols).astype(np.int64)
 
 
 def _pick(

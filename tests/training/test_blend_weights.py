@@ -8,6 +8,7 @@ from blend_world import make_world, text_and_noise
 from recsys.config import BlendConfig
 from recsys.evaluation.metrics import per_user_metrics
 from recsys.ranking.blend import BlendedRanker
+from recsys.ranking.candidates import blend_scores
 from recsys.ranking.content import ContentRecommender
 from recsys.ranking.segments import SegmentWeights
 from recsys.ranking.user_vectors import HistoryMeanEncoder
@@ -101,3 +102,30 @@ def test_fixed_weights_bypass_learning(world):
     bad = TWO.model_copy(update={"fixed_weights": {"popularity": 1.0}})
     with pytest.raises(ValueError, match="not in blend.sources"):
         learn_weights(text_and_noise(world), [], [], None, bad)
+
+
+def test_grid_ndcg_equals_the_metric_on_each_grid_points_top_k(world):
+    """The rank-based NDCG of the weight search is per_user_metrics on top_k's list for every
+    grid point — ties included (rank normalisation ties many scores; one query holds two
+    relevant items, one of them a history item the exclusions remove)."""
+    from recsys.ranking.base import top_k
+    from recsys.training.blend_weights import _grid_ndcg
+
+    sources, queries = text_and_noise(world), world.queries()
+    relevant = [np.asarray(r) for r in world.held_out]
+    relevant[0] = np.concatenate([relevant[0], world.histories[0][:1], relevant[0]])
+    for method in ("zscore", "rank"):
+        config = TWO.model_copy(update={"weight_grid": 4, "normalize": method})
+        ranker = BlendedRanker(sources, SegmentWeights.uniform(config.sources, [0, 5, 50]), config)
+        grid = simplex_grid(2, 4)
+        fast = _grid_ndcg(ranker, queries, relevant, world.histories, grid, 10)
+        cands = ranker.candidates(queries, world.histories)
+        for g, weights in enumerate(grid):
+            blended, _ = blend_scores(cands, np.broadcast_to(weights, (len(queries), 2)))
+            cols, _ = top_k(blended, 10)
+            ranked = np.where(
+                cols >= 0, np.take_along_axis(cands.items, np.maximum(cols, 0), 1), -1
+            )
+            expected = per_user_metrics(ranked, relevant, 10, ("ndcg",))["ndcg"]
+            np.testing.assert_allclose(fast[g], expected, rtol=0, atol=1e-12)
+        assert (fast > 0).any() and np.ptp(fast.mean(axis=1)) > 0  # the grid points differ
