@@ -94,15 +94,9 @@ def test_gc_keeps_the_newest_and_what_current_and_challenger_need(nights, tmp_pa
     assert result["runs_removed"] == [one["key"]] and not (work / "runs" / one["key"]).exists()
     encoder_one = Path(_step(nights["work"], one["key"], "encoder")["encoder_dir"]).name
     assert result["encoders_removed"] == [encoder_one]
-    # item vectors of each night's evaluated and published (refit) towers; those of run one go
-    towers = ("encoder", "refit_encoder")
-    hashes = [
-        {_step(nights["work"], r["key"], step)["encoder_hash"] for step in towers}
-        for r in nights["runs"]
-    ]
-    assert sorted(result["embedding_caches_removed"]) == sorted(hashes[0] - hashes[1] - hashes[2])
-    left = sorted(p.name for p in (work / "cache" / "embeddings").iterdir())
-    assert left == sorted(hashes[1] | hashes[2])
+    hashes = [_step(nights["work"], r["key"], "encoder")["encoder_hash"] for r in nights["runs"]]
+    assert result["embedding_caches_removed"] == [hashes[0]]
+    assert sorted(p.name for p in (work / "cache" / "embeddings").iterdir()) == sorted(hashes[1:])
     steps = ("collab", "refit_weights", "refit")  # each fitted-source cache entry of the night
     keys = {_step(nights["work"], one["key"], step)["key"] for step in steps}
     assert sorted(result["collab_caches_removed"]) == sorted(keys)
