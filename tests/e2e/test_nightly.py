@@ -421,6 +421,8 @@ def test_dry_run_says_what_would_run_and_writes_nothing(world, tmp_path):
     fresh = _dry(world["data"], config, work)
     assert work.exists() is False  # not even the work directory
     skipped = {"tune": "skip", "register": "skip"}  # [collab] tune off; --no-tracking
+    towers = ("refit_encoder", "refit_embed", "refit_index", "refit_users")
+    skipped.update(dict.fromkeys(towers, "skip"))  # [nightly] refit_towers_epochs = 0
     assert fresh == {**dict.fromkeys(STEPS, "run"), **skipped, "_plan": fresh["_plan"]}
     args = ["nightly", "--data", str(world["data"]), "--workdir", str(work), "--no-tracking"]
     args += ["--config", str(write_config(tmp_path / "c.toml", config))]
