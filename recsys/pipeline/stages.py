@@ -294,21 +294,9 @@ def _shifted_text(ctx: Context, out: Path, bias: np.ndarray | None) -> tuple[Any
     towers trained as many more epochs over the split's train + valid parts (shifted_frame),
     with their own item vectors and index, for scoring on the test part they never saw."""
     from recsys.index.faiss_index import VectorIndex
-    from recsys.training.train import continue_training
 
     target = out / ENCODER_DIR
-    epochs = ctx.config.nightly.refit_towers_epochs
-    trained = continue_training(
-        ctx.encoder(),
-        ctx.dataset,
-        shifted_frame(ctx),
-        ctx.config.text,
-        epochs,
-        target,
-        ctx.tracker,
-        ctx.progress,
-        cache_dir=ctx.feature_cache(),
-    )
+    trained = _continued_towers(ctx, shifted_frame(ctx), target)
     vectors, _ = embed_items(ctx, trained.encoder, target)
     index = VectorIndex.build(vectors, ctx.config.index)
     source = fit.text_source(
@@ -320,6 +308,19 @@ def _shifted_text(ctx: Context, out: Path, bias: np.ndarray | None) -> tuple[Any
     )
     facts = {"encoder_hash": trained.encoder.encoder_hash, "epochs": len(trained.history)}
     return source, {**facts, "interactions": shifted_frame(ctx).height}
+
+
+def _continued_towers(ctx: Context, frame: pl.DataFrame, target: Path) -> Any:
+    """The evaluated encoder's towers trained [nightly] refit_towers_epochs more epochs over
+    `frame`, saved to `target` (recsys.training.train.continue_training: a TrainResult)."""
+    from recsys.training.train import continue_training
+
+    epochs = ctx.config.nightly.refit_towers_epochs
+    encoder, text, feature_cache = ctx.encoder(), ctx.config.text, ctx.feature_cache()
+    return continue_training(
+        encoder, ctx.dataset, frame, text, epochs, target, ctx.tracker, ctx.progress,
+        cache_dir=feature_cache,
+    )  # fmt: skip
 
 
 def refit_towers(ctx: Context) -> bool:
@@ -346,22 +347,9 @@ def refit_encoder_step(ctx: Context, out: Path) -> dict[str, Any]:
     trained that many more epochs over every interaction given, saved in this step's directory;
     the embed, index and users steps after it read it as the encoder. It runs after
     refit_weights, whose scores on the split's test part must come from towers that never saw it."""
-    from recsys.training.train import continue_training
-
     evaluated = ctx.result(ctx.providers[ENCODER])
-    epochs = ctx.config.nightly.refit_towers_epochs
     target = out / ENCODER_DIR
-    trained = continue_training(
-        ctx.encoder(),
-        ctx.dataset,
-        all_frame(ctx),
-        ctx.config.text,
-        epochs,
-        target,
-        ctx.tracker,
-        ctx.progress,
-        cache_dir=ctx.feature_cache(),
-    )
+    trained = _continued_towers(ctx, all_frame(ctx), target)
     return {
         "encoder_dir": str(target),
         "encoder_hash": trained.encoder.encoder_hash,
