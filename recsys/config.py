@@ -251,10 +251,6 @@ class BlendConfig(_Section):
     """Grid points per weight when learning the blend weights on validation."""
     normalize: Literal["zscore", "minmax", "rank"] = "zscore"
     """How each source's scores are normalised before they are weighted."""
-    weight_choice: Literal["best", "smoothed"] = "best"
-    """best: the grid point with the best validation NDCG@k; smoothed: the one whose
-    neighbourhood (itself and the points one grid step away) is best on average, which a single
-    lucky point on few users cannot win."""
     fixed_weights: dict[str, float] | None = None
     """Use these weights everywhere instead of learning them, e.g. {text = 0.7, collab = 0.3}."""
     cold_prior: float = Field(1.0, ge=0.0)

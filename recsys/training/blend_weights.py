@@ -116,15 +116,6 @@ def _relevant_columns(
     return np.concatenate(rows), np.concatenate(cols).astype(np.int64)
 
 
-def smoothed(grid: np.ndarray, values: np.ndarray, steps: int) -> np.ndarray:
-    """Each grid point's value (G,) averaged with those of its neighbours one grid step away
-    (one step, 1 / steps, of weight moved from one source to another). (G,)"""
-    coords = np.rint(grid * steps).astype(np.int64)  # (G, S) integer grid coordinates
-    distance = np.abs(coords[:, None, :] - coords[None, :, :]).sum(axis=2)  # (G, G)
-    near = distance <= 2
-    return (near * values[None, :]).sum(axis=1) / near.sum(axis=1)
-
-
 def _pick(
     grid: np.ndarray,
     ndcg: np.ndarray,
@@ -137,9 +128,7 @@ def _pick(
     beats the global weights on them by more than one standard error of the paired per-user
     difference (segment-level maxima over a grid are optimistic; this keeps noise out)."""
     mean_all = ndcg.mean(axis=1)  # (G,)
-    smooth = config.weight_choice == "smoothed"
-    choice = smoothed(grid, mean_all, config.weight_grid - 1) if smooth else mean_all
-    best_all = int(np.argmax(choice))  # first max: fixed grid order
+    best_all = int(np.argmax(mean_all))  # first max: fixed grid order
     per_segment: dict[str, dict[str, float]] = {}
     stats: dict = {"users": {"all": int(segments.size)}, "ndcg": {"all": float(mean_all[best_all])}}
     stats.update(grid_points=int(grid.shape[0]), chosen={})

@@ -129,21 +129,3 @@ def test_grid_ndcg_equals_the_metric_on_each_grid_points_top_k(world):
             expected = per_user_metrics(ranked, relevant, 10, ("ndcg",))["ndcg"]
             np.testing.assert_allclose(fast[g], expected, rtol=0, atol=1e-12)
         assert (fast > 0).any() and np.ptp(fast.mean(axis=1)) > 0  # the grid points differ
-
-
-def test_smoothed_choice_prefers_a_good_neighbourhood_to_a_lone_spike():
-    from recsys.training.blend_weights import smoothed
-
-    grid = simplex_grid(3, 6)  # steps of 0.2
-    coords = np.rint(grid * 5).astype(int)
-    values = np.zeros(len(grid))
-    spike = int(np.flatnonzero((coords == [5, 0, 0]).all(axis=1))[0])
-    plateau = np.abs(coords - [1, 2, 2]).sum(axis=1) <= 2  # (1,2,2) and its 6 neighbours
-    values[plateau] = 0.9
-    values[spike] = 1.0
-    assert int(np.argmax(values)) == spike
-    smooth = smoothed(grid, values, 5)
-    assert grid[int(np.argmax(smooth))].tolist() == pytest.approx([0.2, 0.4, 0.4])
-    # a point's neighbours: itself plus those one step away (a corner has 3 in 3 sources)
-    assert smooth[spike] == pytest.approx(1.0 / 3)
-    np.testing.assert_allclose(smoothed(grid, np.ones(len(grid)), 5), 1.0)
