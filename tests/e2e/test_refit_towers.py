@@ -47,8 +47,7 @@ def world(tmp_path_factory):
         result = run_nightly(
             data, _config(bert, epochs), work, say=lambda m: None, track=False, progress=False
         )
-        steps = json.loads(json.dumps(result.steps))
-        out[epochs] = {"work": work, "result": result, "steps": [s["step"] for s in steps]}
+        out[epochs] = {"work": work, "result": result, "steps": [s["step"] for s in result.steps]}
         out[epochs]["bundle"] = bundle.bundles_dir(work) / result.published
     return out
 
