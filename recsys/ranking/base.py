@@ -53,6 +53,11 @@ class Recommender(ABC):
     @abstractmethod
     def load(cls, directory: Path) -> Recommender: ...
 
+    def check_item(self, item_idx: int) -> None:
+        """IndexError unless item_idx is in this recommender's catalog (similar_items' input)."""
+        if not 0 <= item_idx < self.n_items:
+            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+
     def retrieve(
         self,
         queries: Sequence[Query],
@@ -80,6 +85,14 @@ class Recommender(ABC):
         scores = np.array(self.score(queries), dtype=np.float32, copy=True)  # (n, n_items)
         apply_exclusions(scores, exclude, allowed)
         return top_k(scores, k)
+
+
+def top_similar(scores: np.ndarray, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """similar_items' answer from (1, n_items) scores of items like item_idx: the top-k with
+    item_idx itself excluded, item_idx (k,) and scores (k,) padded as top_k pads."""
+    apply_exclusions(scores, [np.array([item_idx])], None)
+    ids, vals = top_k(scores, k)
+    return ids[0], vals[0]
 
 
 def apply_exclusions(

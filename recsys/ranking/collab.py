@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from recsys.collab import MODELS
 from recsys.collab.factors import FactorModel, read_model_files
 from recsys.config import CollabConfig
-from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k, top_similar
 from recsys.ranking.retrieval import Retrieved, dense_retrieve
 from recsys.vectors import normalize_rows
 
@@ -145,17 +145,14 @@ class CollabRecommender(Recommender):
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k items by cosine of item vectors, the item itself excluded."""
-        if not 0 <= item_idx < self.n_items:
-            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+        self.check_item(item_idx)
         if self._unit_items is None:
             self._unit_items = normalize_rows(self.model.item_factors)  # (n_items, d)
         scores = (self._unit_items @ self._unit_items[item_idx])[None, :]  # (1, n_items)
         if not self.model.item_trained[item_idx]:
             scores[:] = -np.inf  # its vector is noise: nothing is known about it
         scores[:, ~self.model.item_trained] = -np.inf
-        apply_exclusions(scores, [np.array([item_idx])], None)
-        ids, vals = top_k(scores, k)
-        return ids[0], vals[0]
+        return top_similar(scores, item_idx, k)
 
     def save(self, directory: Path) -> None:
         self.model.save(directory)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from recsys.bundle_arrays import load_npy, mmap_enabled
-from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.base import Query, Recommender, top_k, top_similar
 from recsys.ranking.retrieval import Retrieved, dense_retrieve
 from recsys.ranking.user_vectors import UserEncoder, encoder_from_spec, history_key
 from recsys.vectors import check_unit_rows, normalize_rows
@@ -250,14 +250,11 @@ class ContentRecommender(Recommender):
         return np.where(best >= 0, chosen, -1), values
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= item_idx < self.n_items:
-            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+        self.check_item(item_idx)
         scores = (self.item_vectors @ self.item_vectors[item_idx])[None, :]  # (1, n_items) cosine
         if not self.item_vectors[item_idx].any():
             scores[:] = -np.inf
-        apply_exclusions(scores, [np.array([item_idx])], None)
-        ids, vals = top_k(scores, k)
-        return ids[0], vals[0]
+        return top_similar(scores, item_idx, k)
 
     def add_items(self, vectors: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         """Append new items (text-only, embedded by the item tower), with an optional bias (m,)

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from recsys.bundle_arrays import load_npz
 from recsys.collab.factors import csr_from_arrays, csr_to_arrays, valid_history
-from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.base import Query, Recommender, top_similar
 
 
 class ItemGraphRecommender(Recommender):
@@ -93,14 +93,11 @@ class ItemGraphRecommender(Recommender):
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The item's strongest neighbours (at most top_n; -1 padded), itself excluded."""
-        if not 0 <= item_idx < self.n_items:
-            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+        self.check_item(item_idx)
         row = self.weights[item_idx]  # (1, n_items) csr
         scores = np.full((1, self.n_items), -np.inf, dtype=np.float32)
         scores[0, row.indices] = row.data
-        apply_exclusions(scores, [np.array([item_idx])], None)
-        ids, vals = top_k(scores, k)
-        return ids[0], vals[0]
+        return top_similar(scores, item_idx, k)
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)

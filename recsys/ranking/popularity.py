@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from recsys.bundle_arrays import load_npz
 from recsys.collab.factors import check_interactions, csr_from_arrays, csr_to_arrays
-from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.base import Query, Recommender, top_similar
 from recsys.ranking.retrieval import Retrieved, first_valid, sparse_exclusions
 
 _ARRAYS = "popularity.npz"
@@ -82,17 +82,14 @@ class PopularityRecommender(Recommender):
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Items most often co-interacted with item_idx; ties (and none shared) by popularity."""
-        if not 0 <= item_idx < self.n_items:
-            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+        self.check_item(item_idx)
         together = self.item_users @ self.item_users[item_idx].T  # (n_items, 1) shared users
         cooc = np.asarray(together.todense(), dtype=np.float64).ravel()
         top = float(self.popularity.max(initial=0.0))
         # co-occurrence counts are integers; the popularity term is < 1 so it only breaks ties
         scores = cooc + 0.5 * self.popularity / (top if top > 0 else 1.0)
         scores = scores.astype(np.float32)[None, :]  # (1, n_items)
-        apply_exclusions(scores, [np.array([item_idx])], None)
-        ids, vals = top_k(scores, k)
-        return ids[0], vals[0]
+        return top_similar(scores, item_idx, k)
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)

@@ -21,7 +21,7 @@ import torch
 
 from recsys.bundle_arrays import load_npz
 from recsys.collab.factors import valid_history
-from recsys.ranking.base import Query, Recommender, apply_exclusions, top_k
+from recsys.ranking.base import Query, Recommender, top_similar
 from recsys.ranking.sasrec import SASRec, SASRecConfig, next_item_scores
 
 KIND = "sequence"
@@ -61,12 +61,9 @@ class SequenceRecommender(Recommender):
 
     def similar_items(self, item_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The items most likely to come right after `item_idx` alone, itself excluded."""
-        if not 0 <= item_idx < self.n_items:
-            raise IndexError(f"item_idx {item_idx} out of range: catalog has {self.n_items} items")
+        self.check_item(item_idx)
         scores = self.score([Query(-1, np.array([item_idx]))])
-        apply_exclusions(scores, [np.array([item_idx])], None)
-        ids, vals = top_k(scores, k)
-        return ids[0], vals[0]
+        return top_similar(scores, item_idx, k)
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
