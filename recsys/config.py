@@ -243,9 +243,9 @@ class SequenceConfig(_Section):
     # every frame the nightly fits sources on; each fit holds out users' newest interactions to
     # choose its epoch (recsys.training.sequence).
 
-    max_len: int = Field(200, ge=2)
+    max_len: int = Field(50, ge=2)
     """Newest interactions of a history the model reads (older ones are dropped)."""
-    hidden: int = Field(128, ge=2)
+    hidden: int = Field(64, ge=2)
     """Width of the item embeddings and of the attention blocks."""
     blocks: int = Field(2, ge=1)
     """Self-attention blocks."""
