@@ -3,7 +3,7 @@
 SASRec-CE on dense ml-latest-small takes hours per seed on one CPU thread and a minute or two on
 a GPU. `export` writes each variant's rounds (benchmarks/peers.Rounds: the tuning split of REST
 and the outside test round) as plain arrays; `sasrec` trains SASRec-CE from those arrays exactly
-as peers.sasrec_seeds does (recsys.training.sasrec, early stopping on the validation NDCG@10 of the
+as peers.sasrec_seeds does (benchmarks/sasrec.py, early stopping on the validation NDCG@10 of the
 shared metric kernel) and writes each seed's top-10 of the test round. It needs numpy, torch and
 this repository on the path, nothing else, so it runs on a bare GPU machine. published_quality.py
 --peer-cache DIR then scores those lists with the shared kernel instead of training SASRec, once
@@ -100,11 +100,10 @@ def _round(arrays: dict, name: str, part: str) -> list[np.ndarray]:
 def train_one(path: Path, seed: int, out: Path, max_epochs: int | None = None) -> None:
     """SASRec-CE on one exported variant and seed: writes <out>/<name>-seed<S>.npz (top-10 of
     the test round, fit facts)."""
+    import sasrec
     import torch
 
     from recsys.evaluation.metrics import per_user_metrics
-    from recsys.ranking import sasrec
-    from recsys.training import sasrec as sasrec_training
 
     torch.set_num_threads(1)  # several jobs share the machine's cores
     arrays = dict(np.load(path))
@@ -121,7 +120,7 @@ def train_one(path: Path, seed: int, out: Path, max_epochs: int | None = None) -
     config = sasrec.SASRecConfig(max_len=max_len, seed=seed)
     if max_epochs is not None:  # a check of the script, not the recipe
         config = replace(config, max_epochs=max_epochs)
-    fitted = sasrec_training.fit(
+    fitted = sasrec.fit(
         train, n_items, config, validate, lambda m: print(f"{path.stem} s{seed}: {m}", flush=True)
     )
     ranked = sasrec.recommend(

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import sasrec
 from outside_in import Variant, hold_out_newest
 from quality import ALS_GRID, LIGHTFM_GRID  # the same grids as the internal benchmark
 
 from recsys.pipeline.fit import EvalSet, eval_set, histories, matrix
-from recsys.ranking import sasrec
-from recsys.training import sasrec as sasrec_training
 
 K = 10
 Metrics = dict[str, np.ndarray]  # {"ndcg": (n_users,), "recall": (n_users,)}
@@ -121,7 +120,7 @@ def sasrec_seeds(
     for seed in seeds:
         config = sasrec_config(variant, seed, quick)
         say(f"    SASRec-CE seed {seed} (max_len {config.max_len}):")
-        fitted = sasrec_training.fit(train, rounds.n_items, config, validate, say)
+        fitted = sasrec.fit(train, rounds.n_items, config, validate, say)
         start = time.perf_counter()
         ranked = sasrec.recommend(fitted.model, test_history, test.exclude, K)
         results.append(metrics(ranked, test))

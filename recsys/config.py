@@ -236,56 +236,13 @@ class TransitionsConfig(_Section):
     each fit the same way (recsys.training.recency)."""
 
 
-class SequenceConfig(_Section):
-    """Opt-in sequence source: SASRec's next item after a history (recsys.ranking.sequence)."""
-
-    # Blended when blend.sources names "sequence". Fitted with full-softmax cross-entropy on
-    # every frame the nightly fits sources on; each fit holds out users' newest interactions to
-    # choose its epoch (recsys.training.sequence).
-
-    max_len: int = Field(50, ge=2)
-    """Newest interactions of a history the model reads (older ones are dropped)."""
-    hidden: int = Field(64, ge=2)
-    """Width of the item embeddings and of the attention blocks."""
-    blocks: int = Field(2, ge=1)
-    """Self-attention blocks."""
-    heads: int = Field(1, ge=1)
-    """Attention heads per block; must divide hidden."""
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    """Dropout on embeddings, attention and feed-forward layers."""
-    lr: float = Field(1e-3, gt=0.0)
-    """Adam learning rate."""
-    batch_size: int = Field(128, ge=1)
-    """Users per training batch."""
-    max_epochs: int = Field(200, ge=1)
-    """Most training epochs (early stopping usually ends sooner)."""
-    patience: int = Field(10, ge=1)
-    """Epochs without a better NDCG@10 on the held-out newest interactions before stopping."""
-    valid_users: int = Field(2000, ge=1)
-    """Users (a seeded sample) whose newest interaction is held out to choose the epoch; the
-    model is trained on everything else."""
-    max_minutes: float = Field(10.0, gt=0.0)
-    """Training time cap per fit; the best epoch so far is kept."""
-    seed: int = 42
-    """Seed of the initialisation, data order and validation sample."""
-
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> SequenceConfig:
-        if self.hidden % self.heads:
-            raise ValueError(
-                f"sequence.hidden: expected a multiple of sequence.heads ({self.heads}), "
-                f"found {self.hidden}"
-            )
-        return self
-
-
 class BlendConfig(_Section):
     """Candidate generation and per-segment blending (recsys.ranking)."""
 
     sources: list[SourceName] = list(DEFAULT_SOURCES)
     """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
     popularity, neighbors = item-to-item RP3beta, [neighbors], transitions = what followed
-    the history's items, [transitions]; opt-in: sequence = SASRec's next item, [sequence])."""
+    the history's items, [transitions])."""
     candidates_per_source: int = Field(200, ge=1)
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]
@@ -477,7 +434,6 @@ class PipelineConfig(_Section):
     collab: CollabConfig = CollabConfig()
     neighbors: NeighborsConfig = NeighborsConfig()
     transitions: TransitionsConfig = TransitionsConfig()
-    sequence: SequenceConfig = SequenceConfig()
     blend: BlendConfig = BlendConfig()
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()

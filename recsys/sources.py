@@ -53,12 +53,6 @@ REGISTRY: tuple[Source, ...] = (
         frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
         "how often each item followed the history's items in users' logs (newest counting most)",
     ),
-    Source(
-        "sequence",  # a model of the next item after a history of item ids: as transitions
-        frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
-        "SASRec's score of each item as the one after the history (opt-in)",
-        default=False,  # a neural fit per frame: minutes on CPU, blended when asked
-    ),
 )
 SOURCES: tuple[str, ...] = tuple(source.name for source in REGISTRY)  # in report order
 SourceName = Literal[SOURCES]

@@ -23,12 +23,9 @@ from recsys.serving import schemas
 
 
 def test_everything_follows_the_registry():
-    assert sources.SOURCES == (
-        "text", "collab", "popularity", "neighbors", "transitions", "sequence"
-    )  # fmt: skip
-    # a source with default=False is registered everywhere but blended only when asked
-    assert BlendConfig().sources == list(sources.DEFAULT_SOURCES) == list(sources.SOURCES[:-1])
-    assert BlendConfig(sources=list(sources.SOURCES)).sources[-1] == "sequence"
+    assert sources.SOURCES == ("text", "collab", "popularity", "neighbors", "transitions")
+    # a source with default=False would be registered everywhere but blended only when asked
+    assert BlendConfig().sources == list(sources.DEFAULT_SOURCES) == list(sources.SOURCES)
     field = BlendConfig.model_fields["sources"].annotation
     assert typing.get_args(typing.get_args(field)[0]) == sources.SOURCES
     assert list(schemas.Sources.model_fields) == list(sources.SOURCES)
@@ -49,10 +46,10 @@ def test_each_path_is_served_by_the_sources_that_can_use_what_it_carries():
         )
     }
     assert served == {
-        "known": {"text", "collab", "popularity", "neighbors", "transitions", "sequence"},
-        "history": {"text", "collab", "popularity", "neighbors", "transitions", "sequence"},
+        "known": {"text", "collab", "popularity", "neighbors", "transitions"},
+        "history": {"text", "collab", "popularity", "neighbors", "transitions"},
         "profile": {"text", "popularity"},
-        "history+profile": {"text", "collab", "popularity", "neighbors", "transitions", "sequence"},
+        "history+profile": {"text", "collab", "popularity", "neighbors", "transitions"},
         "popularity": {"popularity"},
     }
 

@@ -29,13 +29,11 @@ from recsys.ranking.neighbors import NeighborsRecommender
 from recsys.ranking.popularity import PopularityRecommender
 from recsys.ranking.prior import cold_item_bias
 from recsys.ranking.segments import SegmentWeights
-from recsys.ranking.sequence import SequenceRecommender
 from recsys.ranking.transitions import TransitionsRecommender
 from recsys.ranking.user_vectors import TowerUserEncoder, history_key
 from recsys.schema import ITEM_IDX, ROW, TIMESTAMP, USER_IDX
 from recsys.text.documents import item_documents
 from recsys.training import collab_tuning
-from recsys.training import sequence as sequence_training
 from recsys.training.blend_weights import learn_weights
 from recsys.training.recency import choose_recency
 
@@ -108,13 +106,6 @@ def fit_collab(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) ->
 FrameFit = Callable[[Dataset, pl.DataFrame, PipelineConfig], Recommender]
 
 
-def fit_sequence(
-    dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig
-) -> SequenceRecommender:
-    """SASRec on the frame's per-user sequences, its epoch chosen on their newest items."""
-    return sequence_training.fit_sequence(frame, dataset.n_items, config.sequence)
-
-
 def item_graph_fit(kind: type[ItemGraphRecommender], section: str) -> FrameFit:
     """The fit of an item-graph source (recsys.ranking.item_graph) from config [section]; its
     recency "auto" is chosen on the frame itself (its users' newest interactions held out)."""
@@ -153,7 +144,6 @@ FRAME_SOURCES: dict[str, FrameSource] = {
         TransitionsRecommender,
         ("transitions",),
     ),
-    "sequence": FrameSource(fit_sequence, SequenceRecommender, ("sequence",)),
 }
 
 
