@@ -37,7 +37,7 @@ def put_item(item_id: str) -> Response:
     _check_id(item_id, "path.item_id")
     fields = _item_fields(_json_body())
     served = _route(None)
-    vector = _embed(served, fields)
+    vector = _embed(served, item_id, fields)
     seq = state().live_store.upsert_item(item_id, fields, vector, served.version)
     state().live_view.sync(force=True)
     return jsonify(
@@ -45,12 +45,12 @@ def put_item(item_id: str) -> Response:
     )
 
 
-def _embed(served, fields: dict[str, str]):
+def _embed(served, item_id: str, fields: dict[str, str]):
     """(dim,) the item's vector from the served bundle's item tower (409 when it has none)."""
     from recsys.ranking.overlay import embed_items  # torch only where items are embedded
 
     try:
-        return embed_items(served.model, [fields], state().text)[0]
+        return embed_items(served.model, [fields], state().text, [item_id])[0]
     except Exception as exc:
         status = getattr(exc, "status", None)
         if status is None:
@@ -121,7 +121,7 @@ def patch_item(item_id: str) -> Response:
             raise ApiError(
                 422, "validation_error", f"body: would leave overlay item {item_id!r} no text"
             )
-        vector = _embed(served, fields)
+        vector = _embed(served, item_id, fields)
         seq = state().live_store.upsert_item(item_id, fields, vector, served.version)
     else:
         where = f"bundle {served.version} or the live overlay"

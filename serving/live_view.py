@@ -210,7 +210,8 @@ class LiveView:
             if r.embedded_by != version and (version, r.item_id, r.seq) not in self._vectors
         ]
         if missing:
-            vectors = embed_items(model, [r.fields for r in missing], self.text)
+            ids = [r.item_id for r in missing]
+            vectors = embed_items(model, [r.fields for r in missing], self.text, ids)
             for row, vector in zip(missing, vectors, strict=True):
                 self._vectors[(model.version, row.item_id, row.seq)] = vector
         stacked = np.stack([self._vector(model, r) for r in rows]).astype(np.float32)  # (m, dim)

@@ -1,8 +1,9 @@
 """Encoder stage: TwoTowerEncoder — the trained towers plus their backbone, saved and loaded.
 
 Reads/writes an encoder directory: encoder.json (config, backbone name + hash, encoder_hash),
-towers.safetensors (adapter + user tower), bert/ (fine-tuned BERT, full path only) and
-item_titles.json (BERT user tower only). No pickle.
+towers.safetensors (adapter + user tower + id vectors), bert/ (fine-tuned BERT, full path only),
+item_titles.json (BERT user tower only) and item_ids.json (the item id of each id-vector row, when
+the encoder has id vectors). No pickle.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from recsys.encoder import backbone as bb
 from recsys.encoder.features import Featurizer
 from recsys.encoder.towers import (
     BertUserTower,
+    IdVectors,
     ItemAdapter,
     build_towers,
     last_states,
@@ -61,6 +63,8 @@ class TwoTowerEncoder:
         item_titles: Sequence[str] | None = None,
         user_doc: tuple[int, int] = (10, 512),
         device: str = "cpu",
+        ids: IdVectors | None = None,
+        id_vocab: Sequence[str] | None = None,
     ):
         self.config = config
         self.device = device
@@ -73,6 +77,15 @@ class TwoTowerEncoder:
         self.user_doc = user_doc  # (titles in a user document, max chars)
         self._bert = bert.to(device).eval() if bert is not None else None
         self._tokenizer = tokenizer
+        if (ids is None) != (not id_vocab) or (
+            ids is not None and len(id_vocab) != ids.table.shape[0]
+        ):
+            raise ValueError(
+                "ids and id_vocab: expected both (one item id per table row) or neither"
+            )
+        self.ids = ids.to(device).eval() if ids is not None else None
+        self.id_vocab = list(id_vocab) if ids is not None else None
+        self._id_row = {item_id: row for row, item_id in enumerate(self.id_vocab or [])}
         self.encoder_hash = ""
 
     @property
@@ -141,6 +154,26 @@ class TwoTowerEncoder:
             for s in range(0, len(pooled), _BATCH)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def with_id_vectors(self, vectors: np.ndarray, item_ids: Sequence[str]) -> np.ndarray:
+        """(n, dim) text item vectors of the items item_ids -> (n, dim) their item vectors: the id
+        vector added where the item had one at training (unchanged without id vectors, and for
+        items the encoder never saw)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(item_ids) != len(vectors):
+            raise ValueError(f"item_ids: expected {len(vectors)}, found {len(item_ids)}")
+        if self.ids is None:
+            return vectors
+        rows = np.array([self._id_row.get(str(i), -1) for i in item_ids], dtype=np.int64)
+        out = [
+            self.ids(
+                torch.from_numpy(vectors[s : s + _BATCH]).to(self.device),
+                torch.from_numpy(rows[s : s + _BATCH]).to(self.device),
+            ).cpu().numpy()
+            for s in range(0, len(vectors), _BATCH)
+        ]  # fmt: skip
+        return np.concatenate(out) if out else vectors
 
     @torch.inference_mode()
     def encode_users(
@@ -240,6 +273,8 @@ class TwoTowerEncoder:
             user.head.state_dict() if isinstance(user, BertUserTower) else user.state_dict()
         )
         state.update({f"user.{k}": v for k, v in user_state.items()})
+        if self.ids is not None:
+            state.update({f"ids.{k}": v for k, v in self.ids.state_dict().items()})
         return state
 
     def save(self, directory: Path) -> None:
@@ -259,7 +294,11 @@ class TwoTowerEncoder:
             atomic_write_bytes(
                 directory / "item_titles.json", json.dumps(self.item_titles).encode()
             )
-        digest = hashlib.sha256(blob + backbone_field["hash"].encode()).hexdigest()[:16]
+        vocab = b""
+        if self.id_vocab is not None:
+            vocab = json.dumps(self.id_vocab).encode()
+            atomic_write_bytes(directory / "item_ids.json", vocab)
+        digest = _digest(blob, backbone_field["hash"], vocab)
         self.encoder_hash = digest
         meta = {
             "format": FORMAT_VERSION,
@@ -282,11 +321,14 @@ class TwoTowerEncoder:
         name = meta["backbone"]["name"]
         name = str(directory / "bert") if name == "bert" else name
         blob = (directory / "towers.safetensors").read_bytes()
-        digest = hashlib.sha256(blob + meta["backbone"]["hash"].encode()).hexdigest()[:16]
+        ids_file = directory / "item_ids.json"
+        vocab = ids_file.read_bytes() if ids_file.is_file() else b""
+        digest = _digest(blob, meta["backbone"]["hash"], vocab)
         if digest != meta["encoder_hash"]:
             raise EncoderLoadError(
                 f"{directory}: towers.safetensors does not match encoder_hash "
-                f"{meta['encoder_hash']} (found {digest}); the directory is corrupt"
+                f"{meta['encoder_hash']} (found {digest}, item_ids.json included); the directory "
+                "is corrupt"
             )
         tokenizer = bert = None
         if meta["user_tower"] == "bert":
@@ -296,14 +338,25 @@ class TwoTowerEncoder:
         adapter.load_state_dict(_strip(tensors, "adapter."))
         target = user_tower.head if isinstance(user_tower, BertUserTower) else user_tower
         target.load_state_dict(_strip(tensors, "user."))
+        ids = id_vocab = None
+        if vocab:
+            id_vocab = json.loads(vocab)
+            ids = IdVectors(len(id_vocab), config.dim)
+            ids.load_state_dict(_strip(tensors, "ids."))
         titles_file = directory / "item_titles.json"
         titles = json.loads(titles_file.read_text("utf-8")) if titles_file.is_file() else None
         user_doc = tuple(meta["user_doc"])
         backbone = (name, meta["backbone"]["hash"], meta["training_path"])
         extras = {"bert": bert, "tokenizer": tokenizer, "item_titles": titles, "device": device}
+        extras.update(ids=ids, id_vocab=id_vocab)
         encoder = cls(config, adapter, user_tower, *backbone, **extras, user_doc=user_doc)
         encoder.encoder_hash = meta["encoder_hash"]
         return encoder
+
+
+def _digest(towers: bytes, backbone_hash: str, id_vocab: bytes) -> str:
+    """encoder_hash: the towers' weights, the backbone and the id vectors' item ids."""
+    return hashlib.sha256(towers + backbone_hash.encode() + id_vocab).hexdigest()[:16]
 
 
 def _read_meta(directory: Path) -> dict[str, Any]:

@@ -40,6 +40,25 @@ class ItemAdapter(nn.Module):
         return F.normalize(h, dim=-1)
 
 
+class IdVectors(nn.Module):
+    """A learned vector per item id, added to the item's text vector: the hybrid of text towers
+    and SASRec's item-id embeddings. The text says what an item is; where an item has enough
+    training interactions, its id vector learns what they add. Rows -1 (new or rarely seen
+    items) keep the text vector alone. Starts at zero, so training starts from the text towers,
+    and it is added after the adapter, so cached text vectors stay valid."""
+
+    def __init__(self, n_ids: int, dim: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(n_ids, dim))
+
+    def forward(self, vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """vectors (n, dim) unit text vectors, rows (n,) int64 table rows, -1 for none ->
+        (n, dim) unit vectors."""
+        known = (rows >= 0).unsqueeze(-1).to(vectors.dtype)  # (n, 1)
+        added = self.table[rows.clamp(min=0)] * known  # (n, dim)
+        return F.normalize(vectors + added, dim=-1)
+
+
 class CausalBlock(nn.Module):
     """Pre-norm transformer block with causal self-attention (nanoGPT's Block).
 

@@ -166,7 +166,9 @@ def embed_items(ctx: Context, encoder: Any, encoder_dir: Path) -> tuple[np.ndarr
     def encode(texts: list[str]) -> np.ndarray:
         return encoder.encode_items(texts, feature_cache=ctx.feature_cache(), embed_fn=embed_fn)
 
-    return embed_texts(documents, encode, encoder.encoder_hash, cache)
+    vectors, stats = embed_texts(documents, encode, encoder.encoder_hash, cache)  # text vectors
+    items = ctx.dataset.items.sort(ITEM_IDX)[ITEM_ID].cast(pl.Utf8).to_list()
+    return encoder.with_id_vectors(vectors, items), stats
 
 
 def index_step(ctx: Context, out: Path) -> dict[str, Any]:

@@ -65,15 +65,22 @@ def item_tower(model: RecommenderModel) -> Any:
 
 
 def embed_items(
-    model: RecommenderModel, rows: Sequence[Mapping[str, str | None]], text: TextConfig
+    model: RecommenderModel,
+    rows: Sequence[Mapping[str, str | None]],
+    text: TextConfig,
+    item_ids: Sequence[str] | None = None,
 ) -> np.ndarray:
     """(m, dim) unit vectors of items given as {column: text}, documents written as the nightly
-    writes them, embedded by the bundle's item tower."""
+    writes them, embedded by the bundle's item tower. item_ids (m,): an item the tower learned an
+    id vector for keeps it when its text changes; None: text only."""
     if not rows:
         return np.zeros((0, text_source(model).dim if text_source(model) else 0), np.float32)
     encoder = item_tower(model)
     docs = documents_of(rows, model.filter_fields, text)
-    return normalize_rows(np.asarray(encoder.encode_items(docs), dtype=np.float32))
+    vectors = np.asarray(encoder.encode_items(docs), dtype=np.float32)
+    if item_ids is not None:
+        vectors = encoder.with_id_vectors(vectors, item_ids)
+    return normalize_rows(vectors)
 
 
 def user_text_vector(

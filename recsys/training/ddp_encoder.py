@@ -11,6 +11,7 @@ the same files as the local loop) plus a result JSON beside the inputs.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ from recsys.training.validation import VALID_K, ranking_metrics
 RESULT = "result.json"  # beside the inputs: rank 0's history, best epoch, speed
 TRAIN_KEYS = ("features", "history", "mask", "lengths", "targets", "users", "log_q")
 PROFILE_KEYS = ("profiles", "has_profile")
+
+log = logging.getLogger(__name__)
 
 
 def global_batch(batch_size: int, world: int, pairs: int) -> int:
@@ -208,6 +211,12 @@ def train_encoder_on_ranks(
     from recsys.encoder.model import TwoTowerEncoder
 
     tracker = NullTracker() if tracker is None else tracker
+    if config.id_vectors_min_count:
+        log.warning(
+            "encoder.id_vectors_min_count = %d: id vectors train on the single-process frozen "
+            "path only; data-parallel training trains text-only towers",
+            config.id_vectors_min_count,
+        )
     scratch = Path(scratch)
     meta = prepare_inputs(dataset, split, config, text_config, cache_dir, scratch, progress)
     loop = {

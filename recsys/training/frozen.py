@@ -16,7 +16,7 @@ from torch import nn
 
 from recsys.config import EncoderConfig
 from recsys.encoder.model import TwoTowerEncoder, build_towers
-from recsys.encoder.towers import last_states, pad_histories
+from recsys.encoder.towers import IdVectors, last_states, pad_histories
 from recsys.training.examples import sequence_windows, window_batch
 from recsys.training.losses import full_softmax_loss, sampled_softmax_loss
 from recsys.training.optim import adamw
@@ -45,7 +45,12 @@ class FrozenTrainer:
         device: str,
         softmax: Softmax = "full",
         log_q: np.ndarray | None = None,
+        id_rows: np.ndarray | None = None,
+        id_vocab: Sequence[str] | None = None,
     ):
+        """id_rows (n_items,): each item's row in the id-vector table (IdVectors), -1 for none;
+        id_vocab: the item id of each table row (what the saved encoder keys its rows by).
+        None: text-only towers."""
         self.config, self.device, self.softmax = config, device, softmax
         self.sequences = sequences
         self.features = torch.as_tensor(features, dtype=torch.float32, device=device)
@@ -55,7 +60,18 @@ class FrozenTrainer:
             self.profiles = torch.as_tensor(profiles, dtype=torch.float32, device=device)
         self.log_q = None if log_q is None else torch.as_tensor(log_q, device=device)
         adapter, user = build_towers(config, features.shape[1], "sequence")
-        self.modules = nn.ModuleDict({"adapter": adapter, "user": user}).to(device)
+        modules: dict[str, nn.Module] = {"adapter": adapter, "user": user}
+        self.id_rows, self.id_vocab = None, None
+        if id_vocab:
+            if id_rows is None or len(id_rows) != len(features):
+                raise ValueError(
+                    f"id_rows: expected one row per item ({len(features)}), found "
+                    f"{None if id_rows is None else len(id_rows)}"
+                )
+            self.id_rows = torch.as_tensor(np.asarray(id_rows, np.int64), device=device)
+            self.id_vocab = list(id_vocab)
+            modules["ids"] = IdVectors(len(self.id_vocab), config.dim)
+        self.modules = nn.ModuleDict(modules).to(device)
         self.optimizer = adamw(self.modules.parameters(), config.lr, device)
         counts = np.bincount(
             np.concatenate([np.asarray(s, np.int64) for s in sequences] or [np.zeros(0, np.int64)]),
@@ -79,7 +95,7 @@ class FrozenTrainer:
         inputs, mask, targets = (
             t.to(self.device) for t in window_batch(self.sequences, windows, self.has_profile)
         )  # (b, n), (b, n), (b, n + 1)
-        vectors = self.modules["adapter"](self.features)  # (n_items, dim), all items
+        vectors = self._vectors()  # (n_items, dim), all items
         profile, profile_mask = self._profile_batch(windows[:, 0])
         states = self.modules["user"](vectors[inputs], mask, profile, profile_mask)  # (b, n+1, d)
         keep = targets >= 0
@@ -115,16 +131,23 @@ class FrozenTrainer:
                 break
         return total / max(steps, 1), count
 
+    def _vectors(self) -> torch.Tensor:
+        """(n_items, dim) every item's vector: its text vector, plus its id vector if it has one."""
+        vectors = self.modules["adapter"](self.features)
+        if self.id_rows is not None:
+            vectors = self.modules["ids"](vectors, self.id_rows)
+        return vectors
+
     @torch.no_grad()
     def item_vectors(self) -> np.ndarray:
         self.modules.eval()
-        return self.modules["adapter"](self.features).cpu().numpy()  # (n_items, dim)
+        return self._vectors().cpu().numpy()  # (n_items, dim)
 
     @torch.no_grad()
     def user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) states after each history; zero for an empty history without a profile."""
         self.modules.eval()
-        vectors = self.modules["adapter"](self.features)  # (n_items, dim)
+        vectors = self._vectors()  # (n_items, dim)
         out = np.zeros((len(users), self.config.dim), dtype=np.float32)
         for s in range(0, len(users), 512):
             idx, mask, lengths = pad_histories(histories[s : s + 512], self.config.history_len)
@@ -141,6 +164,8 @@ class FrozenTrainer:
         """The trained towers as a TwoTowerEncoder over the (unchanged) base backbone."""
         towers = (self.modules["adapter"], self.modules["user"])
         backbone = (backbone_name, backbone_hash, "frozen")
+        if self.id_vocab:
+            extra.update(ids=self.modules["ids"], id_vocab=self.id_vocab)
         return TwoTowerEncoder(self.config, *towers, *backbone, device=self.device, **extra)
 
 

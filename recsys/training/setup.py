@@ -6,6 +6,8 @@ the in-memory TrainingData and the trainer (FrozenTrainer or PairTrainer) the lo
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder import backbone as bb
 from recsys.encoder.features import Featurizer
-from recsys.schema import ITEM_IDX
+from recsys.schema import ITEM_ID, ITEM_IDX
 from recsys.text.documents import UserDocuments, item_documents, profile_texts
 from recsys.training.examples import item_log_q, user_sequences
 from recsys.training.frozen import FrozenTrainer
@@ -30,6 +32,8 @@ from recsys.training.text_sources import (
     top_layers_model,
 )
 from recsys.training.validation import HeldOut, held_out
+
+log = logging.getLogger(__name__)
 
 FULL_SOFTMAX_MAX_ITEMS = 20_000  # auto: above this, in-batch negatives on the frozen path too
 
@@ -72,6 +76,7 @@ def resolve_plan(config: EncoderConfig, device: str, n_items: int = 0) -> Plan:
 @dataclass
 class TrainingData:
     item_texts: list[str]
+    item_ids: list[str]  # per item_idx
     documents: UserDocuments  # what the BERT user tower reads (recsys.text)
     profile_texts: list[str | None]  # per user_idx
     has_profile: np.ndarray  # (n_users,) bool
@@ -104,6 +109,7 @@ def prepare_data(
         batch = config.seq_batch_size * config.history_len
     return TrainingData(
         item_texts=texts,
+        item_ids=[str(i) for i in dataset.items.sort(ITEM_IDX)[ITEM_ID].to_list()],
         documents=UserDocuments.for_dataset(dataset, text_config),
         profile_texts=profiles,
         has_profile=np.array([p is not None for p in profiles], dtype=bool),
@@ -123,9 +129,19 @@ def build_trainer(
     plan: Plan,
     device: str,
     hard_negatives: HardNegatives | None,
+    id_vocab: Sequence[str] | None = None,
 ) -> FrozenTrainer | PairTrainer:
+    """The trainer of the plan's path. id_vocab: the id-vector rows of an encoder whose training
+    continues (continue_training); None: chosen from data by config.id_vectors_min_count."""
     if plan.path == "frozen" and config.trainable_layers == 0:
-        return _frozen_trainer(data, config, plan, device)
+        return _frozen_trainer(data, config, plan, device, id_vocab)
+    if config.id_vectors_min_count:
+        log.warning(
+            "encoder.id_vectors_min_count = %d: id vectors train on the frozen path with "
+            "trainable_layers = 0 only; this path (%s) trains text-only towers",
+            config.id_vectors_min_count,
+            plan.path,
+        )
     tokenizer, bert = bb.load_backbone(config.model_name_or_path, device)
     if plan.path == "full":
         _freeze_bottom(bert, config.freeze_bottom_layers)
@@ -169,11 +185,38 @@ def frozen_features(
     return items, profiles
 
 
-def _frozen_trainer(data: TrainingData, config: EncoderConfig, plan: Plan, device: str):
+def _frozen_trainer(
+    data: TrainingData,
+    config: EncoderConfig,
+    plan: Plan,
+    device: str,
+    id_vocab: Sequence[str] | None = None,
+):
     items, profiles = frozen_features(data, config, device)
+    if id_vocab is None:
+        id_vocab = id_vocabulary(data, config.id_vectors_min_count)
+    rows = id_rows(data.item_ids, id_vocab)
     return FrozenTrainer(
-        config, items, data.sequences, profiles, data.has_profile, device, plan.softmax, data.log_q
+        config, items, data.sequences, profiles, data.has_profile, device, plan.softmax, data.log_q,
+        rows, id_vocab,
+    )  # fmt: skip
+
+
+def id_vocabulary(data: TrainingData, min_count: int) -> list[str]:
+    """Item ids with at least min_count training interactions, in item_idx order ([] at 0)."""
+    if min_count <= 0:
+        return []
+    seen = [np.asarray(s, np.int64) for s in data.sequences]
+    counts = np.bincount(
+        np.concatenate(seen or [np.zeros(0, np.int64)]), minlength=len(data.item_ids)
     )
+    return [data.item_ids[i] for i in np.flatnonzero(counts >= min_count)]
+
+
+def id_rows(item_ids: Sequence[str], vocab: Sequence[str]) -> np.ndarray:
+    """(n,) each item id's row in vocab, -1 where it has none."""
+    row_of = {item_id: row for row, item_id in enumerate(vocab)}
+    return np.array([row_of.get(str(i), -1) for i in item_ids], dtype=np.int64)
 
 
 def _freeze_bottom(bert: torch.nn.Module, n_layers: int) -> None:

@@ -170,9 +170,11 @@ def continue_training(
     nothing = interactions.head(0)
     split = Split(interactions, nothing, nothing)  # every interaction trains; none validates
     data = prepare_data(dataset, split, config, text_config, plan, cache_dir, device, progress)
-    trainer = build_trainer(data, config, plan, device, None)
+    trainer = build_trainer(data, config, plan, device, None, id_vocab=encoder.id_vocab or [])
     trainer.modules["adapter"].load_state_dict(encoder.adapter.state_dict())
     trainer.modules["user"].load_state_dict(encoder.user_tower.state_dict())
+    if encoder.ids is not None:  # the same rows: new items stay text-only, as in serving
+        trainer.modules["ids"].load_state_dict(encoder.ids.state_dict())
     state = Progress()
     deadline = time.monotonic() + config.max_minutes * 60.0
     while state.epoch < epochs:
