@@ -91,7 +91,7 @@ class EncoderConfig(_Section):
     """Tokens per user document (bert user tower)."""
     history_len: int = Field(20, ge=1)
     """Newest history items fed to the sequence user tower (50 tested worse on ml-latest-small)."""
-    id_vectors_min_count: int = Field(0, ge=0)
+    id_vectors_min_count: int = Field(5, ge=0)
     """Items with at least this many training interactions get a learned id vector added to
     their text vector (text towers + SASRec-style item embeddings); others, and new items, keep
     the text vector alone. 0: off. The single-process frozen (CPU) path only; the other paths

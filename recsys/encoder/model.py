@@ -135,12 +135,18 @@ class TwoTowerEncoder:
         return self.featurizer(max_length)(texts)
 
     def encode_items(
-        self, texts: list[str], feature_cache: Path | None = None, embed_fn: EmbedFn | None = None
+        self,
+        texts: list[str],
+        feature_cache: Path | None = None,
+        embed_fn: EmbedFn | None = None,
+        item_ids: Sequence[str] | None = None,
     ) -> np.ndarray:
         """(n, dim) L2-normalised float32 item vectors of item documents (feature_cache and
-        embed_fn: item_featurizer)."""
+        embed_fn: item_featurizer). item_ids (n,): add each item's id vector (with_id_vectors);
+        None: the text vectors alone."""
         pooled = self.item_featurizer(feature_cache, embed_fn)(texts)  # (n, hidden)
-        return self.item_vectors_from_features(pooled)
+        vectors = self.item_vectors_from_features(pooled)
+        return vectors if item_ids is None else self.with_id_vectors(vectors, item_ids)
 
     @torch.inference_mode()
     def item_vectors_from_features(self, pooled: np.ndarray) -> np.ndarray:

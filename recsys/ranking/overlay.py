@@ -77,10 +77,8 @@ def embed_items(
         return np.zeros((0, text_source(model).dim if text_source(model) else 0), np.float32)
     encoder = item_tower(model)
     docs = documents_of(rows, model.filter_fields, text)
-    vectors = np.asarray(encoder.encode_items(docs), dtype=np.float32)
-    if item_ids is not None:
-        vectors = encoder.with_id_vectors(vectors, item_ids)
-    return normalize_rows(vectors)
+    vectors = encoder.encode_items(docs, item_ids=item_ids)
+    return normalize_rows(np.asarray(vectors, dtype=np.float32))
 
 
 def user_text_vector(

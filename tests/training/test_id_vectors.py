@@ -123,7 +123,7 @@ def test_the_encoder_hash_covers_the_item_ids(trained, tmp_path):
 
 def test_without_id_vectors_the_encoder_is_text_only(world, tiny_bert_dir, tmp_path):
     dataset, split = world
-    config = _config(tiny_bert_dir, epochs=1)
+    config = _config(tiny_bert_dir, epochs=1, id_vectors_min_count=0)
     result = train_encoder(dataset, split, config, TextConfig(), tmp_path / "enc", progress=False)
     assert result.encoder.ids is None and result.encoder.id_vocab is None
     assert not (tmp_path / "enc" / "item_ids.json").exists()
