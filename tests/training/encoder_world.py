@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from recsys.config import SplitConfig
+from recsys.config import EncoderConfig, SplitConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split, split_interactions
 from recsys.ids import IdMap
@@ -79,3 +79,12 @@ def make_world(
         source="encoder test world",
     )
     return dataset, split_interactions(dataset.interactions, SplitConfig(n_valid=1, n_test=1))
+
+
+def encoder_config(bert: str, **overrides) -> EncoderConfig:
+    """A tiny encoder config for this world on the CPU (the tiny BERT at `bert`); overrides win."""
+    base = dict(
+        model_name_or_path=bert, dim=16, seq_heads=2, history_len=8, max_length=16,
+        user_max_length=32, device="cpu",
+    )  # fmt: skip
+    return EncoderConfig(**{**base, **overrides})

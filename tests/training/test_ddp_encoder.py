@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from encoder_world import make_world
+from encoder_world import encoder_config
 
 from recsys.config import EncoderConfig, TextConfig
 from recsys.encoder.model import TwoTowerEncoder
@@ -26,18 +26,9 @@ from recsys.training.ddp_inputs import (
 from recsys.training.validation import ranking_metrics
 
 
-@pytest.fixture(scope="module")
-def world():
-    return make_world()
-
-
 def _config(bert: str, **overrides) -> EncoderConfig:
-    base = dict(
-        model_name_or_path=bert, dim=16, seq_heads=2, history_len=8, max_length=16,
-        user_max_length=32, batch_size=32, epochs=12, patience=12, lr=5e-3, dropout=0.0,
-        device="cpu",
-    )  # fmt: skip
-    return EncoderConfig(**{**base, **overrides})
+    base = dict(batch_size=32, epochs=12, patience=12, lr=5e-3, dropout=0.0)
+    return encoder_config(bert, **{**base, **overrides})
 
 
 def test_one_rank_learns_the_world_and_saves_the_local_encoder_files(

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from encoder_world import make_world
+from encoder_world import encoder_config
 from support import build_tiny_bert, fast_config, small_sample
 
 from recsys import bundle
@@ -27,18 +27,9 @@ from recsys.training.train import continue_training, train_encoder
 from recsys.training.validation import held_out, ranking_metrics
 
 
-@pytest.fixture(scope="module")
-def world():
-    return make_world()
-
-
 def _config(bert: str, **overrides) -> EncoderConfig:
-    base = dict(
-        model_name_or_path=bert, dim=16, seq_heads=2, history_len=8, max_length=16,
-        user_max_length=32, seq_batch_size=4, epochs=4, patience=4, lr=5e-3, dropout=0.0,
-        device="cpu",
-    )  # fmt: skip
-    return EncoderConfig(**{**base, **overrides})
+    base = dict(seq_batch_size=4, epochs=4, patience=4, lr=5e-3, dropout=0.0)
+    return encoder_config(bert, **{**base, **overrides})
 
 
 def _train_counts(world) -> np.ndarray:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from encoder_world import make_world
+from encoder_world import encoder_config
 from safetensors.torch import load_file
 
 from recsys.config import EncoderConfig, TextConfig
@@ -20,17 +20,9 @@ from recsys.training.train import CHECKPOINT, train_encoder
 from recsys.training.validation import held_out, ranking_metrics
 
 
-@pytest.fixture(scope="module")
-def world():
-    return make_world()
-
-
 def _config(bert: str, **overrides) -> EncoderConfig:
-    base = dict(
-        model_name_or_path=bert, dim=16, seq_heads=2, history_len=8, max_length=16,
-        user_max_length=32, batch_size=16, seq_batch_size=8, epochs=3, patience=5, device="cpu",
-    )  # fmt: skip
-    return EncoderConfig(**{**base, **overrides})
+    base = dict(batch_size=16, seq_batch_size=8, epochs=3, patience=5)
+    return encoder_config(bert, **{**base, **overrides})
 
 
 def _train(world, config, out, **kw):
