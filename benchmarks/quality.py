@@ -147,7 +147,8 @@ def text_source(
     from recsys.pipeline import fit
     from recsys.text.documents import profile_texts
 
-    items = encoder.item_vectors_from_features(features)  # (n_items, dim)
+    ids = [str(i) for i in dataset.items.sort("item_idx")["item_id"].to_list()]
+    items = encoder.with_id_vectors(encoder.item_vectors_from_features(features), ids)  # (n, dim)
     weight = BlendConfig().cold_prior if prior is None else prior
     bias = fit.cold_prior(features, history, encoder.config, weight)
     source = fit.text_source(encoder, items, bias=bias)

@@ -93,7 +93,8 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
                            progress=False, cache_dir=work / "cache")  # fmt: skip
     seconds = time.perf_counter() - start
     encoder = result.encoder
-    tower_items = encoder.item_vectors_from_features(features)  # (n_items, dim)
+    ids = [str(i) for i in dataset.items.sort("item_idx")["item_id"].to_list()]
+    tower_items = encoder.with_id_vectors(encoder.item_vectors_from_features(features), ids)
     profiles = profile_texts(dataset)
     tower_users = encoder.encode_users(
         test.histories, tower_items, [profiles[u] for u in test.users]
