@@ -147,8 +147,9 @@ def text_source(
     from recsys.pipeline import fit
     from recsys.text.documents import profile_texts
 
-    ids = [str(i) for i in dataset.items.sort("item_idx")["item_id"].to_list()]
-    items = encoder.with_id_vectors(encoder.item_vectors_from_features(features), ids)  # (n, dim)
+    items = encoder.with_id_vectors(
+        encoder.item_vectors_from_features(features), dataset.item_map.ids
+    )  # (n, dim)
     weight = BlendConfig().cold_prior if prior is None else prior
     bias = fit.cold_prior(features, history, encoder.config, weight)
     source = fit.text_source(encoder, items, bias=bias)

@@ -93,8 +93,9 @@ def run_dataset(name: str, overrides: dict, work: Path) -> list[tuple[str, dict,
                            progress=False, cache_dir=work / "cache")  # fmt: skip
     seconds = time.perf_counter() - start
     encoder = result.encoder
-    ids = [str(i) for i in dataset.items.sort("item_idx")["item_id"].to_list()]
-    tower_items = encoder.with_id_vectors(encoder.item_vectors_from_features(features), ids)
+    tower_items = encoder.with_id_vectors(
+        encoder.item_vectors_from_features(features), dataset.item_map.ids
+    )
     profiles = profile_texts(dataset)
     tower_users = encoder.encode_users(
         test.histories, tower_items, [profiles[u] for u in test.users]

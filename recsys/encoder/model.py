@@ -33,6 +33,7 @@ from recsys.encoder.towers import (
     pad_histories,
 )
 from recsys.errors import UserError
+from recsys.ids import IdMap
 from recsys.text.documents import UserDocuments
 
 FORMAT_VERSION = 1
@@ -77,20 +78,21 @@ class TwoTowerEncoder:
         self.user_doc = user_doc  # (titles in a user document, max chars)
         self._bert = bert.to(device).eval() if bert is not None else None
         self._tokenizer = tokenizer
-        if (ids is None) != (not id_vocab) or (
-            ids is not None and len(id_vocab) != ids.table.shape[0]
-        ):
-            raise ValueError(
-                "ids and id_vocab: expected both (one item id per table row) or neither"
-            )
+        rows = 0 if ids is None else ids.table.shape[0]
+        if len(id_vocab or ()) != rows:
+            raise ValueError(f"id_vocab: expected one item id per id-vector row ({rows})")
         self.ids = ids.to(device).eval() if ids is not None else None
-        self.id_vocab = list(id_vocab) if ids is not None else None
-        self._id_row = {item_id: row for row, item_id in enumerate(self.id_vocab or [])}
+        self._id_map = IdMap(id_vocab) if ids is not None else None  # item id -> table row
         self.encoder_hash = ""
 
     @property
     def dim(self) -> int:
         return self.config.dim
+
+    @property
+    def id_vocab(self) -> list[str] | None:
+        """The item id of each id-vector row; None without id vectors."""
+        return None if self._id_map is None else self._id_map.ids
 
     @property
     def user_tower_kind(self) -> str:
@@ -171,7 +173,7 @@ class TwoTowerEncoder:
             raise ValueError(f"item_ids: expected {len(vectors)}, found {len(item_ids)}")
         if self.ids is None:
             return vectors
-        rows = np.array([self._id_row.get(str(i), -1) for i in item_ids], dtype=np.int64)
+        rows = self._id_map.to_indices(str(i) for i in item_ids)  # (n,), -1: none
         out = [
             self.ids(
                 torch.from_numpy(vectors[s : s + _BATCH]).to(self.device),

@@ -167,8 +167,7 @@ def embed_items(ctx: Context, encoder: Any, encoder_dir: Path) -> tuple[np.ndarr
         return encoder.encode_items(texts, feature_cache=ctx.feature_cache(), embed_fn=embed_fn)
 
     vectors, stats = embed_texts(documents, encode, encoder.encoder_hash, cache)  # text vectors
-    items = ctx.dataset.items.sort(ITEM_IDX)[ITEM_ID].cast(pl.Utf8).to_list()
-    return encoder.with_id_vectors(vectors, items), stats
+    return encoder.with_id_vectors(vectors, ctx.dataset.item_map.ids), stats
 
 
 def index_step(ctx: Context, out: Path) -> dict[str, Any]:

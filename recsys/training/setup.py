@@ -19,7 +19,8 @@ from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.encoder import backbone as bb
 from recsys.encoder.features import Featurizer
-from recsys.schema import ITEM_ID, ITEM_IDX
+from recsys.ids import IdMap
+from recsys.schema import ITEM_IDX
 from recsys.text.documents import UserDocuments, item_documents, profile_texts
 from recsys.training.examples import item_log_q, user_sequences
 from recsys.training.frozen import FrozenTrainer
@@ -109,7 +110,7 @@ def prepare_data(
         batch = config.seq_batch_size * config.history_len
     return TrainingData(
         item_texts=texts,
-        item_ids=[str(i) for i in dataset.items.sort(ITEM_IDX)[ITEM_ID].to_list()],
+        item_ids=dataset.item_map.ids,
         documents=UserDocuments.for_dataset(dataset, text_config),
         profile_texts=profiles,
         has_profile=np.array([p is not None for p in profiles], dtype=bool),
@@ -195,7 +196,7 @@ def _frozen_trainer(
     items, profiles = frozen_features(data, config, device)
     if id_vocab is None:
         id_vocab = id_vocabulary(data, config.id_vectors_min_count)
-    rows = id_rows(data.item_ids, id_vocab)
+    rows = IdMap(id_vocab).to_indices(data.item_ids)  # each item's id-vector row, -1: none
     return FrozenTrainer(
         config, items, data.sequences, profiles, data.has_profile, device, plan.softmax, data.log_q,
         rows, id_vocab,
@@ -211,12 +212,6 @@ def id_vocabulary(data: TrainingData, min_count: int) -> list[str]:
         np.concatenate(seen or [np.zeros(0, np.int64)]), minlength=len(data.item_ids)
     )
     return [data.item_ids[i] for i in np.flatnonzero(counts >= min_count)]
-
-
-def id_rows(item_ids: Sequence[str], vocab: Sequence[str]) -> np.ndarray:
-    """(n,) each item id's row in vocab, -1 where it has none."""
-    row_of = {item_id: row for row, item_id in enumerate(vocab)}
-    return np.array([row_of.get(str(i), -1) for i in item_ids], dtype=np.int64)
 
 
 def _freeze_bottom(bert: torch.nn.Module, n_layers: int) -> None:

@@ -20,7 +20,7 @@ from recsys.encoder.model import EncoderLoadError, TwoTowerEncoder
 from recsys.encoder.towers import IdVectors
 from recsys.pipeline.nightly import run_nightly
 from recsys.ranking.model import RecommenderModel
-from recsys.schema import ITEM_ID, ITEM_IDX
+from recsys.schema import ITEM_IDX
 from recsys.text.documents import item_documents, profile_texts
 from recsys.training.examples import user_sequences
 from recsys.training.train import continue_training, train_encoder
@@ -35,10 +35,6 @@ def _config(bert: str, **overrides) -> EncoderConfig:
 def _train_counts(world) -> np.ndarray:
     dataset, split = world
     return np.bincount(split.train[ITEM_IDX].to_numpy(), minlength=dataset.n_items)
-
-
-def _item_ids(dataset) -> list[str]:
-    return dataset.items.sort(ITEM_IDX)[ITEM_ID].to_list()
 
 
 def test_id_vectors_start_at_the_text_vector_and_skip_rows_without_one():
@@ -68,7 +64,7 @@ def trained(world, tiny_bert_dir, tmp_path_factory):
 def test_items_seen_often_enough_get_a_learned_id_vector(world, trained):
     dataset, _ = world
     encoder = trained["result"].encoder
-    ids = _item_ids(dataset)
+    ids = dataset.item_map.ids
     chosen = np.flatnonzero(trained["counts"] >= trained["threshold"])
     assert 0 < chosen.size < dataset.n_items
     assert encoder.id_vocab == [ids[i] for i in chosen]  # item_idx order
@@ -94,7 +90,7 @@ def test_the_saved_encoder_with_its_id_vectors_scores_as_the_best_epoch(world, t
     result = trained["result"]
     loaded = TwoTowerEncoder.load(result.path)
     text = loaded.encode_items(item_documents(dataset, TextConfig()))
-    items = loaded.with_id_vectors(text, _item_ids(dataset))
+    items = loaded.with_id_vectors(text, dataset.item_map.ids)
     valid = held_out(user_sequences(split.train, dataset.n_users), split.valid)
     profiles = [profile_texts(dataset)[u] for u in valid.users]
     users = loaded.encode_users(valid.histories, items, profiles)
@@ -119,7 +115,7 @@ def test_without_id_vectors_the_encoder_is_text_only(world, tiny_bert_dir, tmp_p
     assert result.encoder.ids is None and result.encoder.id_vocab is None
     assert not (tmp_path / "enc" / "item_ids.json").exists()
     text = np.random.default_rng(1).normal(size=(dataset.n_items, 16)).astype(np.float32)
-    np.testing.assert_array_equal(result.encoder.with_id_vectors(text, _item_ids(dataset)), text)
+    np.testing.assert_array_equal(result.encoder.with_id_vectors(text, dataset.item_map.ids), text)
     with pytest.raises(ValueError, match="item_ids: expected 3, found 2"):
         result.encoder.with_id_vectors(text[:3], ["a", "b"])
 
@@ -156,7 +152,7 @@ def test_the_nightly_publishes_item_vectors_with_their_id_vectors(tmp_path):
     dataset = load_dataset(data, config.data)
     assert encoder.id_vocab and len(encoder.id_vocab) < dataset.n_items
     text = encoder.encode_items(item_documents(dataset, config.text))
-    ids = _item_ids(dataset)
+    ids = dataset.item_map.ids
     expected = encoder.with_id_vectors(text, ids)
     served = model.ranker.sources["text"].item_vectors
     np.testing.assert_allclose(served, expected, atol=1e-5)

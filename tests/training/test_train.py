@@ -57,8 +57,8 @@ def test_frozen_path_learns_the_world_and_logs(world, tiny_bert_dir, tmp_path):
     assert not (tmp_path / "enc" / "checkpoint").exists()  # removed once complete
     # the saved encoder scores like the best epoch did
     loaded = TwoTowerEncoder.load(result.path)
-    item_ids = dataset.items.sort("item_idx")["item_id"].to_list()
-    items = loaded.encode_items(item_documents(dataset, TextConfig()), item_ids=item_ids)
+    docs = item_documents(dataset, TextConfig())
+    items = loaded.encode_items(docs, item_ids=dataset.item_map.ids)
     profiles = [profile_texts(dataset)[u] for u in valid.users]
     users = loaded.encode_users(valid.histories, items, profiles)
     assert ranking_metrics(users, items, valid)["ndcg"] == pytest.approx(max(ndcg), abs=1e-4)
