@@ -94,8 +94,9 @@ class EncoderConfig(_Section):
     id_vectors_min_count: int = Field(5, ge=0)
     """Items with at least this many training interactions get a learned id vector added to
     their text vector (text towers + SASRec-style item embeddings); others, and new items, keep
-    the text vector alone. 0: off. The single-process frozen (CPU) path only; the other paths
-    train text-only towers and say so in the log."""
+    the text vector alone. 0: off. Every single-process path (frozen, trainable_layers, full);
+    data-parallel training ([compute] backend = "ray", train_workers > 1) trains text-only
+    towers and says so in the log."""
     seq_layers: int = Field(2, ge=1)
     """Transformer layers of the sequence user tower."""
     seq_heads: int = Field(4, ge=1)

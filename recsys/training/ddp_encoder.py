@@ -213,8 +213,8 @@ def train_encoder_on_ranks(
     tracker = NullTracker() if tracker is None else tracker
     if config.id_vectors_min_count:
         log.warning(
-            "encoder.id_vectors_min_count = %d: id vectors train on the single-process frozen "
-            "path only; data-parallel training trains text-only towers",
+            "encoder.id_vectors_min_count = %d: id vectors train in single-process training "
+            "only; data-parallel training trains text-only towers",
             config.id_vectors_min_count,
         )
     scratch = Path(scratch)

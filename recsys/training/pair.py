@@ -20,7 +20,7 @@ from torch import nn
 
 from recsys.config import EncoderConfig
 from recsys.encoder.model import TwoTowerEncoder, build_towers
-from recsys.encoder.towers import BertUserTower, last_states, pad_histories
+from recsys.encoder.towers import BertUserTower, IdVectors, last_states, pad_histories
 from recsys.text.documents import UserDocuments
 from recsys.training.examples import pair_examples
 from recsys.training.losses import sampled_softmax_loss
@@ -48,7 +48,11 @@ class PairTrainer:
         hard_negatives: HardNegatives | None = None,
         documents: UserDocuments | None = None,
         profile_texts: Sequence[str | None] | None = None,
+        id_rows: np.ndarray | None = None,
+        id_vocab: Sequence[str] | None = None,
     ):
+        """id_rows (n_items,): each item's row in the id-vector table (IdVectors), -1 for none;
+        id_vocab: the item id of each table row. None: text-only towers (as FrozenTrainer)."""
         self.config, self.device, self.tokenizer = config, device, tokenizer
         self.items, self.profiles, self.sequences = items, profiles, sequences
         self.has_profile = has_profile
@@ -57,7 +61,18 @@ class PairTrainer:
         self.log_q = None if log_q is None else torch.as_tensor(log_q, device=device)
         hidden = int(bert.config.hidden_size)
         adapter, user = build_towers(config, hidden, user_tower, bert)
-        self.modules = nn.ModuleDict({"bert": bert, "adapter": adapter, "user": user}).to(device)
+        modules: dict[str, nn.Module] = {"bert": bert, "adapter": adapter, "user": user}
+        self.id_rows, self.id_vocab = None, None
+        if id_vocab:
+            if id_rows is None or len(id_rows) != len(items):
+                raise ValueError(
+                    f"id_rows: expected one row per item ({len(items)}), found "
+                    f"{None if id_rows is None else len(id_rows)}"
+                )
+            self.id_rows = torch.as_tensor(np.asarray(id_rows, np.int64), device=device)
+            self.id_vocab = list(id_vocab)
+            modules["ids"] = IdVectors(len(self.id_vocab), config.dim)
+        self.modules = nn.ModuleDict(modules).to(device)
         bert_params = [p for p in bert.parameters() if p.requires_grad]
         bert_ids = {id(p) for p in bert.parameters()}
         head_params = [p for p in self.modules.parameters() if id(p) not in bert_ids]
@@ -103,6 +118,15 @@ class PairTrainer:
             self.sequences[u][max(0, p - length) : p] for u, p in zip(users, positions, strict=True)
         ]
 
+    def _item_vectors(self, pooled: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(..., hidden) pooled features of the catalog items `items` (...) -> (..., dim) their
+        item vectors: the adapter's text vector, plus the item's id vector if it has one."""
+        vectors = self.modules["adapter"](pooled)
+        if self.id_rows is None:
+            return vectors
+        rows = self.id_rows[items.reshape(-1)]
+        return self.modules["ids"](vectors.reshape(-1, vectors.shape[-1]), rows).view_as(vectors)
+
     def _user_vectors(self, users: np.ndarray, histories: list[np.ndarray]) -> torch.Tensor:
         """(b, dim) user vectors; grads reach BERT only through the BERT user tower."""
         if self.is_bert_user:
@@ -117,7 +141,7 @@ class PairTrainer:
             ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
             return self.modules["user"](ids, mask)
         idx, mask, lengths = (t.to(self.device) for t in pad_histories(histories, 10**9))
-        inputs = self.modules["adapter"](self._item_cache[idx])  # (b, n, dim)
+        inputs = self._item_vectors(self._item_cache[idx], idx)  # (b, n, dim)
         profile = profile_mask = None
         if self._profile_cache is not None:
             profile = self._profile_cache[torch.from_numpy(users).to(self.device)]
@@ -154,8 +178,9 @@ class PairTrainer:
         unique, inverse = np.unique(targets, return_inverse=True)
         negatives = self._negatives(users)
         with self._autocast():
-            pooled = self.items.pooled(np.concatenate([unique, negatives]))  # (u + m, hidden)
-            vectors = self.modules["adapter"](pooled.float())  # (u + m, dim)
+            wanted = np.concatenate([unique, negatives])
+            pooled = self.items.pooled(wanted)  # (u + m, hidden)
+            vectors = self._item_vectors(pooled.float(), torch.from_numpy(wanted).to(self.device))
             histories = self.histories(users, positions)
             user_vectors = self._user_vectors(users, histories).float()
         target_t = torch.from_numpy(targets).to(self.device)
@@ -199,10 +224,16 @@ class PairTrainer:
     @torch.no_grad()
     def item_vectors(self) -> np.ndarray:
         self.refresh()
-        return self.modules["adapter"](self._item_cache).cpu().numpy()  # (n_items, dim)
+        every = torch.arange(len(self._item_cache), device=self._item_cache.device)
+        return self._item_vectors(self._item_cache, every).cpu().numpy()  # (n_items, dim)
 
     @torch.no_grad()
     def user_vectors(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) states after each history, under the current weights: the sequence tower
+        reads its history items from the snapshot, so a stale one is refreshed first (else
+        validation after an epoch scored users of the epoch's start beside its end's items)."""
+        if not self.is_bert_user:
+            self.refresh()
         self.modules.eval()
         histories = [np.asarray(h)[-self.config.history_len :] for h in histories]
         out = []
@@ -221,4 +252,6 @@ class PairTrainer:
         towers = (self.modules["adapter"], self.modules["user"])
         backbone = (backbone_name, backbone_hash, "full")
         bert = {"bert": self.modules["bert"], "tokenizer": self.tokenizer, "device": self.device}
+        if self.id_vocab:
+            extra.update(ids=self.modules["ids"], id_vocab=self.id_vocab)
         return TwoTowerEncoder(self.config, *towers, *backbone, **bert, **extra)

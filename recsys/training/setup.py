@@ -134,15 +134,11 @@ def build_trainer(
 ) -> FrozenTrainer | PairTrainer:
     """The trainer of the plan's path. id_vocab: the id-vector rows of an encoder whose training
     continues (continue_training); None: chosen from data by config.id_vectors_min_count."""
+    if id_vocab is None:
+        id_vocab = id_vocabulary(data, config.id_vectors_min_count)
+    rows = IdMap(id_vocab).to_indices(data.item_ids)  # each item's id-vector row, -1: none
     if plan.path == "frozen" and config.trainable_layers == 0:
-        return _frozen_trainer(data, config, plan, device, id_vocab)
-    if config.id_vectors_min_count:
-        log.warning(
-            "encoder.id_vectors_min_count = %d: id vectors train on the frozen path with "
-            "trainable_layers = 0 only; this path (%s) trains text-only towers",
-            config.id_vectors_min_count,
-            plan.path,
-        )
+        return _frozen_trainer(data, config, plan, device, rows, id_vocab)
     tokenizer, bert = bb.load_backbone(config.model_name_or_path, device)
     if plan.path == "full":
         _freeze_bottom(bert, config.freeze_bottom_layers)
@@ -165,6 +161,8 @@ def build_trainer(
         hard_negatives,
         data.documents,
         data.profile_texts,
+        rows,
+        id_vocab,
     )
 
 
@@ -191,15 +189,13 @@ def _frozen_trainer(
     config: EncoderConfig,
     plan: Plan,
     device: str,
-    id_vocab: Sequence[str] | None = None,
+    id_rows: np.ndarray,
+    id_vocab: Sequence[str],
 ):
     items, profiles = frozen_features(data, config, device)
-    if id_vocab is None:
-        id_vocab = id_vocabulary(data, config.id_vectors_min_count)
-    rows = IdMap(id_vocab).to_indices(data.item_ids)  # each item's id-vector row, -1: none
     return FrozenTrainer(
         config, items, data.sequences, profiles, data.has_profile, device, plan.softmax, data.log_q,
-        rows, id_vocab,
+        id_rows, id_vocab,
     )  # fmt: skip
 
 

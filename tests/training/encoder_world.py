@@ -88,3 +88,24 @@ def encoder_config(bert: str, **overrides) -> EncoderConfig:
         user_max_length=32, device="cpu",
     )  # fmt: skip
     return EncoderConfig(**{**base, **overrides})
+
+
+def saved_encoder_ndcg(path, world: tuple[Dataset, Split]) -> float:
+    """Validation NDCG@10 of the encoder saved at `path`, loaded as serving loads it (item
+    vectors from the item texts plus their id vectors, users from their train histories and
+    profiles): what the training's best epoch must have scored."""
+    from recsys.config import TextConfig
+    from recsys.encoder.model import TwoTowerEncoder
+    from recsys.text.documents import item_documents, profile_texts
+    from recsys.training.examples import user_sequences
+    from recsys.training.validation import held_out, ranking_metrics
+
+    dataset, split = world
+    loaded = TwoTowerEncoder.load(path)
+    items = loaded.encode_items(
+        item_documents(dataset, TextConfig()), item_ids=dataset.item_map.ids
+    )
+    valid = held_out(user_sequences(split.train, dataset.n_users), split.valid)
+    profiles = [profile_texts(dataset)[u] for u in valid.users]
+    users = loaded.encode_users(valid.histories, items, profiles)
+    return ranking_metrics(users, items, valid)["ndcg"]

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from encoder_world import encoder_config
+from encoder_world import encoder_config, saved_encoder_ndcg
 from support import build_tiny_bert, fast_config, small_sample
 
 from recsys import bundle
@@ -21,10 +21,8 @@ from recsys.encoder.towers import IdVectors
 from recsys.pipeline.nightly import run_nightly
 from recsys.ranking.model import RecommenderModel
 from recsys.schema import ITEM_IDX
-from recsys.text.documents import item_documents, profile_texts
-from recsys.training.examples import user_sequences
+from recsys.text.documents import item_documents
 from recsys.training.train import continue_training, train_encoder
-from recsys.training.validation import held_out, ranking_metrics
 
 
 def _config(bert: str, **overrides) -> EncoderConfig:
@@ -86,16 +84,9 @@ def test_items_seen_often_enough_get_a_learned_id_vector(world, trained):
 
 def test_the_saved_encoder_with_its_id_vectors_scores_as_the_best_epoch(world, trained):
     """Validation in training scored the item vectors the embed step rebuilds from text + id."""
-    dataset, split = world
     result = trained["result"]
-    loaded = TwoTowerEncoder.load(result.path)
-    text = loaded.encode_items(item_documents(dataset, TextConfig()))
-    items = loaded.with_id_vectors(text, dataset.item_map.ids)
-    valid = held_out(user_sequences(split.train, dataset.n_users), split.valid)
-    profiles = [profile_texts(dataset)[u] for u in valid.users]
-    users = loaded.encode_users(valid.histories, items, profiles)
     best = max(h["valid_ndcg"] for h in result.history)
-    assert ranking_metrics(users, items, valid)["ndcg"] == pytest.approx(best, abs=1e-4)
+    assert saved_encoder_ndcg(result.path, world) == pytest.approx(best, abs=1e-4)
 
 
 def test_the_encoder_hash_covers_the_item_ids(trained, tmp_path):
@@ -157,3 +148,30 @@ def test_the_nightly_publishes_item_vectors_with_their_id_vectors(tmp_path):
     served = model.ranker.sources["text"].item_vectors
     np.testing.assert_allclose(served, expected, atol=1e-5)
     assert not np.allclose(served, text, atol=1e-3)  # the id vectors are in what is served
+
+
+@pytest.mark.parametrize(
+    "path_settings", [{"path": "full"}, {"trainable_layers": 1}], ids=["full", "top_layers"]
+)
+def test_the_bert_training_paths_train_id_vectors_too(
+    world, tiny_bert_dir, tmp_path, path_settings
+):
+    """PairTrainer (BERT fine-tuned on the GPU path, or its top layers on the CPU) trains the
+    same id vectors on its batches' items; the saved encoder, its BERT and its id vectors score
+    the best epoch's validation NDCG, as on the frozen path."""
+    dataset, split = world
+    counts = _train_counts(world)
+    threshold = int(np.median(counts)) + 1  # some items above, some below
+    config = _config(
+        tiny_bert_dir, epochs=2, bert_lr=1e-3, id_vectors_min_count=threshold, **path_settings
+    )
+    result = train_encoder(dataset, split, config, TextConfig(), tmp_path / "enc", progress=False)
+    assert result.plan.path == path_settings.get("path", "frozen")
+    chosen = np.flatnonzero(counts >= threshold)
+    assert result.encoder.id_vocab == [dataset.item_map.ids[i] for i in chosen]
+    loaded = TwoTowerEncoder.load(result.path)
+    text = loaded.encode_items(item_documents(dataset, TextConfig()))
+    items = loaded.with_id_vectors(text, dataset.item_map.ids)
+    assert (np.abs(items[chosen] - text[chosen]).max(axis=1) > 1e-4).all()
+    best = max(h["valid_ndcg"] for h in result.history)
+    assert saved_encoder_ndcg(result.path, world) == pytest.approx(best, abs=1e-4)

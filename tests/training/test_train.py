@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from encoder_world import encoder_config
+from encoder_world import encoder_config, saved_encoder_ndcg
 from safetensors.torch import load_file
 
 from recsys.config import EncoderConfig, TextConfig
@@ -17,7 +17,7 @@ from recsys.training.checkpoint import CheckpointError
 from recsys.training.examples import user_sequences
 from recsys.training.setup import build_trainer, prepare_data, resolve_plan
 from recsys.training.train import CHECKPOINT, train_encoder
-from recsys.training.validation import held_out, ranking_metrics
+from recsys.training.validation import held_out
 
 
 def _config(bert: str, **overrides) -> EncoderConfig:
@@ -56,12 +56,22 @@ def test_frozen_path_learns_the_world_and_logs(world, tiny_bert_dir, tmp_path):
     assert result.examples_per_second > 0 and result.device == "cpu"
     assert not (tmp_path / "enc" / "checkpoint").exists()  # removed once complete
     # the saved encoder scores like the best epoch did
-    loaded = TwoTowerEncoder.load(result.path)
-    docs = item_documents(dataset, TextConfig())
-    items = loaded.encode_items(docs, item_ids=dataset.item_map.ids)
-    profiles = [profile_texts(dataset)[u] for u in valid.users]
-    users = loaded.encode_users(valid.histories, items, profiles)
-    assert ranking_metrics(users, items, valid)["ndcg"] == pytest.approx(max(ndcg), abs=1e-4)
+    assert saved_encoder_ndcg(result.path, world) == pytest.approx(max(ndcg), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "path_settings", [{"path": "full"}, {"trainable_layers": 1}], ids=["full", "top_layers"]
+)
+def test_bert_training_paths_validate_the_encoder_they_save(
+    world, tiny_bert_dir, tmp_path, path_settings
+):
+    """Validation after an epoch scores users and items under the epoch's final BERT, as the
+    saved encoder does; early stopping picks the epoch that serves best (the user tower once read
+    history items from the epoch's starting snapshot)."""
+    config = _config(tiny_bert_dir, epochs=2, bert_lr=1e-3, id_vectors_min_count=0, **path_settings)
+    result = _train(world, config, tmp_path / "enc")
+    ndcg = [h["valid_ndcg"] for h in result.history]
+    assert saved_encoder_ndcg(result.path, world) == pytest.approx(max(ndcg), abs=1e-4)
 
 
 def test_frozen_encoder_reads_item_features_training_cached(world, tiny_bert_dir, tmp_path):
