@@ -77,7 +77,7 @@ def tune_collab(rounds: Rounds, model: str, grid: list[dict], threads: int, say:
     train = matrix(rounds.train, rounds.n_users, rounds.n_items)
     best, best_ndcg = None, -1.0
     for point in grid:
-        config = CollabConfig(model=model, threads=threads, **point)
+        config = CollabConfig(model=model, threads=threads, fits=1, **point)
         ndcg = score(CollabRecommender.fit(train, config), rounds.valid)["ndcg"].mean()
         say(f"    {model} {point}: valid NDCG@{K} {ndcg:.4f}")
         if ndcg > best_ndcg:

@@ -92,7 +92,7 @@ def tune_collab(valid: Round, model: str, grid: list[dict], threads: int):
 
     best = (None, None, -1.0)
     for point in grid:
-        config = CollabConfig(model=model, threads=threads, **point)
+        config = CollabConfig(model=model, threads=threads, fits=1, **point)
         rec = CollabRecommender.fit(valid.matrix, config)
         ndcg = evaluate(rec, valid)["ndcg"].mean()
         print(f"    {model} {point}: valid NDCG@{K} {ndcg:.4f}", flush=True)

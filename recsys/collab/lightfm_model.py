@@ -76,7 +76,35 @@ class LightFMModel(FactorModel):
         item_features: sp.spmatrix | None = None,
     ) -> LightFMModel:
         """Fit on (n_users, n_items) weights; `item_features` (n_items, n_tokens) = hybrid mode.
-        Bit-for-bit repeatable only with config.threads == 1 (LightFM's threads race, Hogwild)."""
+        config.fits > 1: that many fits from consecutive seeds, joined (joined()). Bit-for-bit
+        repeatable only with config.threads == 1 (LightFM's threads race, Hogwild)."""
+        fits = [
+            cls._fit_one(matrix, config.model_copy(update={"seed": config.seed + n}), item_features)
+            for n in range(config.fits)
+        ]
+        return fits[0] if len(fits) == 1 else cls.joined(fits, config)
+
+    @classmethod
+    def joined(cls, fits: Sequence[LightFMModel], config: CollabConfig) -> LightFMModel:
+        """One model whose score is the sum of the fits' scores: embeddings side by side
+        (n, d * len(fits)), biases added. Fold-in (the mean of history item vectors) joins the
+        same way, so unknown users too score the sum."""
+        first = fits[0]
+        return cls(
+            config,
+            np.hstack([f.user_factors for f in fits]),
+            np.sum([f.user_biases for f in fits], axis=0),
+            np.hstack([f.feature_embeddings for f in fits]),
+            np.sum([f.feature_biases for f in fits], axis=0),
+            first.user_trained,
+            first.item_trained,
+            first.item_features,
+        )
+
+    @classmethod
+    def _fit_one(
+        cls, matrix: sp.spmatrix, config: CollabConfig, item_features: sp.spmatrix | None
+    ) -> LightFMModel:
         from lightfm import LightFM  # imported here: loading a saved model does not need it
 
         matrix = check_interactions(matrix)

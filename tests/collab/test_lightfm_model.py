@@ -1,4 +1,5 @@
-"""LightFMModel: vectorised scores equal LightFM.predict, hybrid features, npz round trip."""
+"""LightFMModel: vectorised scores equal LightFM.predict, hybrid features, npz round trip, and
+several fits served as one (collab.fits)."""
 
 import json
 
@@ -10,7 +11,7 @@ from recsys.collab.factors import ARRAYS_FILE, META_FILE
 from recsys.collab.lightfm_model import LightFMModel, hybrid_features
 from recsys.config import CollabConfig
 
-CONFIG = CollabConfig(factors=8, epochs=10, threads=1)
+CONFIG = CollabConfig(factors=8, epochs=10, threads=1, fits=1)
 
 
 def interactions(n_users=24, n_items=18, seed=0):
@@ -115,3 +116,29 @@ def test_bad_input_is_named():
         LightFMModel.fit(bad, CONFIG)
     with pytest.raises(ValueError, match="item_features: expected 18 rows.*found 5"):
         LightFMModel.fit(interactions(), CONFIG, sp.csr_matrix((5, 2)))
+
+
+@pytest.mark.parametrize("hybrid", [False, True], ids=["plain", "hybrid"])
+def test_several_fits_score_the_sum_of_their_seeds_models(tmp_path, hybrid):
+    """collab.fits = 3: fits from seeds 42, 43, 44 served as one model whose scores, for known
+    users and folded-in histories alike, are the sum of the three fits' scores."""
+    matrix, tokens = interactions(), group_tokens() if hybrid else None
+    config = CONFIG.model_copy(update={"item_features": hybrid})
+    singles = [
+        LightFMModel.fit(matrix, config.model_copy(update={"seed": 42 + n}), tokens)
+        for n in range(3)
+    ]
+    joined = LightFMModel.fit(matrix, config.model_copy(update={"fits": 3}), tokens)
+    users = np.arange(matrix.shape[0])
+    np.testing.assert_allclose(
+        joined.score_users(users), sum(m.score_users(users) for m in singles), rtol=1e-5, atol=1e-5
+    )
+    history = [np.array([1, 3, 4])]
+    folded = [m.score_vectors(m.fold_in(history)) for m in singles]
+    np.testing.assert_allclose(
+        joined.score_vectors(joined.fold_in(history)), sum(folded), rtol=1e-5, atol=1e-5
+    )
+    assert joined.item_factors.shape[1] == 3 * config.factors
+    joined.save(tmp_path)
+    loaded = LightFMModel.from_arrays(config, dict(np.load(tmp_path / ARRAYS_FILE)))
+    np.testing.assert_array_equal(loaded.score_users(users), joined.score_users(users))
