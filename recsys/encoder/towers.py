@@ -51,6 +51,20 @@ class IdVectors(nn.Module):
         super().__init__()
         self.table = nn.Parameter(torch.zeros(n_ids, dim))
 
+    @classmethod
+    def for_training(
+        cls, id_rows: np.ndarray | None, id_vocab: Sequence[str] | None, n_items: int, dim: int
+    ) -> tuple[IdVectors | None, np.ndarray | None, list[str] | None]:
+        """A trainer's (table, rows (n_items,) int64, vocabulary) from its id_rows (each item's
+        table row, -1: none) and id_vocab (each row's item id); (None, None, None) without a
+        vocabulary (text-only towers)."""
+        if not id_vocab:
+            return None, None, None
+        if id_rows is None or len(id_rows) != n_items:
+            found = None if id_rows is None else len(id_rows)
+            raise ValueError(f"id_rows: expected one row per item ({n_items}), found {found}")
+        return cls(len(id_vocab), dim), np.asarray(id_rows, np.int64), list(id_vocab)
+
     def forward(self, vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """vectors (n, dim) unit text vectors, rows (n,) int64 table rows, -1 for none ->
         (n, dim) unit vectors."""

@@ -61,16 +61,11 @@ class FrozenTrainer:
         self.log_q = None if log_q is None else torch.as_tensor(log_q, device=device)
         adapter, user = build_towers(config, features.shape[1], "sequence")
         modules: dict[str, nn.Module] = {"adapter": adapter, "user": user}
-        self.id_rows, self.id_vocab = None, None
-        if id_vocab:
-            if id_rows is None or len(id_rows) != len(features):
-                raise ValueError(
-                    f"id_rows: expected one row per item ({len(features)}), found "
-                    f"{None if id_rows is None else len(id_rows)}"
-                )
-            self.id_rows = torch.as_tensor(np.asarray(id_rows, np.int64), device=device)
-            self.id_vocab = list(id_vocab)
-            modules["ids"] = IdVectors(len(self.id_vocab), config.dim)
+        n_items = len(features)
+        ids, rows, self.id_vocab = IdVectors.for_training(id_rows, id_vocab, n_items, config.dim)
+        self.id_rows = None if rows is None else torch.as_tensor(rows, device=device)
+        if ids is not None:
+            modules["ids"] = ids
         self.modules = nn.ModuleDict(modules).to(device)
         self.optimizer = adamw(self.modules.parameters(), config.lr, device)
         counts = np.bincount(

@@ -62,16 +62,10 @@ class PairTrainer:
         hidden = int(bert.config.hidden_size)
         adapter, user = build_towers(config, hidden, user_tower, bert)
         modules: dict[str, nn.Module] = {"bert": bert, "adapter": adapter, "user": user}
-        self.id_rows, self.id_vocab = None, None
-        if id_vocab:
-            if id_rows is None or len(id_rows) != len(items):
-                raise ValueError(
-                    f"id_rows: expected one row per item ({len(items)}), found "
-                    f"{None if id_rows is None else len(id_rows)}"
-                )
-            self.id_rows = torch.as_tensor(np.asarray(id_rows, np.int64), device=device)
-            self.id_vocab = list(id_vocab)
-            modules["ids"] = IdVectors(len(self.id_vocab), config.dim)
+        ids, rows, self.id_vocab = IdVectors.for_training(id_rows, id_vocab, len(items), config.dim)
+        self.id_rows = None if rows is None else torch.as_tensor(rows, device=device)
+        if ids is not None:
+            modules["ids"] = ids
         self.modules = nn.ModuleDict(modules).to(device)
         bert_params = [p for p in bert.parameters() if p.requires_grad]
         bert_ids = {id(p) for p in bert.parameters()}
