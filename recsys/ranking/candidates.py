@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -30,6 +31,12 @@ class CandidateScores:
     @property
     def valid(self) -> np.ndarray:
         return self.items >= 0  # (n, C)
+
+    @cached_property
+    def normalized64(self) -> np.ndarray:
+        """normalized as float64, converted once however often these candidates are blended
+        (the weight search blends them once per grid point)."""
+        return self.normalized.astype(np.float64)
 
 
 def build_candidates(
@@ -117,19 +124,14 @@ def normalize(raw: np.ndarray, reference: np.ndarray, method: str) -> np.ndarray
     return out.astype(np.float32)
 
 
-def blend_scores(
-    cands: CandidateScores, weights: np.ndarray, normalized64: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def blend_scores(cands: CandidateScores, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted sum of normalised scores. weights: (n, S) per-query source weights (rows that sum
     to 0 fall back to equal weights over available sources). Returns blended (n, C) with -inf on
-    padding and queries no source can score, and the effective weights (n, S). normalized64:
-    cands.normalized as float64, when the caller blends the same candidates many times."""
+    padding and queries no source can score, and the effective weights (n, S)."""
     w = np.where(cands.available, np.asarray(weights, dtype=np.float64), 0.0)  # (n, S)
     total = w.sum(axis=1, keepdims=True)
     equal = cands.available / np.maximum(cands.available.sum(axis=1, keepdims=True), 1)
     w = np.where(total > 0, w / np.where(total > 0, total, 1.0), equal)  # (n, S) rows sum to 1
-    if normalized64 is None:
-        normalized64 = cands.normalized.astype(np.float64)
-    blended = np.einsum("ns,snc->nc", w, normalized64)  # (n, C)
+    blended = np.einsum("ns,snc->nc", w, cands.normalized64)  # (n, C)
     blended[~cands.valid | ~cands.available.any(axis=1, keepdims=True)] = -np.inf
     return blended.astype(np.float32), w.astype(np.float32)

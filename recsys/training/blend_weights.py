@@ -87,10 +87,9 @@ def _grid_ndcg(
         rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
         denom = np.minimum([r.size for r in rel], k)  # (b,) as per_user_metrics
         earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
-        normalized64 = cands.normalized.astype(np.float64)  # once per batch, not per point
         for g, weights in enumerate(grid):
             rows_w = np.broadcast_to(weights, (len(rel), weights.size))  # (b, S)
-            blended, _ = blend_scores(cands, rows_w, normalized64)  # (b, C), -inf: not rankable
+            blended, _ = blend_scores(cands, rows_w)  # (b, C), -inf: not rankable
             mine = blended[rows]  # (m, C): each relevant candidate's row
             score = mine[np.arange(rows.size), cols][:, None]  # (m, 1)
             rank = (mine > score).sum(axis=1) + ((mine == score) & earlier).sum(axis=1)
