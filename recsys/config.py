@@ -212,7 +212,8 @@ class CollabConfig(_Section):
     iterations: int = Field(15, ge=1)
     """ALS iterations."""
     threads: int = Field(0, ge=0)
-    """Training threads; 0: all cores."""
+    """Training threads; 0: all cores, LightFM's fits (`fits`) then running side by side with
+    the cores shared among them. Bit-for-bit repeatable LightFM fits need one thread each."""
     seed: int = 42
     """Seed of the collaborative model's initialisation."""
 
@@ -229,8 +230,9 @@ class NeighborsConfig(_Section):
     recency: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = "auto"
     """A history item's row counts recency ** age, age = how many newer items the history has
     (the newest counts 1; 1.0: every item alike; a repeated item counts at its newest). "auto":
-    chosen at each fit from 0.9, 0.8, 0.7, 0.5, 0.3 by how well the fitted frame's rest
-    ranks each user's newest interaction in it (recsys.training.recency)."""
+    chosen from 0.9, 0.8, 0.7, 0.5, 0.3 by how well the fitted frame's rest ranks each user's
+    newest interaction in it (recsys.training.recency); the nightly chooses on the split's
+    training part and fits the refit frames with that choice."""
 
 
 class TransitionsConfig(_Section):
@@ -243,8 +245,8 @@ class TransitionsConfig(_Section):
     gap_decay: float = Field(0.8, gt=0.0, le=1.0)
     """A follower `gap` interactions later counts gap_decay ** (gap - 1) (the next one: 1)."""
     recency: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] = "auto"
-    """A history item's row counts recency ** age, as [neighbors] recency; "auto": chosen at
-    each fit the same way (recsys.training.recency)."""
+    """A history item's row counts recency ** age, as [neighbors] recency; "auto": chosen the
+    same way (recsys.training.recency)."""
 
 
 class BlendConfig(_Section):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -76,12 +78,24 @@ class LightFMModel(FactorModel):
         item_features: sp.spmatrix | None = None,
     ) -> LightFMModel:
         """Fit on (n_users, n_items) weights; `item_features` (n_items, n_tokens) = hybrid mode.
-        config.fits > 1: that many fits from consecutive seeds, joined (joined()). Bit-for-bit
-        repeatable only with config.threads == 1 (LightFM's threads race, Hogwild)."""
-        fits = [
-            cls._fit_one(matrix, config.model_copy(update={"seed": config.seed + n}), item_features)
-            for n in range(config.fits)
-        ]
+        config.fits > 1: that many fits from consecutive seeds, joined (joined()); with
+        config.threads == 0 (all cores) they run side by side, the cores shared among them
+        (LightFM's threads scale poorly: on 2 cores two 1-thread fits side by side take 0.57x
+        the time of two 2-thread fits in turn). Bit-for-bit repeatable only where each fit has
+        one thread (config.threads == 1, or 0 with no more cores than fits): LightFM's threads
+        race (Hogwild)."""
+        matrix = check_interactions(matrix)  # once, before fits that may share it
+        seeds = [config.seed + n for n in range(config.fits)]
+        if config.threads or config.fits == 1:
+            settings = [config.model_copy(update={"seed": seed}) for seed in seeds]
+            fits = [cls._fit_one(matrix, one, item_features) for one in settings]
+        else:
+            threads = max(1, (os.cpu_count() or 1) // config.fits)
+            update = [{"seed": seed, "threads": threads} for seed in seeds]
+            settings = [config.model_copy(update=u) for u in update]
+            fit_one = partial(cls._fit_one, matrix, item_features=item_features)
+            with ThreadPoolExecutor(config.fits) as pool:  # LightFM's loops release the GIL
+                fits = list(pool.map(fit_one, settings))
         return fits[0] if len(fits) == 1 else cls.joined(fits, config)
 
     @classmethod

@@ -86,12 +86,18 @@ class Context:
         return "text" in self.config.blend.sources
 
     def fit_config(self) -> PipelineConfig:
-        """The config sources are fitted with: the tune step's chosen [collab] when it ran."""
-        done = self.steps.done("tune")
-        if done is None:
-            return self.config
-        chosen = CollabConfig.model_validate(done["result"]["chosen"])
-        return self.config.model_copy(update={"collab": chosen})
+        """The config sources are fitted with: the tune step's chosen [collab] when it ran, and
+        once the collab step has fitted the split's training part, the item-graph sources'
+        recency it chose there ("auto"), so the refit frames are fitted with the same choice."""
+        config = self.config
+        tuned = self.steps.done("tune")
+        if tuned is not None:
+            chosen = CollabConfig.model_validate(tuned["result"]["chosen"])
+            config = config.model_copy(update={"collab": chosen})
+        fitted = self.steps.done("collab")
+        if fitted is not None:
+            config = fit.with_recency(config, fitted["result"].get("recency", {}))
+        return config
 
     def step_dir(self, name: str) -> Path:
         return self.run_dir / name

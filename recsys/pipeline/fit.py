@@ -9,6 +9,7 @@ encoder's outputs; returns fitted recommenders and SegmentWeights (saved by the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,9 @@ FrameFit = Callable[[Dataset, pl.DataFrame, PipelineConfig], Recommender]
 
 def item_graph_fit(kind: type[ItemGraphRecommender], section: str) -> FrameFit:
     """The fit of an item-graph source (recsys.ranking.item_graph) from config [section]; its
-    recency "auto" is chosen on the frame itself (its users' newest interactions held out)."""
+    recency "auto" is chosen on the frame itself (its users' newest interactions held out). The
+    nightly chooses it on the split's training part only and fits the refit frames with that
+    choice (Context.fit_config), as it does every other hyperparameter."""
 
     def fit(dataset: Dataset, frame: pl.DataFrame, config: PipelineConfig) -> ItemGraphRecommender:
         settings = getattr(config, section)
@@ -166,6 +169,29 @@ def frame_sources_key(dataset: Dataset, frame: pl.DataFrame, config: PipelineCon
     if config.collab.item_features:  # hybrid features come from item text
         digest.update("\n".join(item_documents(dataset, config.text)).encode())
     return digest.hexdigest()[:16]
+
+
+def fitted_recency(directory: Path, config: PipelineConfig) -> dict[str, float]:
+    """The recency of each item-graph source fitted into `directory` (its "auto" resolved):
+    what the refit frames are fitted with once the split's training part chose it."""
+    out = {}
+    for name in fitted_names(config):
+        kind = FRAME_SOURCES[name].kind
+        if issubclass(kind, ItemGraphRecommender):
+            meta = json.loads((directory / name / f"{kind.KIND}.json").read_text(encoding="utf-8"))
+            out[name] = float(meta["config"]["recency"])
+    return out
+
+
+def with_recency(config: PipelineConfig, chosen: dict[str, float]) -> PipelineConfig:
+    """`config` with each item-graph source's recency "auto" replaced by the value `chosen` for
+    it (fitted_recency of the split's training part); explicit values stay."""
+    update = {}
+    for name, recency in chosen.items():
+        settings = getattr(config, name)
+        if settings.recency == "auto":
+            update[name] = settings.model_copy(update={"recency": recency})
+    return config.model_copy(update=update) if update else config
 
 
 def fit_frame_sources(

@@ -135,7 +135,7 @@ STEPS: tuple[Step, ...] = (
         stages.refit_weights_step,
         _refit_weights,
         (files.WEIGHTS,),
-        preview=preview.fit_sources(stages.shifted_frame),
+        preview=preview.fit_sources(stages.shifted_frame, refit=True),
     ),
     Step(
         "refit",
@@ -143,7 +143,7 @@ STEPS: tuple[Step, ...] = (
         _refit,
         tuple(FRAME_SOURCES),
         _refit_tags,
-        preview.fit_sources(ALL),
+        preview.fit_sources(ALL, refit=True),
     ),
     Step("refit_prior", stages.prior_step(ALL), _refit_text, (files.ITEM_BIAS,)),
     # The published towers: the evaluated encoder trained on every interaction (after

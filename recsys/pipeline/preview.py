@@ -25,13 +25,16 @@ def encoder(ctx: Context) -> str:
     return f"reuses encoder {found.name} ({age:.1f} days old; retrained after {days})"
 
 
-def fit_sources(frame: Frame) -> Callable[[Context], str]:
-    """Fit the sources on `frame(ctx)`, or copy them from the fitted-source cache."""
+def fit_sources(frame: Frame, refit: bool = False) -> Callable[[Context], str]:
+    """Fit the sources on `frame(ctx)`, or copy them from the fitted-source cache. `refit`: a
+    frame fitted with the recency the collab step chooses (Context.fit_config)."""
 
     def preview(ctx: Context) -> str:
         tuning = ctx.config.collab.model == "auto" or ctx.config.collab.tune
         if tuning and ctx.steps.done("tune") is None:  # the key depends on what tune chooses
             return "fits the sources with what the tune step chooses, or reuses them from the cache"
+        if refit and ctx.steps.done("collab") is None and _auto_recency(ctx):
+            return "fits the sources with the recency the collab step chooses, or reuses them"
         key = fit.frame_sources_key(ctx.dataset, frame(ctx), ctx.fit_config())
         cached = (ctx.workdir / COLLAB_CACHE / key / "done").is_file()
         if cached and ctx.forced:
@@ -39,6 +42,12 @@ def fit_sources(frame: Frame) -> Callable[[Context], str]:
         return f"reuses fitted sources {key} from the cache" if cached else "fits the sources"
 
     return preview
+
+
+def _auto_recency(ctx: Context) -> bool:
+    """Does a fitted item-graph source choose its recency ("auto")?"""
+    names = fit.fitted_names(ctx.config)
+    return any(getattr(getattr(ctx.config, n, None), "recency", None) == "auto" for n in names)
 
 
 def tune(ctx: Context) -> str:

@@ -205,7 +205,8 @@ def fit_sources_step(frame: Frame) -> Callable[[Context, Path], dict[str, Any]]:
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(cached / name, out / name)
         model = config.collab.model
-        return {"model": model, "reused": reused, "key": key, "interactions": interactions.height}
+        result = {"model": model, "reused": reused, "key": key, "interactions": interactions.height}
+        return {**result, "recency": fit.fitted_recency(out, config)}
 
     return step
 

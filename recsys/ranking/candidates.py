@@ -32,6 +32,12 @@ class CandidateScores:
     def valid(self) -> np.ndarray:
         return self.items >= 0  # (n, C)
 
+    def rows(self, rows: np.ndarray) -> CandidateScores:
+        """The candidates of these queries only (rows: indices into the batch)."""
+        return CandidateScores(
+            self.items[rows], self.raw[:, rows], self.normalized[:, rows], self.available[rows]
+        )
+
     @cached_property
     def normalized64(self) -> np.ndarray:
         """normalized as float64, converted once however often these candidates are blended

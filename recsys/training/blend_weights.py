@@ -76,7 +76,8 @@ def _grid_ndcg(
     The value per_user_metrics gives on each grid point's top-k list (top_k's order: score
     descending, ties to the lower column, i.e. the lower item_idx), computed from each relevant
     candidate's rank instead of sorting: its rank is the number of candidates scoring above it,
-    plus those tied with it in an earlier column."""
+    plus those tied with it in an earlier column. Only the rows holding a relevant candidate
+    are blended (the others score 0 at every grid point)."""
     out = np.zeros((grid.shape[0], len(queries)), dtype=np.float64)
     discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # (k,)
     ideal = np.concatenate([[0.0], np.cumsum(discounts)])  # ideal[j]: best DCG of j hits
@@ -87,10 +88,13 @@ def _grid_ndcg(
         rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
         denom = np.minimum([r.size for r in rel], k)  # (b,) as per_user_metrics
         earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
+        held = np.unique(rows)  # (h,) the rows with a relevant candidate
+        cands = cands.rows(held)
+        local = np.searchsorted(held, rows)  # (m,) each relevant candidate's row in `held`
         for g, weights in enumerate(grid):
-            rows_w = np.broadcast_to(weights, (len(rel), weights.size))  # (b, S)
-            blended, _ = blend_scores(cands, rows_w)  # (b, C), -inf: not rankable
-            mine = blended[rows]  # (m, C): each relevant candidate's row
+            rows_w = np.broadcast_to(weights, (held.size, weights.size))  # (h, S)
+            blended, _ = blend_scores(cands, rows_w)  # (h, C), -inf: not rankable
+            mine = blended[local]  # (m, C): each relevant candidate's row
             score = mine[np.arange(rows.size), cols][:, None]  # (m, 1)
             rank = (mine > score).sum(axis=1) + ((mine == score) & earlier).sum(axis=1)
             ranked = np.isfinite(score[:, 0]) & (rank < k)

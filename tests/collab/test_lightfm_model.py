@@ -142,3 +142,27 @@ def test_several_fits_score_the_sum_of_their_seeds_models(tmp_path, hybrid):
     joined.save(tmp_path)
     loaded = LightFMModel.from_arrays(config, dict(np.load(tmp_path / ARRAYS_FILE)))
     np.testing.assert_array_equal(loaded.score_users(users), joined.score_users(users))
+
+
+def test_fits_on_all_cores_run_side_by_side_and_repeat_the_one_thread_fits(monkeypatch):
+    """threads = 0 (all cores) with fits = 2: the fits run side by side, the cores shared among
+    them; with no more cores than fits each has one thread, so the joined model is bit for bit
+    the one two 1-thread fits in turn give (same seeds, same order)."""
+    matrix = interactions(n_users=60, n_items=40)
+    config = CONFIG.model_copy(update={"fits": 2, "epochs": 20})
+    in_turn = LightFMModel.fit(matrix, config)  # threads = 1: one after the other
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    threads = []
+    fit_one = LightFMModel._fit_one.__func__
+
+    def spy(cls, matrix, one, item_features):
+        threads.append((one.seed, one.threads))
+        return fit_one(cls, matrix, one, item_features)
+
+    monkeypatch.setattr(LightFMModel, "_fit_one", classmethod(spy))
+    side_by_side = LightFMModel.fit(matrix, config.model_copy(update={"threads": 0}))
+    assert sorted(threads) == [(42, 1), (43, 1)]
+    assert side_by_side.config.threads == 0  # the saved config is the one asked for
+    users = np.arange(matrix.shape[0])
+    np.testing.assert_array_equal(side_by_side.score_users(users), in_turn.score_users(users))
+    np.testing.assert_array_equal(side_by_side.item_factors, in_turn.item_factors)

@@ -437,6 +437,9 @@ def test_dry_run_says_what_would_run_and_writes_nothing(world, tmp_path):
     done = STEPS[: STEPS.index("index") + 1]
     assert [step for step, action in actions.items() if action == "resume"] == done
     assert actions["collab"] == "run" and actions["register"] == "skip"
+    why = {s["step"]: s["why"] for s in plan["steps"]}
+    for step in ("refit_weights", "refit"):  # their cache key holds what collab will choose
+        assert why[step].startswith("fits the sources with the recency the collab step chooses")
     assert plan["nothing_new"] is False and plan["message"].startswith("would resume run")
     published = _run(world["data"], config, work).published
     finished = _dry(world["data"], config, work)["_plan"]

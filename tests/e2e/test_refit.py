@@ -197,3 +197,42 @@ def test_published_weights_are_learned_where_the_sources_stand_as_published(worl
     assert bundle.read_manifest(published)["fit"]["published"]["weights_learned_on"] == "valid"
     served = json.loads((published / "ranker" / "weights.json").read_text())
     assert served["default"] == evaluated["default"]
+
+
+def test_refit_frames_keep_the_recency_chosen_on_the_training_part(world, tmp_path):
+    """An item-graph source's recency "auto" is a hyperparameter: the collab step chooses it on
+    the split's training part, records it, and the refit frames (train + valid, everything) are
+    fitted with that value rather than choosing again on data the choice must not see."""
+    import json
+
+    from recsys.pipeline import fit
+
+    config = _config(True)
+    config = config.model_copy(
+        update={"blend": config.blend.model_copy(
+            update={"sources": ["collab", "neighbors"], "fixed_weights": None}
+        )}
+    )  # fmt: skip
+    assert config.neighbors.recency == "auto"
+    workdir = tmp_path / "work"
+    result = run_nightly(world["data"], config, workdir, say=lambda m: None, track=False)
+    run = workdir / "runs" / result.run_key / "steps"
+    chosen = _result(run / "collab.json")["recency"]
+    assert set(chosen) == {"neighbors"} and 0 < chosen["neighbors"] < 1
+    fixed = fit.with_recency(config, chosen)
+    assert fixed.neighbors.recency == chosen["neighbors"] and fixed.collab == config.collab
+    dataset = load_dataset(world["data"], config.data)
+    split = split_interactions(dataset.interactions, config.split)
+    frames = {
+        "refit_weights": pl.concat([split.train, split.valid]),
+        "refit": dataset.interactions,
+    }
+    for step, frame in frames.items():
+        recorded = _result(run / f"{step}.json")
+        assert recorded["key"] == fit.frame_sources_key(dataset, frame, fixed)
+        assert recorded["key"] != fit.frame_sources_key(dataset, frame, config)  # not "auto"
+        saved = json.loads((run.parent / step / "neighbors" / "neighbors.json").read_text())
+        assert saved["config"]["recency"] == chosen["neighbors"]
+    published = bundle.bundles_dir(workdir) / result.published
+    served = json.loads((published / "ranker" / "neighbors" / "neighbors.json").read_text())
+    assert served["config"]["recency"] == chosen["neighbors"]
