@@ -299,32 +299,6 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label)
 
 
-def parse_product(text: str) -> tuple[str, dict[str, str]]:
-    """'LABEL' or 'LABEL:VAR=VALUE,VAR=VALUE' (RECSYS_* config overrides for the nightly); a
-    VALUE may be JSON with commas inside brackets, e.g. RECSYS_BLEND__SOURCES=["text","collab"]."""
-    label, _, rest = text.partition(":")
-    setting = {}
-    for pair in filter(None, _top_level_split(rest)):
-        var, eq, value = pair.partition("=")
-        if not eq or not var.startswith("RECSYS_"):
-            raise SystemExit(
-                f"--products {text!r}: expected LABEL[:RECSYS_X=V,...], found {pair!r}"
-            )
-        setting[var] = value
-    return label, setting
-
-
-def _top_level_split(text: str) -> list[str]:
-    """text split at the commas outside [] / {} (JSON lists and tables stay whole)."""
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(text):
-        depth += (c in "[{") - (c in "]}")
-        if c == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    return [*parts, text[start:]]
-
-
 def limit_threads(threads: int) -> None:
     """Cap BLAS/OpenMP/torch pools here and, through the environment, in the subprocesses."""
     for var in THREAD_VARS:
@@ -385,6 +359,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.datasets = args.datasets or (VARIANTS[:1] if args.quick else VARIANTS)
+    from common import parse_product
+
     args.products = dict(parse_product(p) for p in args.products)
     args.seeds = args.seeds[:1] if args.quick else args.seeds
     outside_repo(args.keep, "--keep")
