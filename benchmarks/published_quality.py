@@ -16,9 +16,10 @@ values averaged over its seeds).
         [--seeds 0 1 2] [--product-runs 1] [--threads 1] [--config FILE] [--keep DIR]
         [--json-out FILE] [--quick] [--products LABEL[:RECSYS_X=V,...] ...] [--peer-cache DIR]
 
-The nightly is not bit-for-bit repeatable (two runs on the same REST learned other blend
-weights; LightFM with [collab] threads = 0 runs Hogwild threads): --product-runs N runs it N times
-on fresh work directories, reports mean ± sd, and tests on each user's NDCG@10 averaged over runs.
+The nightly is bit-for-bit repeatable only where each LightFM fit gets one thread ([collab]
+threads = 0 shares the cores among the `fits` fits; with more cores than fits they race, Hogwild):
+--product-runs N runs it N times on fresh work directories, reports mean ± sd, and tests on each
+user's NDCG@10 averaged over runs. On 2 cores with --threads 1 two runs gave the same lists.
 
 --products runs several product settings (RECSYS_* config overrides for the nightly, e.g.
 'no refit:RECSYS_NIGHTLY__REFIT=false') beside the same peers, each with its own tables, and
