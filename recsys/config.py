@@ -190,12 +190,13 @@ class CollabConfig(_Section):
     """Latent factors per user and item."""
     epochs: int = Field(30, ge=1)
     """LightFM training epochs."""
-    fits: int = Field(4, ge=1)
+    fits: int = Field(3, ge=1)
     """LightFM: models fitted from seeds seed, seed + 1, ... and served as one, their factors
     side by side (so scores add up): WARP's seed-to-seed spread averages out (outside-in on
     ml-100k one fit moved the bundle by +-2 % from seed to seed; 2, 3 and 4 fits scored 0.1326,
-    0.1355 and 0.1367). Each fit costs a full training; with threads = 0 they train side by
-    side. ALS fits once (its alternating solves land on nearly the same factors)."""
+    0.1355 and 0.1367; 4 took make run past its time bound). Each fit costs a full training;
+    with threads = 0 they train side by side. ALS fits once (its alternating solves land on
+    nearly the same factors)."""
     loss: Literal["warp", "bpr", "logistic", "warp-kos"] = "warp"
     """LightFM loss."""
     learning_rate: float = Field(0.05, gt=0.0)
