@@ -36,13 +36,21 @@ CURRENT = "recsys.jobs.cli"  # this checkout's CLI module (pyproject's `recsys` 
 def baseline_tree(ref: str, scratch: Path) -> tuple[Path, str]:
     """A worktree of `ref` and its CLI module, or SystemExit saying why it cannot run here."""
     tree = scratch / f"ref-{ref}"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), ref],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), ref], check=True
+    )
     scripts = tomllib.loads((tree / "pyproject.toml").read_text())["project"]["scripts"]
     module = scripts["recsys"].split(":")[0]
     if module.startswith("recsys."):  # mapped by the editable install to this checkout's code
+        remove_tree(tree)
         raise SystemExit(f"--baseline-ref {ref}: its CLI {module} needs its own install")
     return tree, module
+
+
+def remove_tree(tree: Path) -> None:
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+    )
 
 
 def one_run(
@@ -51,13 +59,23 @@ def one_run(
     """One nightly in a fresh work directory, from `cwd` (`python -c` puts it first on the
     import path: the code that runs): wall seconds and each step's seconds."""
     work = Path(tempfile.mkdtemp(dir=scratch))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "RECSYS_MLFLOW_DIR": str(work / "mlflow"), **env}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "RECSYS_MLFLOW_DIR": str(work / "mlflow"),
+        **env,
+    }
     code = f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))"
     args = ["nightly", "--data", str(data), "--config", str(config), "--workdir", str(work / "w")]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args, "--json"], env=env, cwd=cwd,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--json"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"nightly failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -91,8 +109,7 @@ def main() -> None:
                     print(f"round {number + 1}  {label}: {done['wall']:.1f} s", flush=True)
         finally:
             if tree is not None:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(tree)], check=False)  # fmt: skip
+                remove_tree(tree)
     first = runs[0][0]
     reference = sum(r["wall"] for r in results[first]) / args.rounds
     print("\n| setting | rounds (s) | mean (s) | / " + first + " |\n|---|---|---|---|")
