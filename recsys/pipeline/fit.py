@@ -9,7 +9,6 @@ encoder's outputs; returns fitted recommenders and SegmentWeights (saved by the 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,16 +170,17 @@ def frame_sources_key(dataset: Dataset, frame: pl.DataFrame, config: PipelineCon
     return digest.hexdigest()[:16]
 
 
+def item_graph_names(config: PipelineConfig) -> list[str]:
+    """The fitted sources that are item graphs (a [section] with a recency decay)."""
+    names = fitted_names(config)
+    return [n for n in names if issubclass(FRAME_SOURCES[n].kind, ItemGraphRecommender)]
+
+
 def fitted_recency(directory: Path, config: PipelineConfig) -> dict[str, float]:
     """The recency of each item-graph source fitted into `directory` (its "auto" resolved):
     what the refit frames are fitted with once the split's training part chose it."""
-    out = {}
-    for name in fitted_names(config):
-        kind = FRAME_SOURCES[name].kind
-        if issubclass(kind, ItemGraphRecommender):
-            meta = json.loads((directory / name / f"{kind.KIND}.json").read_text(encoding="utf-8"))
-            out[name] = float(meta["config"]["recency"])
-    return out
+    kinds = {name: FRAME_SOURCES[name].kind for name in item_graph_names(config)}
+    return {name: float(kind.load(directory / name).config.recency) for name, kind in kinds.items()}
 
 
 def with_recency(config: PipelineConfig, chosen: dict[str, float]) -> PipelineConfig:

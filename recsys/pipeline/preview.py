@@ -46,8 +46,8 @@ def fit_sources(frame: Frame, refit: bool = False) -> Callable[[Context], str]:
 
 def _auto_recency(ctx: Context) -> bool:
     """Does a fitted item-graph source choose its recency ("auto")?"""
-    names = fit.fitted_names(ctx.config)
-    return any(getattr(getattr(ctx.config, n, None), "recency", None) == "auto" for n in names)
+    names = fit.item_graph_names(ctx.config)
+    return any(getattr(ctx.config, name).recency == "auto" for name in names)
 
 
 def tune(ctx: Context) -> str:
