@@ -15,11 +15,15 @@ values averaged over its seeds).
     python benchmarks/published_quality.py [--datasets ml-100k ml-100k-sparse8 ...]
         [--seeds 0 1 2] [--product-runs 1] [--threads 1] [--config FILE] [--keep DIR]
         [--json-out FILE] [--quick] [--products LABEL[:RECSYS_X=V,...] ...] [--peer-cache DIR]
+        [--vary-seeds]
 
 The nightly is bit-for-bit repeatable only where each LightFM fit gets one thread ([collab]
 threads = 0 shares the cores among the `fits` fits; with more cores than fits they race, Hogwild):
 --product-runs N runs it N times on fresh work directories, reports mean ± sd, and tests on each
 user's NDCG@10 averaged over runs. On 2 cores with --threads 1 two runs gave the same lists.
+--vary-seeds gives run r the encoder seed 42 + r and the collaborative seeds 42 + 10 r (run 0:
+the defaults; a --products setting naming a seed keeps it): the product's figure then averages
+over its own seeds, as each seeded peer's does over --seeds, instead of resting on one draw.
 
 --products runs several product settings (RECSYS_* config overrides for the nightly, e.g.
 'no refit:RECSYS_NIGHTLY__REFIT=false') beside the same peers, each with its own tables, and
@@ -194,7 +198,7 @@ def run_products(
 
     runs, facts = [], []
     for run in range(args.product_runs):
-        product = run_product(variant, work / f"product-{run}", args, setting)
+        product = run_product(variant, work / f"product-{run}", args, seeded(setting, run, args))
         ranked = read_recommendations(product.pop("file"), variant, held.user_idx, K)
         product["rest_items_in_lists"] = seen_in_lists(ranked, held.exclude)
         runs.append(metrics(ranked, held))
@@ -211,6 +215,16 @@ def run_products(
             f"{product['rest_items_in_lists']}"
         )
     return runs, facts
+
+
+def seeded(setting: dict[str, str], run: int, args: argparse.Namespace) -> dict[str, str]:
+    """The setting of nightly run `run`: with --vary-seeds, run r > 0 gets its own encoder and
+    collaborative seeds (42 + r, 42 + 10 r: LightFM's fits take seed, seed + 1, ...) unless the
+    setting names them."""
+    if not args.vary_seeds or run == 0:
+        return setting
+    seeds = {"RECSYS_ENCODER__SEED": str(42 + run), "RECSYS_COLLAB__SEED": str(42 + 10 * run)}
+    return {**seeds, **setting}
 
 
 def run_variant(name: str, work: Path, args: argparse.Namespace) -> dict:
@@ -342,6 +356,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=["default"],
         help="product settings run side by side, beside the same peers: LABEL[:RECSYS_X=V,...] "
         "(e.g. 'no refit:RECSYS_NIGHTLY__REFIT=false'); the first is the reference",
+    )
+    parser.add_argument(
+        "--vary-seeds",
+        action="store_true",
+        help="each nightly run after the first with its own encoder and collaborative seeds",
     )
     parser.add_argument("--keep", type=Path, help="keep data dirs and workdirs under this dir")
     parser.add_argument("--json-out", type=Path, help="write every figure as JSON here")

@@ -1,13 +1,15 @@
 """Training stage: learning the blend weights — grid search on the simplex, per user segment.
 
 Reads the source recommenders, validation queries and their held-out items; writes SegmentWeights
-(per segment the weights with the best validation NDCG@k, or the global best where a segment has
-too few users or no clear gain). Deterministic: the grid is enumerated in a fixed order.
+(per segment the weights with the best validation NDCG@k — or, weight_choice "bagged", the mean of
+the best of bootstrap resamples — or the global ones where a segment has too few users or no
+clear gain). Deterministic: the grid is enumerated in a fixed order, the resamples seeded.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +17,7 @@ import numpy as np
 from recsys.config import BlendConfig
 from recsys.ranking.base import Query, Recommender
 from recsys.ranking.blend import BlendedRanker
-from recsys.ranking.candidates import blend_scores
+from recsys.ranking.candidates import CandidateScores, blend_scores
 from recsys.ranking.segments import SegmentWeights, segment_labels
 
 
@@ -60,7 +62,33 @@ def learn_weights(
     grid = simplex_grid(len(names), config.weight_grid)  # (G, S)
     ndcg = _grid_ndcg(ranker, list(queries_valid), relevant_valid, exclude, grid, k)  # (G, n)
     segments = ranker.segments(queries_valid)  # (n,)
-    return _pick(grid, ndcg, segments, names, config, min_segment_users)
+    bagged = config.weight_choice == "bagged"
+    if bagged:  # the bagged weights, scored like grid points: (1 + segments, S), (.., n)
+        grid = _bagged_weights(grid, ndcg, segments, config, min_segment_users)
+        ndcg = _grid_ndcg(ranker, list(queries_valid), relevant_valid, exclude, grid, k)
+    return _pick(grid, ndcg, segments, names, config, min_segment_users, bagged)
+
+
+def _bagged_weights(
+    grid: np.ndarray, ndcg: np.ndarray, segments: np.ndarray, config: BlendConfig, min_users: int
+) -> np.ndarray:
+    """Row 0: the mean of the best grid points of config.weight_bags bootstrap resamples of all
+    users; row 1 + s: the same over segment s's users (row 0 where it has too few). Each bag
+    draws from the same seed, so a segment holding every user gets row 0's weights. (1 + S, n_w)"""
+
+    def bag(members: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        draws = rng.integers(0, members.size, size=(config.weight_bags, members.size))
+        counts = np.zeros((config.weight_bags, members.size))  # (B, m) times each user drawn
+        np.add.at(counts, (np.arange(config.weight_bags)[:, None], draws), 1.0)
+        best = np.argmax(ndcg[:, members] @ counts.T, axis=0)  # (B,) first max per resample
+        return np.round(grid[best].mean(axis=0), 6)
+
+    rows = [bag(np.arange(segments.size))]
+    for number in range(len(config.segment_bounds) + 1):
+        members = np.flatnonzero(segments == number)
+        rows.append(bag(members) if members.size >= max(min_users, 2) else rows[0])
+    return np.vstack(rows)
 
 
 def _grid_ndcg(
@@ -86,6 +114,8 @@ def _grid_ndcg(
         cands = ranker.candidates(queries[part], batch_exclude)
         rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant[part]]
         rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
+        keep = ~_outranked_everywhere(cands, rows, cols, k)  # the others gain 0 at every point
+        rows, cols = rows[keep], cols[keep]
         denom = np.minimum([r.size for r in rel], k)  # (b,) as per_user_metrics
         earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
         held = np.unique(rows)  # (h,) the rows with a relevant candidate
@@ -102,6 +132,26 @@ def _grid_ndcg(
             dcg = np.bincount(rows, weights=gain, minlength=len(rel))  # (b,)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[g, part] = dcg / ideal[denom]
+    return out
+
+
+def _outranked_everywhere(
+    cands: CandidateScores, rows: np.ndarray, cols: np.ndarray, k: int
+) -> np.ndarray:
+    """(m,) bool: at least k candidates of the row beat this one on every source the row has, by
+    more than float32 can tie (so under any weights, once cast, they rank above it and its rank
+    is >= k): the weight search can skip it. A blend is a convex combination of the available
+    sources' normalised scores, so a margin on every source is a margin on the blend."""
+    out = np.zeros(rows.size, dtype=bool)
+    for start in range(0, rows.size, 256):  # (b, S, C) at a time
+        r, c = rows[start : start + 256], cols[start : start + 256]
+        scores = cands.normalized[:, r, :].transpose(1, 0, 2).astype(np.float64)  # (b, S, C)
+        own = scores[np.arange(r.size), :, c][:, :, None]  # (b, S, 1)
+        available = cands.available[r][:, :, None]  # (b, S, 1)
+        margin = 1e-6 * (1.0 + np.abs(scores).max(axis=(1, 2)))[:, None]  # (b, 1)
+        ahead = np.where(available, scores - own, np.inf).min(axis=1) > margin  # (b, C)
+        ahead &= cands.valid[r] & available.any(axis=1)  # no source: nothing is ranked
+        out[start : start + 256] = ahead.sum(axis=1) >= k
     return out
 
 
@@ -127,15 +177,18 @@ def _pick(
     names: list[str],
     config: BlendConfig,
     min_users: int,
+    bagged: bool = False,
 ) -> SegmentWeights:
     """Global argmax; a segment keeps its own argmax only when it has `min_users` users and
     beats the global weights on them by more than one standard error of the paired per-user
-    difference (segment-level maxima over a grid are optimistic; this keeps noise out)."""
+    difference (segment-level maxima over a grid are optimistic; this keeps noise out).
+    bagged: `grid` holds _bagged_weights' rows (global, then each segment's) instead."""
     mean_all = ndcg.mean(axis=1)  # (G,)
-    best_all = int(np.argmax(mean_all))  # first max: fixed grid order
+    best_all = 0 if bagged else int(np.argmax(mean_all))  # first max: fixed grid order
     per_segment: dict[str, dict[str, float]] = {}
     stats: dict = {"users": {"all": int(segments.size)}, "ndcg": {"all": float(mean_all[best_all])}}
-    stats.update(grid_points=int(grid.shape[0]), chosen={})
+    points = math.comb(config.weight_grid - 1 + len(names) - 1, len(names) - 1)  # grid's size
+    stats.update(grid_points=points, choice=config.weight_choice, chosen={})
     for number, label in enumerate(segment_labels(config.segment_bounds)):
         members = segments == number
         n = int(members.sum())
@@ -144,7 +197,7 @@ def _pick(
         if n < max(min_users, 2):
             stats["chosen"][label] = "global (few users)"
             continue
-        best = int(np.argmax(ndcg[:, members].mean(axis=1)))
+        best = 1 + number if bagged else int(np.argmax(ndcg[:, members].mean(axis=1)))
         gain = ndcg[best, members] - ndcg[best_all, members]  # (n,) paired per user
         if gain.mean() <= gain.std(ddof=1) / np.sqrt(n):
             stats["chosen"][label] = "global (no clear gain)"

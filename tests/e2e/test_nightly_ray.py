@@ -125,8 +125,10 @@ def test_ray_nightly_matches_the_local_run(runs):
 
     on_ray = RecommenderModel.load(bundle.current_bundle(runs["ray"]))
     at_home = RecommenderModel.load(bundle.current_bundle(runs["local"]))
+    assert on_ray.ranker.weights == at_home.ranker.weights  # the same blend learned
     assert np.array_equal(on_ray.topk.item_idx, at_home.topk.item_idx)  # every user's top-k
-    np.testing.assert_allclose(on_ray.topk.score, at_home.topk.score, rtol=1e-5, atol=1e-6)
+    # the item vectors embedded on Ray may differ by 1e-5 (below); z-scored, so may the scores
+    np.testing.assert_allclose(on_ray.topk.score, at_home.topk.score, rtol=1e-5, atol=1e-5)
     text, twin = on_ray.ranker.sources["text"], at_home.ranker.sources["text"]
     assert float(np.abs(text.item_vectors - twin.item_vectors).max()) <= 1e-5
     known = [(s.known_user_vectors, s.known_user_keys) for s in (text, twin)]

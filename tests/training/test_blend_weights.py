@@ -1,6 +1,8 @@
 """Learning the blend weights: the simplex grid, recovering the informative source, per-segment
 weights where a segment gains clearly, fixed weights."""
 
+import itertools
+
 import numpy as np
 import pytest
 from blend_world import make_world, text_and_noise
@@ -95,6 +97,42 @@ def test_each_segment_learns_the_source_that_serves_it():
     assert ndcg[0] > ndcg[1]
 
 
+def test_bagged_weights_average_the_resamples_best_points_and_report_their_own_ndcg():
+    """weight_choice = "bagged": the mean of bootstrap resamples' best grid points — off the
+    grid, still the informative source first, per segment where a segment gains clearly — and
+    the NDCG the stats report is that of the bagged weights as the ranker serves them."""
+    world = make_world(drift_after=5)
+    sources = {
+        "text": ContentRecommender(world.item_vectors, HistoryMeanEncoder()),
+        "collab": ContentRecommender(world.item_vectors, NextTopicEncoder(world.topic)),
+    }
+    args = (sources, world.queries(), world.held_out, world.histories)
+    config = TWO.model_copy(update={"weight_grid": 11, "weight_choice": "bagged"})
+    weights = learn_weights(*args, config, 10, 20)
+    best = learn_weights(*args, config.model_copy(update={"weight_choice": "best"}), 10, 20)
+    assert weights == learn_weights(*args, config, 10, 20)  # seeded resamples
+    on_grid = np.isclose(np.array(list(weights.default.values())) * 10 % 1, 0).all()
+    assert not on_grid and weights.default != best.default  # the resamples disagree
+    assert sum(weights.default.values()) == pytest.approx(1.0)
+    assert abs(weights.default["text"] - best.default["text"]) <= 0.1
+    assert weights.default["text"] > weights.default["collab"]
+    assert weights.stats["chosen"]["6-50"] == "own" and weights.stats["choice"] == "bagged"
+    assert weights.per_segment["6-50"]["collab"] > weights.per_segment["6-50"]["text"]
+    assert weights.stats["grid_points"] == simplex_grid(2, 11).shape[0]
+    ranked, _ = BlendedRanker(sources, weights, config).recommend(
+        world.queries(), 10, world.histories
+    )
+    ndcg = per_user_metrics(ranked, world.held_out, 10, ("ndcg",))["ndcg"]
+    segments = BlendedRanker(sources, weights, config).segments(world.queries())
+    assert weights.stats["ndcg"]["all"] != pytest.approx(best.stats["ndcg"]["all"])
+    served_default = BlendedRanker(
+        sources, SegmentWeights.fixed(weights.default, [0, 5, 50]), config
+    ).recommend(world.queries(), 10, world.histories)[0]
+    default_ndcg = per_user_metrics(served_default, world.held_out, 10, ("ndcg",))["ndcg"]
+    assert weights.stats["ndcg"]["all"] == pytest.approx(default_ndcg.mean())
+    assert weights.stats["ndcg"]["6-50"] == pytest.approx(ndcg[segments == 2].mean())
+
+
 def test_fixed_weights_bypass_learning(world):
     config = TWO.model_copy(update={"fixed_weights": {"text": 3.0, "collab": 1.0}})
     weights = learn_weights(text_and_noise(world), [], [], None, config)
@@ -107,25 +145,31 @@ def test_fixed_weights_bypass_learning(world):
 def test_grid_ndcg_equals_the_metric_on_each_grid_points_top_k(world):
     """The rank-based NDCG of the weight search is per_user_metrics on top_k's list for every
     grid point — ties included (rank normalisation ties many scores; one query holds two
-    relevant items, one of them a history item the exclusions remove)."""
+    relevant items, one of them a history item the exclusions remove) — although it skips the
+    relevant items that k candidates beat on every source."""
     from recsys.ranking.base import top_k
-    from recsys.training.blend_weights import _grid_ndcg
+    from recsys.training.blend_weights import _grid_ndcg, _outranked_everywhere, _relevant_columns
 
     sources, queries = text_and_noise(world), world.queries()
     relevant = [np.asarray(r) for r in world.held_out]
     relevant[0] = np.concatenate([relevant[0], world.histories[0][:1], relevant[0]])
-    for method in ("zscore", "rank"):
+    skipped = []
+    for method, k in itertools.product(("zscore", "rank"), (10, 3)):
         config = TWO.model_copy(update={"weight_grid": 4, "normalize": method})
         ranker = BlendedRanker(sources, SegmentWeights.uniform(config.sources, [0, 5, 50]), config)
         grid = simplex_grid(2, 4)
-        fast = _grid_ndcg(ranker, queries, relevant, world.histories, grid, 10)
+        fast = _grid_ndcg(ranker, queries, relevant, world.histories, grid, k)
         cands = ranker.candidates(queries, world.histories)
+        rows, cols = _relevant_columns(cands.items, [np.unique(r) for r in relevant])
+        skipped.append(_outranked_everywhere(cands, rows, cols, k))
         for g, weights in enumerate(grid):
             blended, _ = blend_scores(cands, np.broadcast_to(weights, (len(queries), 2)))
-            cols, _ = top_k(blended, 10)
+            cols, _ = top_k(blended, k)
             ranked = np.where(
                 cols >= 0, np.take_along_axis(cands.items, np.maximum(cols, 0), 1), -1
             )
-            expected = per_user_metrics(ranked, relevant, 10, ("ndcg",))["ndcg"]
+            expected = per_user_metrics(ranked, relevant, k, ("ndcg",))["ndcg"]
             np.testing.assert_allclose(fast[g], expected, rtol=0, atol=1e-12)
         assert (fast > 0).any() and np.ptp(fast.mean(axis=1)) > 0  # the grid points differ
+    skipped = np.concatenate(skipped)
+    assert 0 < skipped.sum() < skipped.size  # the search skipped some, scored the rest
