@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,12 +61,14 @@ def learn_weights(
     uniform = SegmentWeights.uniform(names, config.segment_bounds)
     ranker = BlendedRanker(sources, uniform, config, user_history_len)
     grid = simplex_grid(len(names), config.weight_grid)  # (G, S)
-    ndcg = _grid_ndcg(ranker, list(queries_valid), relevant_valid, exclude, grid, k)  # (G, n)
+    queries = list(queries_valid)
+    batches = _Batches(ranker, queries, relevant_valid, exclude, k)
+    ndcg = _grid_ndcg(ranker, queries, relevant_valid, exclude, grid, k, batches)  # (G, n)
     segments = ranker.segments(queries_valid)  # (n,)
     bagged = config.weight_choice == "bagged"
     if bagged:  # the bagged weights, scored like grid points: (1 + segments, S), (.., n)
         grid = _bagged_weights(grid, ndcg, segments, config, min_segment_users)
-        ndcg = _grid_ndcg(ranker, list(queries_valid), relevant_valid, exclude, grid, k)
+        ndcg = _grid_ndcg(ranker, queries, relevant_valid, exclude, grid, k, batches)
     return _pick(grid, ndcg, segments, names, config, min_segment_users, bagged)
 
 
@@ -91,6 +94,60 @@ def _bagged_weights(
     return np.vstack(rows)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of the weight search: the candidates of its rows holding a relevant candidate
+    that can still reach the top k, and where each such candidate sits."""
+
+    part: slice  # the batch's queries
+    cands: CandidateScores  # (h rows) the rows holding a kept relevant candidate
+    rows: np.ndarray  # (m,) each kept relevant candidate's query, within the batch
+    cols: np.ndarray  # (m,) its column
+    local: np.ndarray  # (m,) its row in `cands`
+    denom: np.ndarray  # (b,) min(relevant count, k) per query: per_user_metrics' ideal
+    size: int  # b, queries in the batch
+
+
+class _Batches:
+    """The weight search's batches, built once per pass of the sources; a second pass (the
+    bagged weights' scores) reuses them while they hold at most CACHE_BYTES."""
+
+    CACHE_BYTES = 512 * 2**20
+
+    def __init__(self, ranker: BlendedRanker, queries: list[Query], relevant, exclude, k: int):
+        self.ranker, self.queries, self.relevant, self.exclude, self.k = (
+            ranker, queries, relevant, exclude, k,
+        )  # fmt: skip
+        self.cache: list[_Batch] | None = None
+
+    def __iter__(self) -> Iterator[_Batch]:
+        if self.cache is not None:
+            yield from self.cache
+            return
+        kept: list[_Batch] | None = []
+        held_bytes = 0
+        for part in self.ranker.batches(len(self.queries)):
+            batch = self._build(part)
+            held_bytes += batch.cands.normalized.nbytes * 4 + batch.cands.items.nbytes  # +raw, f64
+            kept = kept if kept is not None and held_bytes <= self.CACHE_BYTES else None
+            if kept is not None:
+                kept.append(batch)
+            yield batch
+        self.cache = kept
+
+    def _build(self, part: slice) -> _Batch:
+        exclude = None if self.exclude is None else list(self.exclude)[part]
+        cands = self.ranker.candidates(self.queries[part], exclude)
+        rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in self.relevant[part]]
+        rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
+        keep = ~_outranked_everywhere(cands, rows, cols, self.k)  # the rest gain 0 everywhere
+        rows, cols = rows[keep], cols[keep]
+        held = np.unique(rows)  # (h,) the rows with a relevant candidate
+        denom = np.minimum([r.size for r in rel], self.k)  # (b,) as per_user_metrics
+        local = np.searchsorted(held, rows)
+        return _Batch(part, cands.rows(held), rows, cols, local, denom, len(rel))
+
+
 def _grid_ndcg(
     ranker: BlendedRanker,
     queries: list[Query],
@@ -98,6 +155,7 @@ def _grid_ndcg(
     exclude: Sequence[np.ndarray] | None,
     grid: np.ndarray,
     k: int,
+    batches: _Batches | None = None,
 ) -> np.ndarray:
     """NDCG@k of every grid point for every query. (G, n) float64.
 
@@ -105,33 +163,25 @@ def _grid_ndcg(
     descending, ties to the lower column, i.e. the lower item_idx), computed from each relevant
     candidate's rank instead of sorting: its rank is the number of candidates scoring above it,
     plus those tied with it in an earlier column. Only the rows holding a relevant candidate
-    are blended (the others score 0 at every grid point)."""
+    are blended (the others score 0 at every grid point). `batches`: those of an earlier pass
+    over the same queries (their candidates, reused where cached)."""
     out = np.zeros((grid.shape[0], len(queries)), dtype=np.float64)
     discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # (k,)
     ideal = np.concatenate([[0.0], np.cumsum(discounts)])  # ideal[j]: best DCG of j hits
-    for part in ranker.batches(len(queries)):
-        batch_exclude = None if exclude is None else list(exclude)[part]
-        cands = ranker.candidates(queries[part], batch_exclude)
-        rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in relevant[part]]
-        rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
-        keep = ~_outranked_everywhere(cands, rows, cols, k)  # the others gain 0 at every point
-        rows, cols = rows[keep], cols[keep]
-        denom = np.minimum([r.size for r in rel], k)  # (b,) as per_user_metrics
+    for batch in batches or _Batches(ranker, queries, relevant, exclude, k):
+        cands, rows, cols, local = batch.cands, batch.rows, batch.cols, batch.local
         earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
-        held = np.unique(rows)  # (h,) the rows with a relevant candidate
-        cands = cands.rows(held)
-        local = np.searchsorted(held, rows)  # (m,) each relevant candidate's row in `held`
         for g, weights in enumerate(grid):
-            rows_w = np.broadcast_to(weights, (held.size, weights.size))  # (h, S)
+            rows_w = np.broadcast_to(weights, (cands.items.shape[0], weights.size))  # (h, S)
             blended, _ = blend_scores(cands, rows_w)  # (h, C), -inf: not rankable
             mine = blended[local]  # (m, C): each relevant candidate's row
             score = mine[np.arange(rows.size), cols][:, None]  # (m, 1)
             rank = (mine > score).sum(axis=1) + ((mine == score) & earlier).sum(axis=1)
             ranked = np.isfinite(score[:, 0]) & (rank < k)
             gain = np.where(ranked, discounts[np.minimum(rank, k - 1)], 0.0)  # (m,)
-            dcg = np.bincount(rows, weights=gain, minlength=len(rel))  # (b,)
+            dcg = np.bincount(rows, weights=gain, minlength=batch.size)  # (b,)
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[g, part] = dcg / ideal[denom]
+                out[g, batch.part] = dcg / ideal[batch.denom]
     return out
 
 

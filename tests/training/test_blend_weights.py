@@ -14,6 +14,7 @@ from recsys.ranking.candidates import blend_scores
 from recsys.ranking.content import ContentRecommender
 from recsys.ranking.segments import SegmentWeights
 from recsys.ranking.user_vectors import HistoryMeanEncoder
+from recsys.training import blend_weights
 from recsys.training.blend_weights import learn_weights, simplex_grid
 
 TWO = BlendConfig(sources=["text", "collab"], candidates_per_source=30)
@@ -97,7 +98,9 @@ def test_each_segment_learns_the_source_that_serves_it():
     assert ndcg[0] > ndcg[1]
 
 
-def test_bagged_weights_average_the_resamples_best_points_and_report_their_own_ndcg():
+def test_bagged_weights_average_the_resamples_best_points_and_report_their_own_ndcg(
+    monkeypatch,
+):
     """weight_choice = "bagged": the mean of bootstrap resamples' best grid points — off the
     grid, still the informative source first, per segment where a segment gains clearly — and
     the NDCG the stats report is that of the bagged weights as the ranker serves them."""
@@ -111,6 +114,8 @@ def test_bagged_weights_average_the_resamples_best_points_and_report_their_own_n
     weights = learn_weights(*args, config, 10, 20)
     best = learn_weights(*args, config.model_copy(update={"weight_choice": "best"}), 10, 20)
     assert weights == learn_weights(*args, config, 10, 20)  # seeded resamples
+    monkeypatch.setattr(blend_weights._Batches, "CACHE_BYTES", 0)  # no candidates kept
+    assert weights == learn_weights(*args, config, 10, 20)  # the second pass builds them again
     on_grid = np.isclose(np.array(list(weights.default.values())) * 10 % 1, 0).all()
     assert not on_grid and weights.default != best.default  # the resamples disagree
     assert sum(weights.default.values()) == pytest.approx(1.0)
