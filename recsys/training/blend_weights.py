@@ -171,10 +171,10 @@ def _grid_ndcg(
     for batch in batches or _Batches(ranker, queries, relevant, exclude, k):
         cands, rows, cols, local = batch.cands, batch.rows, batch.cols, batch.local
         earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
+        mine_cands = cands.rows(local)  # (m rows): each relevant candidate's row
         for g, weights in enumerate(grid):
-            rows_w = np.broadcast_to(weights, (cands.items.shape[0], weights.size))  # (h, S)
-            blended, _ = blend_scores(cands, rows_w)  # (h, C), -inf: not rankable
-            mine = blended[local]  # (m, C): each relevant candidate's row
+            rows_w = np.broadcast_to(weights, (rows.size, weights.size))  # (m, S)
+            mine, _ = blend_scores(mine_cands, rows_w)  # (m, C), -inf: not rankable
             score = mine[np.arange(rows.size), cols][:, None]  # (m, 1)
             rank = (mine > score).sum(axis=1) + ((mine == score) & earlier).sum(axis=1)
             ranked = np.isfinite(score[:, 0]) & (rank < k)
