@@ -96,14 +96,13 @@ def _bagged_weights(
 
 @dataclass(frozen=True)
 class _Batch:
-    """One batch of the weight search: the candidates of its rows holding a relevant candidate
-    that can still reach the top k, and where each such candidate sits."""
+    """One batch of the weight search: for each relevant candidate that can still reach the top
+    k, its row's candidates and where it sits."""
 
     part: slice  # the batch's queries
-    cands: CandidateScores  # (h rows) the rows holding a kept relevant candidate
+    cands: CandidateScores  # (m rows) each kept relevant candidate's row of candidates
     rows: np.ndarray  # (m,) each kept relevant candidate's query, within the batch
     cols: np.ndarray  # (m,) its column
-    local: np.ndarray  # (m,) its row in `cands`
     denom: np.ndarray  # (b,) min(relevant count, k) per query: per_user_metrics' ideal
     size: int  # b, queries in the batch
 
@@ -142,10 +141,8 @@ class _Batches:
         rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
         keep = ~_outranked_everywhere(cands, rows, cols, self.k)  # the rest gain 0 everywhere
         rows, cols = rows[keep], cols[keep]
-        held = np.unique(rows)  # (h,) the rows with a relevant candidate
         denom = np.minimum([r.size for r in rel], self.k)  # (b,) as per_user_metrics
-        local = np.searchsorted(held, rows)
-        return _Batch(part, cands.rows(held), rows, cols, local, denom, len(rel))
+        return _Batch(part, cands.rows(rows), rows, cols, denom, len(rel))
 
 
 def _grid_ndcg(
@@ -169,12 +166,11 @@ def _grid_ndcg(
     discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # (k,)
     ideal = np.concatenate([[0.0], np.cumsum(discounts)])  # ideal[j]: best DCG of j hits
     for batch in batches or _Batches(ranker, queries, relevant, exclude, k):
-        cands, rows, cols, local = batch.cands, batch.rows, batch.cols, batch.local
+        cands, rows, cols = batch.cands, batch.rows, batch.cols
         earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
-        mine_cands = cands.rows(local)  # (m rows): each relevant candidate's row
         for g, weights in enumerate(grid):
             rows_w = np.broadcast_to(weights, (rows.size, weights.size))  # (m, S)
-            mine, _ = blend_scores(mine_cands, rows_w)  # (m, C), -inf: not rankable
+            mine, _ = blend_scores(cands, rows_w)  # (m, C), -inf: not rankable
             score = mine[np.arange(rows.size), cols][:, None]  # (m, 1)
             rank = (mine > score).sum(axis=1) + ((mine == score) & earlier).sum(axis=1)
             ranked = np.isfinite(score[:, 0]) & (rank < k)
