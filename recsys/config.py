@@ -17,7 +17,7 @@ from typing import Annotated, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recsys.errors import UserError
-from recsys.sources import DEFAULT_SOURCES, SourceName
+from recsys.sources import BY_NAME, DEFAULT_SOURCES, SourceName
 
 
 class _Section(BaseModel):
@@ -251,13 +251,24 @@ class TransitionsConfig(_Section):
     same way (recsys.training.recency)."""
 
 
+class TextNeighborsConfig(_Section):
+    """Text-neighbour source: each item's best cosine to one of the history's items, by the text
+    source's item vectors (recsys.ranking.text_neighbors)."""
+
+    recency: float = Field(0.9, gt=0.0, le=1.0)
+    """A history item's cosines count recency ** age (age 0: the newest; 1.0: every item alike)."""
+    history_len: int = Field(20, ge=1)
+    """The history's newest distinct items an item's text is compared with."""
+
+
 class BlendConfig(_Section):
     """Candidate generation and per-segment blending (recsys.ranking)."""
 
     sources: list[SourceName] = list(DEFAULT_SOURCES)
     """Recommender sources blended (recsys.sources: text = the towers, collab = LightFM/ALS,
     popularity, neighbors = item-to-item RP3beta, [neighbors], transitions = what followed
-    the history's items, [transitions])."""
+    the history's items, [transitions], text_neighbors = the history's closest items by text,
+    [text_neighbors], which needs text)."""
     candidates_per_source: int = Field(200, ge=1)
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]
@@ -278,6 +289,17 @@ class BlendConfig(_Section):
     """Use these weights everywhere instead of learning them, e.g. {text = 0.7, collab = 0.3}."""
     cold_prior: float = Field(1.0, ge=0.0)
     """Weight of the text-predicted popularity prior for never-interacted items; 0: off."""
+
+    @model_validator(mode="after")
+    def _needed_sources_blended(self) -> BlendConfig:
+        for name in self.sources:
+            missing = [need for need in BY_NAME[name].needs if need not in self.sources]
+            if missing:
+                raise ValueError(
+                    f"sources: {name} reads from {missing}, which is not among the sources "
+                    f"{self.sources}; add it or leave {name} out"
+                )
+        return self
 
 
 class EvalConfig(_Section):
@@ -457,6 +479,7 @@ class PipelineConfig(_Section):
     collab: CollabConfig = CollabConfig()
     neighbors: NeighborsConfig = NeighborsConfig()
     transitions: TransitionsConfig = TransitionsConfig()
+    text_neighbors: TextNeighborsConfig = TextNeighborsConfig()
     blend: BlendConfig = BlendConfig()
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()

@@ -29,6 +29,7 @@ class Source:
     paths: frozenset[str]
     description: str
     default: bool = True  # in the config's default blend.sources (else opt-in)
+    needs: tuple[str, ...] = ()  # sources it reads from, which blend.sources must name too
 
 
 REGISTRY: tuple[Source, ...] = (
@@ -52,6 +53,14 @@ REGISTRY: tuple[Source, ...] = (
         "transitions",  # item-to-item in time order: from a history's items, as neighbors
         frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
         "how often each item followed the history's items in users' logs (newest counting most)",
+    ),
+    Source(
+        "text_neighbors",  # item-to-item by text: from a history's items, cold items included
+        frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
+        "cosine of the item's text vector to the closest of the history's items (newest "
+        "counting most)",
+        default=False,
+        needs=("text",),
     ),
 )
 SOURCES: tuple[str, ...] = tuple(source.name for source in REGISTRY)  # in report order

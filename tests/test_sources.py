@@ -23,18 +23,27 @@ from recsys.serving import schemas
 
 
 def test_everything_follows_the_registry():
-    assert sources.SOURCES == ("text", "collab", "popularity", "neighbors", "transitions")
-    # a source with default=False would be registered everywhere but blended only when asked
-    assert BlendConfig().sources == list(sources.DEFAULT_SOURCES) == list(sources.SOURCES)
+    assert sources.SOURCES == (
+        "text",
+        "collab",
+        "popularity",
+        "neighbors",
+        "transitions",
+        "text_neighbors",
+    )
+    # a source with default=False is registered everywhere but blended only when asked
+    assert BlendConfig().sources == list(sources.DEFAULT_SOURCES)
+    assert set(sources.SOURCES) - set(sources.DEFAULT_SOURCES) == {"text_neighbors"}
     field = BlendConfig.model_fields["sources"].annotation
     assert typing.get_args(typing.get_args(field)[0]) == sources.SOURCES
     assert list(schemas.Sources.model_fields) == list(sources.SOURCES)
     assert typing.get_args(schemas.RecommendationPath) == sources.PATHS
-    # every source but text (built from the encoder's steps) is fitted on interactions
-    assert set(FRAME_SOURCES) == set(sources.SOURCES) - {"text"}
+    # every source but those built on the encoder's steps is fitted on interactions
+    assert set(FRAME_SOURCES) == set(sources.SOURCES) - {"text", "text_neighbors"}
 
 
 def test_each_path_is_served_by_the_sources_that_can_use_what_it_carries():
+    item_sources = {"text", "collab", "popularity", "neighbors", "transitions"}
     served = {
         query_path(q): {s for s in sources.SOURCES if sources.serves(s, query_path(q))}
         for q in (
@@ -46,10 +55,10 @@ def test_each_path_is_served_by_the_sources_that_can_use_what_it_carries():
         )
     }
     assert served == {
-        "known": {"text", "collab", "popularity", "neighbors", "transitions"},
-        "history": {"text", "collab", "popularity", "neighbors", "transitions"},
+        "known": {*item_sources, "text_neighbors"},
+        "history": {*item_sources, "text_neighbors"},
         "profile": {"text", "popularity"},
-        "history+profile": {"text", "collab", "popularity", "neighbors", "transitions"},
+        "history+profile": {*item_sources, "text_neighbors"},
         "popularity": {"popularity"},
     }
 

@@ -19,6 +19,8 @@ from recsys.config import CollabConfig, PipelineConfig
 from recsys.data.dataset import Dataset
 from recsys.data.split import Split
 from recsys.pipeline import fit
+from recsys.ranking.text_neighbors import KIND as TEXT_NEIGHBORS
+from recsys.ranking.text_neighbors import TextNeighborsRecommender
 from recsys.steps import StepRunner
 from recsys.tracking import NullTracker, Tracker
 
@@ -169,6 +171,8 @@ class Context:
             if encoder_dir is not None:
                 known = self.optional_array(USER_VECTORS), self.optional_array(USER_KEYS)
                 out["text"].set_known_users(*known)
+        if TEXT_NEIGHBORS in names:  # bound to out["text"] by the BlendedRanker
+            out[TEXT_NEIGHBORS] = TextNeighborsRecommender(self.config.text_neighbors)
         for name, source in fit.FRAME_SOURCES.items():
             if name in names:
                 out[name] = source.kind.load(path(name))
