@@ -252,8 +252,7 @@ class TransitionsConfig(_Section):
 
 
 class TextNeighborsConfig(_Section):
-    """Text-neighbour source: each item's best cosine to one of the history's items, by the text
-    source's item vectors (recsys.ranking.text_neighbors)."""
+    """Text-neighbour source: best cosine to a history item (recsys.ranking.text_neighbors)."""
 
     recency: float = Field(0.9, gt=0.0, le=1.0)
     """A history item's cosines count recency ** age (age 0: the newest; 1.0: every item alike)."""
