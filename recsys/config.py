@@ -272,9 +272,9 @@ class BlendConfig(_Section):
     """Candidates each source contributes before blending (large catalogs)."""
     segment_bounds: list[int] = [0, 5, 50]
     """History-length bounds of the segments with their own weights: 0 | 1-5 | 6-50 | >50."""
-    weight_grid: int = Field(9, ge=2)
-    """Grid points per weight when learning the blend weights on held-out interactions (9: steps
-    of 0.125; the grid holds C(weight_grid + S - 2, S - 1) points for S sources: 1,287 for six)."""
+    weight_grid: int = Field(11, ge=2)
+    """Grid points per weight when learning the blend weights on held-out interactions (11:
+    steps of 0.1)."""
     weight_choice: Literal["best", "bagged"] = "bagged"
     """best: the grid point with the best held-out NDCG@k. bagged: the mean of the best grid
     points of `weight_bags` bootstrap resamples of the held-out users (Breiman's bagging): on a

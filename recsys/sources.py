@@ -59,6 +59,7 @@ REGISTRY: tuple[Source, ...] = (
         frozenset({PATH_KNOWN, PATH_HISTORY, PATH_BOTH}),
         "cosine of the item's text vector to the closest of the history's items (newest "
         "counting most)",
+        default=False,
         needs=("text",),
     ),
 )

@@ -77,26 +77,29 @@ class TextNeighborsRecommender(Recommender):
         return items, np.power(self.config.recency, age).astype(np.float32)
 
     def score(self, queries: Sequence[Query]) -> np.ndarray:
-        """(n, n_items); -inf rows for queries without a history item that has a text vector."""
+        """(n, n_items); -inf rows for queries without a history item that has a text vector.
+        Queries go in chunks whose distinct history items' cosines to the catalog are computed
+        once (users share items: on the sample 2,000 histories of 20 hold ~1,500 distinct)."""
         vectors = self.vectors
         n_items = self.n_items
         out = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
         parts = [self.history(q) for q in queries]
-        step = max(1, _CELLS // max(n_items, 1))  # history columns per matrix product
+        step = max(1, _CELLS // max(n_items, 1))  # distinct history items per matrix product
         row = 0
         while row < len(queries):
-            end, width = row, 0
-            while end < len(queries) and (end == row or width + parts[end][0].size <= step):
-                width += parts[end][0].size
-                end += 1
-            items = np.concatenate([parts[r][0] for r in range(row, end)])
-            sims = vectors @ vectors[items].T if items.size else None  # (n_items, width)
-            offset = 0
+            end, distinct = row, set()
+            while end < len(queries):
+                grown = distinct.union(parts[end][0].tolist())
+                if end > row and len(grown) > step:
+                    break
+                distinct, end = grown, end + 1
+            items = np.fromiter(sorted(distinct), dtype=np.int64, count=len(distinct))
+            sims = vectors[items] @ vectors.T if items.size else None  # (distinct, n_items)
             for r in range(row, end):
                 h, w = parts[r]
                 if h.size:
-                    out[r] = (sims[:, offset : offset + h.size] * w).max(axis=1)
-                offset += h.size
+                    rows = sims[np.searchsorted(items, h)]  # (H, n_items)
+                    out[r] = (rows * w[:, None]).max(axis=0)
             row = end
         return out
 
