@@ -135,6 +135,27 @@ def _publish(workdir: Path, data_dir: Path, encoder_path, sections: dict) -> str
     return result.published
 
 
+def dense_and_retrieved(ranker, k: int = 10):
+    """The same queries (known and unknown users with histories of 1, 4, 12 and 30 items, each
+    excluding its history and items 0 and 1) ranked by a bundle ranker's dense path and by its
+    retrieval path (the text source's exact_max_items lowered): two BlendResults."""
+    import numpy as np
+
+    from recsys.ranking.base import Query
+
+    rng = np.random.default_rng(5)
+    histories = [rng.choice(ranker.n_items, size, replace=False) for size in (1, 4, 12, 30)]
+    queries = [Query(u, h) for u, h in enumerate(histories)] + [Query(-1, h) for h in histories]
+    exclude = [np.concatenate([q.history, [0, 1]]) for q in queries]
+    text = ranker.sources["text"]
+    text.exact_max_items = ranker.n_items
+    assert not ranker.retrieves
+    dense = ranker.recommend_detailed(queries, k, exclude)
+    text.exact_max_items = 10
+    assert ranker.retrieves
+    return dense, ranker.recommend_detailed(queries, k, exclude)
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
     """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds; reaped either way."""
     process.terminate()

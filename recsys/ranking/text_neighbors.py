@@ -5,8 +5,8 @@ text source's item tower).
 score(item) = max over the history's newest `history_len` distinct items h of
 `recency ** age(h) * cos(v_item, v_h)`, with the text source's item vectors v (age 0: the
 newest). The maximum, not a sum or a mean user vector, so a history with several interests
-keeps each of them, and cold items (text only, no interactions) score as any other: the
-neighbours the `text` source's single user vector averages away. It has no arrays of its own:
+keeps each of them (the `text` source's single user vector averages them), and cold items (text
+only, no interactions) score as any other. It has no arrays of its own:
 the blend binds it to its `text` source (`bind`), so refitted towers, live-added items and the
 FAISS index are those of that source. Writes text_neighbors.json (kind and config).
 """

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from contract import RecommenderContract, contract_matrix
-from support import build_test_bundle
+from support import build_test_bundle, dense_and_retrieved
 
 from recsys import bundle
 from recsys.config import NeighborsConfig
@@ -180,17 +180,7 @@ def test_retrieval_path_ranks_as_the_dense_path(tmp_path):
     fixed = {"text": 0.4, "collab": 0.2, "popularity": 0.1, "neighbors": 0.3}
     build_test_bundle(tmp_path / "var", blend={"sources": ALL_FOUR, "fixed_weights": fixed})
     ranker = RecommenderModel.load(bundle.current_bundle(tmp_path / "var")).ranker
-    rng = np.random.default_rng(5)
-    histories = [rng.choice(ranker.n_items, size, replace=False) for size in (1, 4, 12, 30)]
-    queries = [Query(u, h) for u, h in enumerate(histories)] + [Query(-1, h) for h in histories]
-    exclude = [np.concatenate([q.history, [0, 1]]) for q in queries]
-    text = ranker.sources["text"]
-    text.exact_max_items = ranker.n_items
-    assert not ranker.retrieves
-    dense = ranker.recommend_detailed(queries, 10, exclude)
-    text.exact_max_items = 10
-    assert ranker.retrieves
-    retrieved = ranker.recommend_detailed(queries, 10, exclude)
+    dense, retrieved = dense_and_retrieved(ranker)
     np.testing.assert_array_equal(retrieved.item_idx, dense.item_idx)
     np.testing.assert_allclose(
         retrieved.source_scores["neighbors"], dense.source_scores["neighbors"], rtol=1e-5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from blend_world import contract_content
 from contract import RecommenderContract
-from support import build_test_bundle
+from support import build_test_bundle, dense_and_retrieved
 
 from recsys import bundle
 from recsys.config import BlendConfig, ConfigError, TextNeighborsConfig, load_config
@@ -110,17 +110,8 @@ def test_blended_and_published_it_reads_the_bundles_text_source(tmp_path):
     assert ranker.sources["text_neighbors"].text is ranker.sources["text"]
     fixed = {"text": 0.3, "collab": 0.2, "popularity": 0.1, "neighbors": 0.1, "text_neighbors": 0.3}
     ranker.weights = SegmentWeights.fixed(fixed, ranker.config.segment_bounds)  # all of them used
-    rng = np.random.default_rng(5)
-    histories = [rng.choice(ranker.n_items, size, replace=False) for size in (1, 4, 12, 30)]
-    queries = [Query(u, h) for u, h in enumerate(histories)] + [Query(-1, h) for h in histories]
-    exclude = [np.concatenate([q.history, [0, 1]]) for q in queries]
-    text = ranker.sources["text"]
-    text.exact_max_items = ranker.n_items
-    dense = ranker.recommend_detailed(queries, 10, exclude)
+    dense, retrieved = dense_and_retrieved(ranker)
     assert np.isfinite(dense.source_scores["text_neighbors"]).all()
-    text.exact_max_items = 10
-    assert ranker.retrieves
-    retrieved = ranker.recommend_detailed(queries, 10, exclude)
     np.testing.assert_array_equal(retrieved.item_idx, dense.item_idx)
     np.testing.assert_allclose(
         retrieved.source_scores["text_neighbors"], dense.source_scores["text_neighbors"], rtol=1e-5
