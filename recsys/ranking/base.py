@@ -7,7 +7,7 @@ exclusions and an allow-mask, so every implementation ranks, pads and excludes t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +52,11 @@ class Recommender(ABC):
     @classmethod
     @abstractmethod
     def load(cls, directory: Path) -> Recommender: ...
+
+    def bind(self, sources: Mapping[str, Recommender]) -> None:
+        """Called by the blend with all its sources; a source that reads another one's arrays
+        (recsys.ranking.text_neighbors) takes them here. Most need nothing."""
+        return None
 
     def check_item(self, item_idx: int) -> None:
         """IndexError unless item_idx is in this recommender's catalog (similar_items' input)."""

@@ -129,8 +129,7 @@ class BlendedRanker(Recommender):
         self.names = list(config.sources)
         self.sources = dict(sources)
         for source in self.sources.values():  # sources that read another one's arrays
-            if hasattr(source, "bind"):
-                source.bind(self.sources)
+            source.bind(self.sources)
         self.weights = weights
         self.config = config
         self.user_history_len = None if user_history_len is None else np.asarray(user_history_len)

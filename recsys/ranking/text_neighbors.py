@@ -22,7 +22,7 @@ import numpy as np
 
 from recsys.collab.factors import valid_history
 from recsys.config import TextNeighborsConfig
-from recsys.ranking.base import Query, Recommender
+from recsys.ranking.base import Query, Recommender, top_k
 from recsys.ranking.content import ContentRecommender
 from recsys.ranking.retrieval import (
     Retrieved,
@@ -133,12 +133,11 @@ class TextNeighborsRecommender(Recommender):
             return self.score_items(parts, items)
 
         found = self._search(parts, n, index)  # (q, m) unfiltered union, -1 padded
-        reference = _best(found, scorer(found), n)[1]
-        ids = found
+        ids, reference = _best(found, scorer(found), n)
         if exclude is not None or allowed is not None:  # the union may hold too few past them
             filtered = sparse_exclusions(found, exclude, allowed)
             ids = union_rows([filtered, self._search(parts, n, index, exclude, allowed)])
-        ids = _best(ids, scorer(ids), n)[0]
+            ids = _best(ids, scorer(ids), n)[0]
         return Retrieved(first_valid(ids, n), reference, scorer)
 
     def _search(self, parts, n, index, exclude=None, allowed=None) -> np.ndarray:
@@ -185,15 +184,7 @@ class TextNeighborsRecommender(Recommender):
 
 
 def _best(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The n best (ids, scores) of each row by score, best first; -1 / -inf pads."""
-    scores = np.where(ids >= 0, scores, -np.inf)
-    top = min(n, ids.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-    best_ids = np.take_along_axis(ids, order, axis=1)
-    best = np.take_along_axis(scores, order, axis=1).astype(np.float32)
-    best_ids = np.where(np.isfinite(best), best_ids, -1)
-    if top < n:
-        pad = n - top
-        best_ids = np.pad(best_ids, ((0, 0), (0, pad)), constant_values=-1)
-        best = np.pad(best, ((0, 0), (0, pad)), constant_values=-np.inf)
-    return best_ids.astype(np.int64), best
+    """The n best (ids, scores) of each row (ids ascending, -1 padded) by score, best first, ties
+    to the lower id as top_k breaks them; -1 / -inf pads."""
+    cols, best = top_k(np.where(ids >= 0, scores, -np.inf), n)  # columns into ids
+    return np.where(cols >= 0, np.take_along_axis(ids, np.maximum(cols, 0), axis=1), -1), best
