@@ -73,7 +73,7 @@ def build_candidates(
         finite = np.isfinite(np.take_along_axis(filtered, best, axis=1))
         rows = np.broadcast_to(np.arange(n)[:, None], best.shape)
         chosen[rows[finite], best[finite]] = True
-    items = _rows_of_true(chosen)  # (n, C)
+    items = rows_of_true(chosen)  # (n, C)
     safe = np.where(items >= 0, items, 0)
     raw = np.stack([np.take_along_axis(m, safe, axis=1) for m in unfiltered])  # (S, n, C)
     raw[:, items < 0] = -np.inf
@@ -90,7 +90,7 @@ def _top_values(matrix: np.ndarray, top: int) -> np.ndarray:
     return np.take_along_axis(matrix, part, axis=1)
 
 
-def _rows_of_true(mask: np.ndarray) -> np.ndarray:
+def rows_of_true(mask: np.ndarray) -> np.ndarray:
     """Column indices of True per row, ascending, padded with -1. (n, max count) int64."""
     counts = mask.sum(axis=1)
     width = max(int(counts.max(initial=0)), 1)

@@ -18,7 +18,7 @@ import numpy as np
 from recsys.config import BlendConfig
 from recsys.ranking.base import Query, Recommender
 from recsys.ranking.blend import BlendedRanker
-from recsys.ranking.candidates import CandidateScores, blend_scores
+from recsys.ranking.candidates import CandidateScores, blend_scores, rows_of_true
 from recsys.ranking.segments import SegmentWeights, segment_labels
 
 
@@ -95,16 +95,30 @@ def _bagged_weights(
 
 
 @dataclass(frozen=True)
+class _Contest:
+    """Relevant candidates of a batch, each with the candidates of its row whose order against
+    it depends on the weights (grouped by how many there are, so that little is padding)."""
+
+    cands: CandidateScores  # (m rows, C') each relevant candidate's contested candidates
+    rows: np.ndarray  # (m,) each relevant candidate's query, within the batch
+    own: np.ndarray  # (m,) its column among its contested candidates (it is one of them)
+    earlier: np.ndarray  # (m, C') bool: the contested candidate sits before it in the row
+    ahead: np.ndarray  # (m,) candidates that rank above it under any weights
+
+
+@dataclass(frozen=True)
 class _Batch:
-    """One batch of the weight search: for each relevant candidate that can still reach the top
-    k, its row's candidates and where it sits."""
+    """One batch of the weight search: its relevant candidates that can still reach the top k."""
 
     part: slice  # the batch's queries
-    cands: CandidateScores  # (m rows) each kept relevant candidate's row of candidates
-    rows: np.ndarray  # (m,) each kept relevant candidate's query, within the batch
-    cols: np.ndarray  # (m,) its column
+    contests: list[_Contest]
     denom: np.ndarray  # (b,) min(relevant count, k) per query: per_user_metrics' ideal
     size: int  # b, queries in the batch
+
+    @property
+    def nbytes(self) -> int:
+        """What holding it costs (its scores counted as float64 too: normalized64)."""
+        return sum(c.cands.normalized.nbytes * 4 + c.cands.items.nbytes for c in self.contests)
 
 
 class _Batches:
@@ -112,6 +126,7 @@ class _Batches:
     bagged weights' scores) reuses them while they hold at most CACHE_BYTES."""
 
     CACHE_BYTES = 512 * 2**20
+    GROUP = 64  # relevant candidates blended together (with as many contested columns)
 
     def __init__(self, ranker: BlendedRanker, queries: list[Query], relevant, exclude, k: int):
         self.ranker, self.queries, self.relevant, self.exclude, self.k = (
@@ -127,7 +142,7 @@ class _Batches:
         held_bytes = 0
         for part in self.ranker.batches(len(self.queries)):
             batch = self._build(part)
-            held_bytes += batch.cands.normalized.nbytes * 4 + batch.cands.items.nbytes  # +raw, f64
+            held_bytes += batch.nbytes
             kept = kept if kept is not None and held_bytes <= self.CACHE_BYTES else None
             if kept is not None:
                 kept.append(batch)
@@ -139,10 +154,34 @@ class _Batches:
         cands = self.ranker.candidates(self.queries[part], exclude)
         rel = [np.unique(np.asarray(r, dtype=np.int64)) for r in self.relevant[part]]
         rows, cols = _relevant_columns(cands.items, rel)  # (m,) each relevant candidate
-        keep = ~_outranked_everywhere(cands, rows, cols, self.k)  # the rest gain 0 everywhere
-        rows, cols = rows[keep], cols[keep]
+        ahead, contested = _standing(cands, rows, cols)  # (m,), (m, C)
+        keep = (ahead < self.k) & cands.available[rows].any(axis=1)  # the rest gain 0 anywhere
+        rows, cols, ahead, contested = rows[keep], cols[keep], ahead[keep], contested[keep]
+        order = np.argsort(contested.sum(axis=1), kind="stable")  # fewest contested first
+        contests = [
+            _contest(cands, rows[g], cols[g], ahead[g], contested[g])
+            for g in np.array_split(order, max(1, -(-order.size // self.GROUP)))
+            if g.size
+        ]
         denom = np.minimum([r.size for r in rel], self.k)  # (b,) as per_user_metrics
-        return _Batch(part, cands.rows(rows), rows, cols, denom, len(rel))
+        return _Batch(part, contests, denom, len(rel))
+
+
+def _contest(
+    cands: CandidateScores, rows: np.ndarray, cols: np.ndarray, ahead: np.ndarray, contested
+) -> _Contest:
+    """The relevant candidates (rows, cols) of `cands` with only their contested candidates."""
+    picked = rows_of_true(contested)  # (m, C') columns of the contested, -1 padded
+    safe = np.maximum(picked, 0)
+    mine = cands.rows(rows)
+    items = np.where(picked >= 0, np.take_along_axis(mine.items, safe, axis=1), -1)
+    normalized = np.take_along_axis(mine.normalized, safe[None], axis=2)  # (S, m, C')
+    raw = np.take_along_axis(mine.raw, safe[None], axis=2)
+    raw[:, picked < 0] = -np.inf
+    own = np.argmax(picked == cols[:, None], axis=1)  # (m,) the relevant one's new column
+    earlier = (picked >= 0) & (picked < cols[:, None])  # (m, C')
+    compact = CandidateScores(items, raw, normalized, mine.available)
+    return _Contest(compact, rows, own, earlier, ahead)
 
 
 def _grid_ndcg(
@@ -160,45 +199,53 @@ def _grid_ndcg(
     descending, ties to the lower column, i.e. the lower item_idx), computed from each relevant
     candidate's rank instead of sorting: its rank is the number of candidates scoring above it,
     plus those tied with it in an earlier column. Only the rows holding a relevant candidate
-    are blended (the others score 0 at every grid point). `batches`: those of an earlier pass
+    are blended (the others score 0 at every grid point), each only over the candidates whose
+    order against it the weights can change (_standing). `batches`: those of an earlier pass
     over the same queries (their candidates, reused where cached)."""
     out = np.zeros((grid.shape[0], len(queries)), dtype=np.float64)
     discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # (k,)
     ideal = np.concatenate([[0.0], np.cumsum(discounts)])  # ideal[j]: best DCG of j hits
     for batch in batches or _Batches(ranker, queries, relevant, exclude, k):
-        cands, rows, cols = batch.cands, batch.rows, batch.cols
-        earlier = np.arange(cands.items.shape[1])[None, :] < cols[:, None]  # (m, C)
-        for g, weights in enumerate(grid):
-            rows_w = np.broadcast_to(weights, (rows.size, weights.size))  # (m, S)
-            mine, _ = blend_scores(cands, rows_w)  # (m, C), -inf: not rankable
-            score = mine[np.arange(rows.size), cols][:, None]  # (m, 1)
-            rank = (mine > score).sum(axis=1) + ((mine == score) & earlier).sum(axis=1)
-            ranked = np.isfinite(score[:, 0]) & (rank < k)
-            gain = np.where(ranked, discounts[np.minimum(rank, k - 1)], 0.0)  # (m,)
-            dcg = np.bincount(rows, weights=gain, minlength=batch.size)  # (b,)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[g, batch.part] = dcg / ideal[batch.denom]
+        dcg = np.zeros((grid.shape[0], batch.size))  # (G, b)
+        for contest in batch.contests:
+            cands, rows, own = contest.cands, contest.rows, contest.own
+            for g, weights in enumerate(grid):
+                rows_w = np.broadcast_to(weights, (rows.size, weights.size))  # (m, S)
+                mine, _ = blend_scores(cands, rows_w)  # (m, C'), -inf: not rankable
+                score = mine[np.arange(rows.size), own][:, None]  # (m, 1)
+                rank = contest.ahead + (mine > score).sum(axis=1)
+                rank += ((mine == score) & contest.earlier).sum(axis=1)
+                ranked = np.isfinite(score[:, 0]) & (rank < k)
+                gain = np.where(ranked, discounts[np.minimum(rank, k - 1)], 0.0)  # (m,)
+                dcg[g] += np.bincount(rows, weights=gain, minlength=batch.size)  # (b,)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, batch.part] = dcg / ideal[batch.denom]
     return out
 
 
-def _outranked_everywhere(
-    cands: CandidateScores, rows: np.ndarray, cols: np.ndarray, k: int
-) -> np.ndarray:
-    """(m,) bool: at least k candidates of the row beat this one on every source the row has, by
-    more than float32 can tie (so under any weights, once cast, they rank above it and its rank
-    is >= k): the weight search can skip it. A blend is a convex combination of the available
-    sources' normalised scores, so a margin on every source is a margin on the blend."""
-    out = np.zeros(rows.size, dtype=bool)
+def _standing(
+    cands: CandidateScores, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each relevant candidate (row, col) stands against the others of its row under any
+    weights: (m,) how many beat it on every source the row has, and (m, C) bool which are
+    contested — neither beating it on every source nor beaten by it on every source, or itself.
+    A margin is one by more than float32 can tie: a blend is a convex combination of the
+    available sources' normalised scores, so a margin on every source is a margin on the blend,
+    and once cast the order holds. The uncontested ones can be left out of the search's blends:
+    those ahead count the same at every grid point, those behind never."""
+    ahead = np.zeros(rows.size, dtype=np.int64)
+    contested = np.zeros((rows.size, cands.items.shape[1]), dtype=bool)
     for start in range(0, rows.size, 256):  # (b, S, C) at a time
         r, c = rows[start : start + 256], cols[start : start + 256]
         scores = cands.normalized[:, r, :].transpose(1, 0, 2).astype(np.float64)  # (b, S, C)
-        own = scores[np.arange(r.size), :, c][:, :, None]  # (b, S, 1)
+        gap = scores - scores[np.arange(r.size), :, c][:, :, None]  # (b, S, C)
         available = cands.available[r][:, :, None]  # (b, S, 1)
-        margin = 1e-6 * (1.0 + np.abs(scores).max(axis=(1, 2)))[:, None]  # (b, 1)
-        ahead = np.where(available, scores - own, np.inf).min(axis=1) > margin  # (b, C)
-        ahead &= cands.valid[r] & available.any(axis=1)  # no source: nothing is ranked
-        out[start : start + 256] = ahead.sum(axis=1) >= k
-    return out
+        margin = 1e-6 * (1.0 + np.abs(scores).max(axis=(1, 2)))[:, None, None]  # (b, 1, 1)
+        above = np.where(available, gap > margin, True).all(axis=1) & cands.valid[r]  # (b, C)
+        below = np.where(available, gap < -margin, True).all(axis=1)
+        ahead[start : start + 256] = above.sum(axis=1)
+        contested[start : start + 256] = cands.valid[r] & ~above & ~below
+    return ahead, contested
 
 
 def _relevant_columns(

@@ -147,18 +147,21 @@ def test_fixed_weights_bypass_learning(world):
         learn_weights(text_and_noise(world), [], [], None, bad)
 
 
-def test_grid_ndcg_equals_the_metric_on_each_grid_points_top_k(world):
+@pytest.mark.parametrize("group", [64, 3])  # relevant items blended together
+def test_grid_ndcg_equals_the_metric_on_each_grid_points_top_k(world, group, monkeypatch):
     """The rank-based NDCG of the weight search is per_user_metrics on top_k's list for every
     grid point — ties included (rank normalisation ties many scores; one query holds two
     relevant items, one of them a history item the exclusions remove) — although it skips the
-    relevant items that k candidates beat on every source."""
+    relevant items that k candidates beat on every source, and blends each relevant item only
+    with the candidates whose order against it the weights can change."""
     from recsys.ranking.base import top_k
-    from recsys.training.blend_weights import _grid_ndcg, _outranked_everywhere, _relevant_columns
+    from recsys.training.blend_weights import _grid_ndcg, _relevant_columns, _standing
 
+    monkeypatch.setattr(blend_weights._Batches, "GROUP", group)
     sources, queries = text_and_noise(world), world.queries()
     relevant = [np.asarray(r) for r in world.held_out]
     relevant[0] = np.concatenate([relevant[0], world.histories[0][:1], relevant[0]])
-    skipped = []
+    skipped, contested = [], []
     for method, k in itertools.product(("zscore", "rank"), (10, 3)):
         config = TWO.model_copy(update={"weight_grid": 4, "normalize": method})
         ranker = BlendedRanker(sources, SegmentWeights.uniform(config.sources, [0, 5, 50]), config)
@@ -166,7 +169,9 @@ def test_grid_ndcg_equals_the_metric_on_each_grid_points_top_k(world):
         fast = _grid_ndcg(ranker, queries, relevant, world.histories, grid, k)
         cands = ranker.candidates(queries, world.histories)
         rows, cols = _relevant_columns(cands.items, [np.unique(r) for r in relevant])
-        skipped.append(_outranked_everywhere(cands, rows, cols, k))
+        ahead, mine = _standing(cands, rows, cols)
+        skipped.append(ahead >= k)
+        contested.append(mine.sum(axis=1) / cands.valid[rows].sum(axis=1))
         for g, weights in enumerate(grid):
             blended, _ = blend_scores(cands, np.broadcast_to(weights, (len(queries), 2)))
             cols, _ = top_k(blended, k)
@@ -178,3 +183,5 @@ def test_grid_ndcg_equals_the_metric_on_each_grid_points_top_k(world):
         assert (fast > 0).any() and np.ptp(fast.mean(axis=1)) > 0  # the grid points differ
     skipped = np.concatenate(skipped)
     assert 0 < skipped.sum() < skipped.size  # the search skipped some, scored the rest
+    contested = np.concatenate(contested)
+    assert contested.max() <= 1 and 0 < contested.mean() < 0.9  # and left candidates out
