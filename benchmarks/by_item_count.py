@@ -3,7 +3,8 @@ held-out item had in REST — 0 (a cold item: only text reaches it), 1, 2-4, 5 o
 share of list slots each bucket's items take. Reads the lists `published_quality.py --keep DIR`
 leaves (DIR/<variant>/<setting>/product-<r>/recommendations.csv, every setting and run found);
 writes nothing. Per user, NDCG@10 is averaged over a setting's runs (as published_quality.py
-does); each setting after the first is compared with the first, paired per user (t-test).
+does); each setting after the first is compared with the first, paired per user (all users:
+t-test and Wilcoxon; each bucket: t-test).
 
     python benchmarks/by_item_count.py --keep DIR [--datasets ml-latest-small-sparse8 ...]
 """
@@ -28,6 +29,11 @@ BUCKETS = (("cold (0)", 0, 0), ("1", 1, 1), ("2-4", 2, 4), ("5+", 5, None))
 
 def bucket_masks(counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return [(label, (counts >= lo) & (hi is None or counts <= hi)) for label, lo, hi in BUCKETS]
+
+
+def _wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
+    """Wilcoxon signed-rank p of the paired per-user values (1.0 where they never differ)."""
+    return float(stats.wilcoxon(a, b).pvalue) if np.any(a != b) else 1.0
 
 
 def setting_lists(directory: Path) -> list[Path]:
@@ -74,7 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f" x{ratio:.2f} p {stats.ttest_rel(per_user[mask], first[mask]).pvalue:.2g}"
                     )
                 cells.append(cell)
-            print(f"  {directory.name} ({len(lists)} runs): all {per_user.mean():.4f}")
+            overall = f"all {per_user.mean():.4f}"
+            if first is not None:
+                ratio = per_user.mean() / max(first.mean(), 1e-12)
+                t, w = stats.ttest_rel(per_user, first).pvalue, _wilcoxon(per_user, first)
+                overall += f" x{ratio:.3f} (t-test p {t:.2g}, Wilcoxon p {w:.2g})"
+            print(f"  {directory.name} ({len(lists)} runs): {overall}")
             print("    " + "; ".join(cells))
             first = per_user if first is None else first
     return 0

@@ -15,7 +15,7 @@ values averaged over its seeds).
     python benchmarks/published_quality.py [--datasets ml-100k ml-100k-sparse8 ...]
         [--seeds 0 1 2] [--product-runs 1] [--threads 1] [--config FILE] [--keep DIR]
         [--json-out FILE] [--quick] [--products LABEL[:RECSYS_X=V,...] ...] [--peer-cache DIR]
-        [--vary-seeds]
+        [--vary-seeds] [--lists-from DIR]
 
 The nightly is bit-for-bit repeatable only where each LightFM fit gets one thread ([collab]
 threads = 0 shares the cores among the `fits` fits; with more cores than fits they race, Hogwild):
@@ -28,6 +28,10 @@ over its own seeds, as each seeded peer's does over --seeds, instead of resting 
 --products runs several product settings (RECSYS_* config overrides for the nightly, e.g.
 'no refit:RECSYS_NIGHTLY__REFIT=false') beside the same peers, each with its own tables, and
 compares each with the first: per-user NDCG@10 paired tests and the nightly wall-time ratio.
+
+--lists-from DIR scores the lists an earlier `--keep DIR` run left instead of running the nightly
+again (the same variants, settings and runs; the REST is checked, the settings are not): to pair a
+kept run with peers trained later.
 
 --peer-cache DIR: SASRec-CE's top-10 lists trained on another machine (a GPU's: minutes instead of
 hours per seed on dense ml-latest-small) by benchmarks/peer_cache.py from the same rounds; a file
@@ -76,6 +80,8 @@ def run_product(variant, work: Path, args: argparse.Namespace, setting: dict[str
     `setting`: RECSYS_* variables for the nightly (a product configuration beside the default)."""
     from outside_in import write_contract_dir
 
+    if args.lists_from is not None:  # an earlier --keep run's lists: no nightly here
+        return kept_product(variant, args.lists_from / variant.name / work.parent.name / work.name)
     data, workdir, recs = work / "data", work / "workdir", work / "recommendations.csv"
     write_contract_dir(variant, data)
     config = ["--config", str(args.config)] if args.config else []
@@ -106,6 +112,21 @@ def run_product(variant, work: Path, args: argparse.Namespace, setting: dict[str
         **product_facts(workdir, work / "nightly.log"),
         "file": recs,
     }
+
+
+def kept_product(variant, kept: Path) -> dict:
+    """A product run an earlier `--keep` left under `kept` (its data directory, work directory,
+    nightly log and `recommend --all` file), scored again: SystemExit unless its data directory
+    holds this variant's REST exactly (check_contract_dir). Its wall times are not known here."""
+    from outside_in import check_contract_dir
+
+    recs = kept / "recommendations.csv"
+    if not recs.is_file():
+        raise SystemExit(f"--lists-from: expected {recs} (an earlier --keep run), found none")
+    check_contract_dir(variant, kept / "data")
+    facts = product_facts(kept / "workdir", kept / "nightly.log")
+    unknown = {"nightly_seconds": float("nan"), "recommend_seconds": float("nan")}
+    return {**unknown, **facts, "file": recs}
 
 
 def product_facts(workdir: Path, log: Path) -> dict:
@@ -363,6 +384,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="each nightly run after the first with its own encoder and collaborative seeds",
     )
     parser.add_argument("--keep", type=Path, help="keep data dirs and workdirs under this dir")
+    parser.add_argument(
+        "--lists-from",
+        type=Path,
+        help="score the product runs an earlier --keep DIR left (same --datasets, --products "
+        "labels and --product-runs; its REST is checked) instead of running the nightly: e.g. "
+        "beside SASRec-CE lists trained later (--peer-cache)",
+    )
     parser.add_argument("--json-out", type=Path, help="write every figure as JSON here")
     parser.add_argument("--quick", action="store_true", help="a few-minute end-to-end check")
     parser.add_argument(
@@ -384,6 +412,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.products = dict(parse_product(p) for p in args.products)
     args.seeds = args.seeds[:1] if args.quick else args.seeds
     outside_repo(args.keep, "--keep")
+    if args.lists_from is not None and args.keep is not None:
+        if args.lists_from.resolve() == args.keep.resolve():
+            parser.error("--lists-from and --keep name the same directory (--keep empties it)")
     outside_repo(args.json_out, "--json-out")
     if args.config is not None:
         args.config = args.config.resolve()

@@ -125,9 +125,9 @@ class EncoderConfig(_Section):
     """Most training epochs (early stopping on validation NDCG@10 usually ends sooner)."""
     patience: int = Field(8, ge=1)
     """Epochs without a better validation NDCG@10 before stopping. One held-out item per user
-    makes the curve noisy on sparse data: outside-in on ml-latest-small-sparse8, 4 stopped two
-    of four seeds by epoch 6 (NDCG@10 0.0355), 8 kept epochs 18-24 (0.0396); ml-100k-sparse8
-    alike (0.0707), BENCHMARKS.md."""
+    makes the curve noisy on sparse data: outside-in on ml-latest-small-sparse8, with 4 two of
+    four seeds stopped after 6 and 10 epochs (NDCG@10 0.0355), with 8 every seed's best epoch
+    was 18-24 (0.0396); ml-100k-sparse8 0.0707 either way, ml-100k the same lists (BENCHMARKS)."""
     max_minutes: float = Field(30.0, gt=0.0)
     """Training time cap; the best epoch so far is kept (2-core CPU: 25 minutes still improved)."""
     seed: int = 42
