@@ -168,9 +168,14 @@ class _Batches:
 
 
 def _contest(
-    cands: CandidateScores, rows: np.ndarray, cols: np.ndarray, ahead: np.ndarray, contested
+    cands: CandidateScores,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    ahead: np.ndarray,
+    contested: np.ndarray,
 ) -> _Contest:
-    """The relevant candidates (rows, cols) of `cands` with only their contested candidates."""
+    """The relevant candidates (rows, cols) of `cands` with only their contested candidates
+    (contested: (m, C) bool, _standing's), as a batch of their own."""
     picked = rows_of_true(contested)  # (m, C') columns of the contested, -1 padded
     safe = np.maximum(picked, 0)
     mine = cands.rows(rows)
