@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 from common import SHARED, header
 from outside_in import load_variant, read_recommendations
-from scipy import stats
+from peers import metrics
 
-from recsys.schema import ITEM_IDX, USER_IDX
+from recsys.evaluation.stats import paired_tests
+from recsys.schema import ITEM_IDX
 
 K = 10
 BUCKETS = (("cold (0)", 0, 0), ("1", 1, 1), ("2-4", 2, 4), ("5+", 5, None))
@@ -29,11 +30,6 @@ BUCKETS = (("cold (0)", 0, 0), ("1", 1, 1), ("2-4", 2, 4), ("5+", 5, None))
 
 def bucket_masks(counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return [(label, (counts >= lo) & (hi is None or counts <= hi)) for label, lo, hi in BUCKETS]
-
-
-def _wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
-    """Wilcoxon signed-rank p of the paired per-user values (1.0 where they never differ)."""
-    return float(stats.wilcoxon(a, b).pvalue) if np.any(a != b) else 1.0
 
 
 def setting_lists(directory: Path) -> list[Path]:
@@ -53,10 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rest_counts = np.bincount(
             variant.rest[ITEM_IDX].to_numpy(), minlength=variant.dataset.n_items
         )
-        test = variant.test.sort(USER_IDX)
-        users, held = test[USER_IDX].to_numpy(), test[ITEM_IDX].to_numpy()
-        masks = bucket_masks(rest_counts[held])
-        print(f"\n=== {name}: {users.size} held-out users ===")
+        held = variant.test_round()  # users in user_idx order, one held-out item each
+        masks = bucket_masks(rest_counts[np.concatenate(held.relevant)])
+        print(f"\n=== {name}: {held.user_idx.size} held-out users ===")
         print("  users per bucket: " + ", ".join(f"{lab} {m.sum()}" for lab, m in masks))
         first = None
         for directory in sorted(p for p in (args.keep / name).iterdir() if p.is_dir()):
@@ -65,9 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             ndcg, slots = [], []
             for path in lists:
-                ranked = read_recommendations(path, variant, users, K)  # (n, K)
-                hit = ranked == held[:, None]
-                ndcg.append((hit / np.log2(np.arange(2, K + 2))).sum(axis=1))
+                ranked = read_recommendations(path, variant, held.user_idx, K)  # (n, K)
+                ndcg.append(metrics(ranked, held)["ndcg"])  # the shared kernel
                 slots.append(rest_counts[np.where(ranked >= 0, ranked, 0)][ranked >= 0])
             per_user = np.mean(ndcg, axis=0)  # (n,) averaged over runs
             slot_masks = bucket_masks(np.concatenate(slots))
@@ -76,15 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cell = f"{label} {per_user[mask].mean():.4f} (slots {slot.mean():.0%})"
                 if first is not None:
                     ratio = per_user[mask].mean() / max(first[mask].mean(), 1e-12)
-                    cell += (
-                        f" x{ratio:.2f} p {stats.ttest_rel(per_user[mask], first[mask]).pvalue:.2g}"
-                    )
+                    t_p = paired_tests(first[mask], per_user[mask])["ttest"]
+                    cell += f" x{ratio:.2f} p {t_p:.2g}"
                 cells.append(cell)
             overall = f"all {per_user.mean():.4f}"
             if first is not None:
                 ratio = per_user.mean() / max(first.mean(), 1e-12)
-                t, w = stats.ttest_rel(per_user, first).pvalue, _wilcoxon(per_user, first)
-                overall += f" x{ratio:.3f} (t-test p {t:.2g}, Wilcoxon p {w:.2g})"
+                tests = paired_tests(first, per_user)  # as published_quality.py's tables
+                overall += (
+                    f" x{ratio:.3f} (t-test p {tests['ttest']:.2g}, "
+                    f"Wilcoxon p {tests['wilcoxon']:.2g})"
+                )
             print(f"  {directory.name} ({len(lists)} runs): {overall}")
             print("    " + "; ".join(cells))
             first = per_user if first is None else first
