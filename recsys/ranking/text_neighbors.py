@@ -88,11 +88,12 @@ class TextNeighborsRecommender(Recommender):
         row = 0
         while row < len(queries):
             end, distinct = row, set()
-            while end < len(queries):
-                grown = distinct.union(parts[end][0].tolist())
-                if end > row and len(grown) > step:
+            while end < len(queries):  # a query's new items only: no copy of the set per query
+                new = set(parts[end][0].tolist()).difference(distinct)
+                if end > row and len(distinct) + len(new) > step:
                     break
-                distinct, end = grown, end + 1
+                distinct.update(new)
+                end += 1
             items = np.fromiter(sorted(distinct), dtype=np.int64, count=len(distinct))
             sims = vectors[items] @ vectors.T if items.size else None  # (distinct, n_items)
             for r in range(row, end):
